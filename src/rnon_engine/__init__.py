@@ -1,0 +1,22 @@
+"""napari-rnon's engine: RNON networks, losses, training, inference. No GUI imports here."""
+
+from rnon_engine.errors import Cancelled, ConfigError, InputError, RnonError, WeightsError
+from rnon_engine.registry import create_model, list_models, register_model
+from rnon_engine.weights import load_model, read_metadata, save_weights
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Cancelled",
+    "ConfigError",
+    "InputError",
+    "RnonError",
+    "WeightsError",
+    "create_model",
+    "list_models",
+    "load_model",
+    "read_metadata",
+    "register_model",
+    "save_weights",
+    "__version__",
+]

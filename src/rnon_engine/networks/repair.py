@@ -1,0 +1,168 @@
+"""Stage 1: the repair generator, a partial-convolution U-Net (paper Fig. 2a)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnon_engine.errors import InputError
+from rnon_engine.layers import PartialConv2d
+from rnon_engine.networks.common import kaiming_init, pad_to_multiple, scaled
+from rnon_engine.registry import register_model
+
+__all__ = ["RepairConfig", "RepairGenerator"]
+
+_PAPER_KERNELS = (7, 5, 5, 3, 3, 3, 3, 3)
+_PAPER_CHANNELS = (64, 128, 256, 512, 512, 512, 512, 512)
+
+
+@dataclass(frozen=True)
+class RepairConfig:
+    """Hyper-parameters of the repair generator.
+
+    Attributes:
+        width: Channel multiplier (1.0 = the paper's 64…512 channels).
+        depth: Number of stride-2 encoder layers (the paper: 8). Inputs are padded to a
+            multiple of ``2**depth``.
+        pad_mode: How the input is padded up to that multiple: ``"hole"`` pads with mask 0
+            (what the partial convolution assumes outside the image), ``"reflect"`` pads
+            with a reflection of the image marked valid.
+        image_channels: Channels of the image (3: RGB in [0, 1]).
+    """
+
+    width: float = 1.0
+    depth: int = 8
+    pad_mode: str = "hole"
+    image_channels: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0 < self.width <= 4:
+            raise ValueError(f"width must be in (0, 4], got {self.width}")
+        if not 1 <= self.depth <= 10:
+            raise ValueError(f"depth must be in [1, 10], got {self.depth}")
+        if self.pad_mode not in ("hole", "reflect"):
+            raise ValueError(f"pad_mode must be 'hole' or 'reflect', got {self.pad_mode!r}")
+
+    @property
+    def encoder_channels(self) -> list[int]:
+        """Output channels of each encoder layer."""
+        base = list(_PAPER_CHANNELS) + [512] * max(0, self.depth - 8)
+        return [scaled(c, self.width) for c in base[: self.depth]]
+
+    @property
+    def encoder_kernels(self) -> list[int]:
+        """Kernel size of each encoder layer."""
+        return (list(_PAPER_KERNELS) + [3] * max(0, self.depth - 8))[: self.depth]
+
+
+class _PConvBlock(nn.Module):
+    """Partial conv → optional BN → activation, carrying the mask along."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int, bn: bool, act: nn.Module) -> None:
+        super().__init__()
+        self.conv = PartialConv2d(cin, cout, k, stride=stride, padding=k // 2, bias=not bn)
+        self.bn = nn.BatchNorm2d(cout) if bn else nn.Identity()
+        self.act = act
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        x, mask = self.conv(x, mask)
+        return self.act(self.bn(x)), mask
+
+
+class RepairGenerator(nn.Module):
+    """Partial-convolution U-Net: ``forward(image, mask) -> image``.
+
+    Encoder: ``depth`` partial convs with stride 2 (kernels 7,5,5,3…; channels 64…512 times
+    ``width``), BN (not on the first) and ReLU. Decoder: nearest ×2 upsampling, concatenation
+    with the same-size encoder feature and its mask (the last skip is the input image),
+    3×3 partial conv, BN (not on the last) and LeakyReLU(0.2). Head: 1×1 conv and sigmoid.
+
+    Any ``H, W`` is accepted: the input is padded at the bottom/right to a multiple of
+    ``2**depth`` (see :attr:`RepairConfig.pad_mode`) and the output cropped back.
+    """
+
+    def __init__(self, config: RepairConfig) -> None:
+        super().__init__()
+        self.config = config
+        ch, ks = config.encoder_channels, config.encoder_kernels
+        c_img = config.image_channels
+        self.encoder = nn.ModuleList()
+        cin = c_img
+        for i, (cout, k) in enumerate(zip(ch, ks, strict=True)):
+            self.encoder.append(_PConvBlock(cin, cout, k, 2, bn=i > 0, act=nn.ReLU(inplace=True)))
+            cin = cout
+        # Decoder level j (deepest first) joins the upsampled feature with the skip of level
+        # j-1 (encoder output, or the image for the last level) and outputs that skip's width.
+        skips = [c_img] + ch[:-1]
+        self.decoder = nn.ModuleList()
+        for j in reversed(range(config.depth)):
+            cskip = skips[j]
+            cout = cskip
+            last = j == 0
+            self.decoder.append(
+                _PConvBlock(cin + cskip, cout, 3, 1, bn=not last, act=nn.LeakyReLU(0.2))
+            )
+            cin = cout
+        self.head = nn.Conv2d(c_img, c_img, 1)
+        kaiming_init(self)
+
+    @property
+    def multiple(self) -> int:
+        """Input sides are padded to a multiple of this."""
+        return 2**self.config.depth
+
+    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        """Repair the holes of ``image``.
+
+        Args:
+            image: ``[N, 3, H, W]`` in [0, 1]; values in holes are ignored.
+            mask: ``[N, 1, H, W]`` or ``[N, 3, H, W]``; 1 = valid, 0 = hole.
+
+        Returns:
+            ``[N, 3, H, W]`` in [0, 1], the raw network output everywhere (callers
+            composite it with the known pixels: ``mask·image + (1−mask)·out``).
+        """
+        c = self.config.image_channels
+        if image.ndim != 4 or image.shape[1] != c:
+            raise InputError(f"image must be [N,{c},H,W], got {tuple(image.shape)}")
+        if mask.ndim != 4 or mask.shape[1] not in (1, c) or mask.shape[2:] != image.shape[2:]:
+            raise InputError(
+                f"mask must be [N,1,H,W] or [N,{c},H,W] matching image {tuple(image.shape)}, "
+                f"got {tuple(mask.shape)}"
+            )
+        mask = mask.to(image.dtype)
+        if self.config.pad_mode == "reflect":
+            image, h, w = pad_to_multiple(image * mask, self.multiple, "reflect")
+            mask, _, _ = pad_to_multiple(mask, self.multiple, "reflect")
+        else:
+            image, h, w = pad_to_multiple(image, self.multiple)
+            mask, _, _ = pad_to_multiple(mask, self.multiple)
+        x, m = image, mask
+        feats: list[tuple[Tensor, Tensor]] = [(x, m)]
+        for block in self.encoder:
+            x, m = block(x, m)
+            feats.append((x, m))
+        feats.pop()  # the bottleneck is x itself
+        for block in self.decoder:
+            skip_x, skip_m = feats.pop()
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            m = F.interpolate(m, scale_factor=2, mode="nearest")
+            m = torch.cat(
+                [m.expand(-1, x.shape[1], -1, -1), skip_m.expand(-1, skip_x.shape[1], -1, -1)],
+                dim=1,
+            )
+            x = torch.cat([x, skip_x], dim=1)
+            x, m = block(x, m)
+        out = torch.sigmoid(self.head(x))
+        return out[..., :h, :w]
+
+
+register_model(
+    "rnon-repair",
+    RepairConfig,
+    RepairGenerator,
+    description="stage 1 generator: partial-conv U-Net (paper: depth 8, width 1.0)",
+)
