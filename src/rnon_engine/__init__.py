@@ -8,6 +8,8 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Cancelled",
+    "Inpainter",
+    "list_methods",
     "ConfigError",
     "InputError",
     "RnonError",
@@ -20,3 +22,11 @@ __all__ = [
     "save_weights",
     "__version__",
 ]
+
+
+def __getattr__(name: str):  # lazy: importing the package stays cheap
+    if name in ("Inpainter", "list_methods"):
+        from rnon_engine import inference
+
+        return getattr(inference, name)
+    raise AttributeError(f"module 'rnon_engine' has no attribute {name!r}")

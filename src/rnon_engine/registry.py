@@ -33,7 +33,11 @@ class ModelSpec:
     description: str
 
     def make_config(self, **overrides: Any) -> Any:
-        """Build the config, refusing unknown fields with a message naming them."""
+        """Build the config, refusing unknown fields with a message naming them.
+
+        Raises:
+            ConfigError: An unknown field, or a value the config class refuses.
+        """
         known = {f.name for f in dataclasses.fields(self.config_cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
@@ -41,7 +45,10 @@ class ModelSpec:
                 f"unknown option(s) {unknown} for model {self.name!r}; "
                 f"known options: {sorted(known)}"
             )
-        return self.config_cls(**{**self.defaults, **overrides})
+        try:
+            return self.config_cls(**{**self.defaults, **overrides})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"bad option for model {self.name!r}: {exc}") from None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

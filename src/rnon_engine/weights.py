@@ -122,6 +122,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             f"{path} has weights format version {raw.get('format_version')!r}; this version "
             f"of napari-rnon reads version {FORMAT_VERSION}"
         )
+    if not raw.get("model_name"):
+        raise WeightsError(f"{path}: metadata has no model name; re-export the weights")
     out: dict[str, Any] = {"model_name": raw["model_name"], "format_version": FORMAT_VERSION}
     for key, value in raw.items():
         if key in ("format", "format_version", "model_name"):

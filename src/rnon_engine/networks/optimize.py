@@ -41,6 +41,8 @@ class OptimizeConfig:
         if self.fuse_kernel not in (1, 3):
             raise ValueError(f"fuse_kernel must be 1 or 3, got {self.fuse_kernel}")
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
+        if not self.dilations or min(self.dilations) < 1:
+            raise ValueError(f"dilations must be one or more integers >= 1, got {self.dilations}")
 
     @property
     def channels(self) -> int:

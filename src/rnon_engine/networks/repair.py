@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnon_engine.errors import InputError
+from rnon_engine.fill import pushpull_fill
 from rnon_engine.layers import PartialConv2d
 from rnon_engine.networks.common import kaiming_init, pad_to_multiple, scaled
 from rnon_engine.registry import register_model
@@ -31,12 +32,18 @@ class RepairConfig:
             (what the partial convolution assumes outside the image), ``"reflect"`` pads
             with a reflection of the image marked valid.
         image_channels: Channels of the image (3: RGB in [0, 1]).
+        prefill: ``"none"`` (the paper: holes enter as zeros under the partial-conv mask)
+            or ``"pushpull"`` (not in the paper): holes are first filled with
+            :func:`rnon_engine.fill.pushpull_fill`, the network sees the filled image plus
+            the hole mask as a fourth channel, and predicts a correction of the fill in
+            logit space (its head starts at zero, so an untrained network returns the fill).
     """
 
     width: float = 1.0
     depth: int = 8
     pad_mode: str = "hole"
     image_channels: int = 3
+    prefill: str = "none"
 
     def __post_init__(self) -> None:
         if not 0 < self.width <= 4:
@@ -45,6 +52,8 @@ class RepairConfig:
             raise ValueError(f"depth must be in [1, 10], got {self.depth}")
         if self.pad_mode not in ("hole", "reflect"):
             raise ValueError(f"pad_mode must be 'hole' or 'reflect', got {self.pad_mode!r}")
+        if self.prefill not in ("none", "pushpull"):
+            raise ValueError(f"prefill must be 'none' or 'pushpull', got {self.prefill!r}")
 
     @property
     def encoder_channels(self) -> list[int]:
@@ -89,25 +98,29 @@ class RepairGenerator(nn.Module):
         self.config = config
         ch, ks = config.encoder_channels, config.encoder_kernels
         c_img = config.image_channels
+        c_in = c_img + (1 if config.prefill != "none" else 0)
         self.encoder = nn.ModuleList()
-        cin = c_img
+        cin = c_in
         for i, (cout, k) in enumerate(zip(ch, ks, strict=True)):
             self.encoder.append(_PConvBlock(cin, cout, k, 2, bn=i > 0, act=nn.ReLU(inplace=True)))
             cin = cout
         # Decoder level j (deepest first) joins the upsampled feature with the skip of level
         # j-1 (encoder output, or the image for the last level) and outputs that skip's width.
-        skips = [c_img] + ch[:-1]
+        skips = [c_in] + ch[:-1]
         self.decoder = nn.ModuleList()
         for j in reversed(range(config.depth)):
             cskip = skips[j]
-            cout = cskip
             last = j == 0
+            cout = c_img if last else cskip
             self.decoder.append(
                 _PConvBlock(cin + cskip, cout, 3, 1, bn=not last, act=nn.LeakyReLU(0.2))
             )
             cin = cout
         self.head = nn.Conv2d(c_img, c_img, 1)
         kaiming_init(self)
+        if config.prefill != "none":
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     @property
     def multiple(self) -> int:
@@ -134,6 +147,12 @@ class RepairGenerator(nn.Module):
                 f"got {tuple(mask.shape)}"
             )
         mask = mask.to(image.dtype)
+        fill = None
+        if self.config.prefill == "pushpull":
+            valid1 = mask.amin(dim=1, keepdim=True)
+            fill = pushpull_fill(image * valid1, valid1)
+            image = torch.cat([fill, 1.0 - valid1], dim=1)
+            mask = torch.ones_like(valid1)
         if self.config.pad_mode == "reflect":
             image, h, w = pad_to_multiple(image * mask, self.multiple, "reflect")
             mask, _, _ = pad_to_multiple(mask, self.multiple, "reflect")
@@ -156,8 +175,10 @@ class RepairGenerator(nn.Module):
             )
             x = torch.cat([x, skip_x], dim=1)
             x, m = block(x, m)
-        out = torch.sigmoid(self.head(x))
-        return out[..., :h, :w]
+        x = self.head(x)[..., :h, :w]
+        if fill is not None:
+            return torch.sigmoid(torch.logit(fill.clamp(1e-3, 1 - 1e-3)) + x)
+        return torch.sigmoid(x)
 
 
 register_model(

@@ -1,0 +1,337 @@
+"""Forward time and achieved GFLOP/s of the two RNON generators, next to a plain big conv.
+
+Measures, on the CPU (and on CUDA when present), in ``torch.inference_mode`` and eval mode,
+batch 1:
+
+* the practical ceiling: a 256->256-channel 3x3 convolution on a 128x128 map (GFLOP/s);
+* ``rnon-repair`` (paper: width 1, depth 8) and ``rnon-optimize`` (paper: 16 blocks, 32
+  channels) at 256², 512², 1024²: FLOPs (``torch.utils.flop_counter``, counted on the meta
+  device), median and best time, GFLOP/s and the share of the ceiling;
+* for ``rnon-optimize`` at one size, where its time goes (profiler, by operator), and
+  variants that compute the same thing: channels_last, 1 vs 2 threads, TorchScript
+  freeze, ``torch.compile`` (``--compile``, slow to build), bf16 autocast (not exact;
+  reported only).
+
+Variants are timed in interleaved rounds (A B C A B C ...) so that load from other users of a
+shared CPU hits them alike; the best time of the rounds is the least disturbed one.
+
+Usage::
+
+    python benchmarks/bench_networks.py                 # full run, writes docs/benchmarks.md
+    python benchmarks/bench_networks.py --sizes 256 --no-write   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import write_section  # noqa: E402
+
+from rnon_engine import create_model  # noqa: E402
+
+GENERATORS = ("rnon-repair", "rnon-optimize")
+
+# What the measurements mean; written by hand from the runs recorded above (see the tables).
+FINDINGS = """
+### Findings
+(pending)
+"""
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_fn(fn: Callable[[], object], device: str, repeats: int, warmup: int = 1) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def interleaved(
+    fns: dict[str, Callable[[], object]], device: str, rounds: int
+) -> dict[str, list[float]]:
+    """Time every function once per round, round after round (after one warm-up each)."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            times[key] += time_fn(fn, device, 1, warmup=0)
+    return times
+
+
+def load_average() -> str:
+    try:
+        return " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def model_inputs(name: str, size: int, device: str | torch.device) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, size, size, generator=g).to(device)
+    if name == "rnon-repair":
+        mask = (torch.rand(1, 1, size, size, generator=g) > 0.25).float().to(device)
+        return image, mask
+    return (image,)
+
+
+def count_flops(name: str, size: int) -> int:
+    """FLOPs of one forward pass (2 per multiply-add), counted on the meta device."""
+    with torch.device("meta"):
+        model = create_model(name).eval()
+        inputs = model_inputs(name, size, "meta")
+        with FlopCounterMode(display=False) as counter:
+            model(*inputs)
+    return counter.get_total_flops()
+
+
+def ceiling(device: str, rounds: int) -> tuple[float, float]:
+    """GFLOP/s of a 256->256 3x3 conv on 128x128 (best, median), the practical ceiling."""
+    conv = nn.Conv2d(256, 256, 3, padding=1).to(device).eval()
+    x = torch.rand(1, 256, 128, 128, device=device)
+    flops = 2 * 256 * 256 * 9 * 128 * 128
+    with torch.inference_mode():
+        ts = time_fn(lambda: conv(x), device, max(rounds, 3))
+    return flops / min(ts) / 1e9, flops / statistics.median(ts) / 1e9
+
+
+def generator_table(device: str, sizes: list[int], rounds: int, ceil: float) -> list[str]:
+    rows = [
+        "| model | size | GFLOP | median ms | best ms | runs | GFLOP/s (best) | of ceiling |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in GENERATORS:
+        torch.manual_seed(0)
+        model = create_model(name).to(device).eval()
+        for size in sizes:
+            flops = count_flops(name, size)
+            inputs = model_inputs(name, size, device)
+            # 1024² runs take a minute each on 2 CPU cores: fewer repeats there.
+            reps = max(1, round(rounds * (256 / size) ** 2)) if device == "cpu" else rounds
+            reps = max(reps, 1 if size >= 1024 else 2)
+            with torch.inference_mode():
+                ts = time_fn(lambda m=model, i=inputs: m(*i), device, reps, warmup=1)
+            best, med = min(ts), statistics.median(ts)
+            gfs = flops / best / 1e9
+            rows.append(
+                f"| {name} | {size}² | {flops / 1e9:.1f} | {med * 1e3:.0f} | {best * 1e3:.0f} | "
+                f"{reps} | {gfs:.1f} | {gfs / ceil:.0%} |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def op_breakdown(size: int) -> list[str]:
+    """Where rnon-optimize's CPU time goes, by operator (one profiled forward)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = create_model("rnon-optimize").eval()
+    (x,) = model_inputs("rnon-optimize", size, "cpu")
+    with torch.inference_mode():
+        model(x)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            model(x)
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    # self time, so that nested ops (conv2d -> convolution -> mkldnn_convolution) count once
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = ["| operator (self time) | ms | share |", "|---|---|---|"]
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:6]:
+        ms = e.self_cpu_time_total / 1e3
+        rows.append(f"| `{e.key}` | {ms:.0f} | {e.self_cpu_time_total / total:.0%} |")
+    return rows
+
+
+def trunk_rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().max() / b.float().abs().max())
+
+
+def optimize_variants(size: int, rounds: int, use_compile: bool) -> tuple[list[str], list[str]]:
+    """Same-output variants of rnon-optimize at ``size``² on the CPU, timed interleaved.
+
+    The comparison is on the trunk (head and residual blocks, before the zero-initialised
+    tail), whose activations are large at init, so the error is relative to its maximum.
+    """
+    torch.manual_seed(0)
+    model = create_model("rnon-optimize").eval()
+    (x,) = model_inputs("rnon-optimize", size, "cpu")
+    xcl = x.contiguous(memory_format=torch.channels_last)
+    model_cl = create_model("rnon-optimize").eval()
+    model_cl.load_state_dict(model.state_dict())
+    model_cl = model_cl.to(memory_format=torch.channels_last)
+
+    def trunk(m: nn.Module, inp: torch.Tensor) -> torch.Tensor:
+        return m.blocks(m.head(inp))
+
+    fns: dict[str, Callable[[], object]] = {}
+    notes: list[str] = []
+    errors: dict[str, str] = {}
+    threads = torch.get_num_threads()
+    with torch.inference_mode():
+        ref = trunk(model, x)
+        errors["eager, NCHW (reference)"] = "0"
+        fns["eager, NCHW (reference)"] = lambda: trunk(model, x)
+        errors["channels_last"] = f"{trunk_rel_error(trunk(model_cl, xcl), ref):.1e}"
+        fns["channels_last"] = lambda: trunk(model_cl, xcl)
+
+        def one_thread(fn: Callable[[], object]) -> Callable[[], object]:
+            def run() -> object:
+                torch.set_num_threads(1)
+                try:
+                    return fn()
+                finally:
+                    torch.set_num_threads(threads)
+
+            return run
+
+        if threads > 1:
+            errors["channels_last, 1 thread"] = errors["channels_last"]
+            fns["channels_last, 1 thread"] = one_thread(lambda: trunk(model_cl, xcl))
+
+        def bf16() -> torch.Tensor:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return trunk(model_cl, xcl)
+
+        errors["bf16 autocast, channels_last (not exact)"] = f"{trunk_rel_error(bf16(), ref):.1e}"
+        fns["bf16 autocast, channels_last (not exact)"] = bf16
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+
+        class Trunk(nn.Module):
+            def __init__(self, m: nn.Module) -> None:
+                super().__init__()
+                self.head, self.blocks = m.head, m.blocks
+
+            def forward(self, inp: torch.Tensor) -> torch.Tensor:
+                return self.blocks(self.head(inp))
+
+        try:
+            t0 = time.perf_counter()
+            frozen = torch.jit.optimize_for_inference(
+                torch.jit.freeze(torch.jit.trace(Trunk(model).eval(), x))
+            )
+            frozen(x)
+            notes.append(f"TorchScript trace+freeze built in {time.perf_counter() - t0:.0f} s.")
+            errors["TorchScript freeze + optimize_for_inference"] = (
+                f"{trunk_rel_error(frozen(x), ref):.1e}"
+            )
+            fns["TorchScript freeze + optimize_for_inference"] = lambda: frozen(x)
+        except Exception as exc:  # deprecated path; report and go on
+            notes.append(f"TorchScript freeze failed: {type(exc).__name__}: {exc}")
+        if use_compile:
+            try:
+                import torch._inductor.config as inductor_config
+
+                inductor_config.freezing = True
+                compiled = torch.compile(Trunk(model).eval())
+                t0 = time.perf_counter()
+                out = compiled(x)
+                notes.append(
+                    f"torch.compile (inductor, freezing=True) built in "
+                    f"{time.perf_counter() - t0:.0f} s for this one input shape."
+                )
+                errors["torch.compile (inductor, freezing)"] = f"{trunk_rel_error(out, ref):.1e}"
+                fns["torch.compile (inductor, freezing)"] = lambda: compiled(x)
+            except Exception as exc:
+                notes.append(f"torch.compile failed: {type(exc).__name__}: {exc}")
+
+    flops = count_flops("rnon-optimize", size) - 2 * 32 * 3 * 9 * size * size  # minus tail
+    with torch.inference_mode():
+        times = interleaved(fns, "cpu", rounds)
+    base = min(times["eager, NCHW (reference)"])
+    rows = [
+        f"| variant ({size}², trunk) | best ms | median ms | GFLOP/s | speed-up | max rel. error |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, ts in times.items():
+        best = min(ts)
+        rows.append(
+            f"| {key} | {best * 1e3:.0f} | {statistics.median(ts) * 1e3:.0f} | "
+            f"{flops / best / 1e9:.1f} | {base / best:.2f}x | {errors[key]} |"
+        )
+        print(rows[-1], flush=True)
+    return rows, notes
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs at 256² (fewer above)")
+    parser.add_argument("--variant-size", type=int, default=256)
+    parser.add_argument("--compile", action="store_true", help="also try torch.compile (slow)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    load_before = load_average()
+    body: list[str] = []
+    ceilings = {}
+    for device in devices:
+        best, med = ceiling(device, args.rounds)
+        ceilings[device] = best
+        print(f"{device}: ceiling {best:.1f} GFLOP/s (median {med:.1f})", flush=True)
+        body += [
+            f"### Generators on {device.upper()}",
+            "",
+            f"Ceiling (256→256-channel 3×3 conv on 128², same run): **{best:.1f} GFLOP/s** "
+            f"best, {med:.1f} median. Batch 1, eval, `torch.inference_mode`, float32; FLOPs "
+            "by `torch.utils.flop_counter` (2 per multiply-add; for `rnon-repair` they include "
+            "the partial convolutions' mask-sum convolutions).",
+            "",
+            *generator_table(device, args.sizes, args.rounds, best),
+            "",
+        ]
+    breakdown = op_breakdown(args.variant_size)
+    variants, notes = optimize_variants(args.variant_size, args.rounds, args.compile)
+    best_after, _ = ceiling("cpu", args.rounds)
+    body += [
+        f"### Where `rnon-optimize` spends its time (CPU, {args.variant_size}², one profiled "
+        "forward)",
+        "",
+        *breakdown,
+        "",
+        "### Same computation, other execution paths (CPU)",
+        "",
+        *variants,
+        "",
+        *(f"- {n}" for n in notes),
+        f"- CPU ceiling measured again after the variants: {best_after:.1f} GFLOP/s.",
+        f"- Load average (1/5/15 min) before: {load_before}; after: {load_average()} "
+        f"(the machine has {os.cpu_count()} cores shared with other users).",
+    ]
+    text = "\n".join(body)
+    print(text)
+    if not args.no_write:
+        write_section(
+            "bench_networks",
+            text + "\n\n" + FINDINGS.strip(),
+            "python benchmarks/bench_networks.py " + " ".join(argv or sys.argv[1:]),
+        )
+
+
+if __name__ == "__main__":
+    main()

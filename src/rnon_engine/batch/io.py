@@ -1,0 +1,709 @@
+"""Readers and writers for ``rnon-batch``: zarr (v2/v3), OME-Zarr, TIFF/OME-TIFF, image files.
+
+Everything a task needs to reach an array is a small picklable :class:`ArrayRef` (a path
+and a kind); the array itself is opened inside the task with :func:`open_array`, because
+tifffile's zarr store cannot be pickled and a zarr array should not travel through a
+dask graph.
+
+Axes are letters: ``Y`` and ``X`` (the plane that is inpainted), ``C`` (channels), ``T``,
+``Z`` and ``Q`` (any other leading axis). They come, in this order of precedence, from OME
+metadata (OME-Zarr ``multiscales.axes``, OME-TIFF), from ``--axes``, from zarr v3
+``dimension_names``, and otherwise from the rule in :func:`default_axes`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnon_engine.errors import InputError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "TIFF_SUFFIXES",
+    "ArrayRef",
+    "ImageInfo",
+    "MaskInfo",
+    "classify_path",
+    "default_axes",
+    "describe_input",
+    "describe_mask",
+    "open_array",
+    "read_image_file",
+    "write_image_file",
+    "create_zarr_like",
+    "pair_folder",
+]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", *TIFF_SUFFIXES)
+_ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup", ".zattrs")
+
+
+@dataclass(frozen=True)
+class ArrayRef:
+    """A picklable pointer to an on-disk array, opened inside each task.
+
+    Attributes:
+        kind: ``"zarr"`` (a zarr array directory, v2 or v3), ``"tiff"`` (series 0, level 0
+            of a TIFF file, read through tifffile's zarr interface) or ``"image"`` (a
+            whole image file read into memory).
+        path: Absolute path of the array directory or file.
+    """
+
+    kind: str
+    path: str
+
+
+@contextlib.contextmanager
+def open_array(ref: ArrayRef, mode: str = "r") -> Iterator[Any]:
+    """Open ``ref`` as an array that supports numpy slicing; closes its store on exit."""
+    if ref.kind == "zarr":
+        import zarr
+
+        yield zarr.open_array(ref.path, mode=mode)
+    elif ref.kind == "tiff":
+        import tifffile
+        import zarr
+
+        store = tifffile.imread(ref.path, aszarr=True, series=0, level=0)
+        try:
+            yield zarr.open_array(store, mode="r")
+        finally:
+            store.close()
+    elif ref.kind == "image":
+        yield read_image_file(ref.path)
+    else:  # pragma: no cover - programming error
+        raise ValueError(f"unknown array kind {ref.kind!r}")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the plan needs to know about INPUT (or a mask).
+
+    Attributes:
+        form: ``"zarr"``, ``"ome-zarr"``, ``"tiff"``, ``"ome-tiff"`` or ``"image"``.
+        path: The path the user gave, resolved.
+        ref: Where the full-resolution array is.
+        shape: Its shape.
+        dtype: Its dtype (numpy string).
+        chunks: Its storage chunks (whole array for an image file).
+        write_chunks: The unit a writer must own: shards when sharded, else chunks.
+        axes: One letter per dimension (see the module docstring).
+        axes_source: Where ``axes`` came from (``"ome"``, ``"--axes"``, ``"dimension_names"``,
+            ``"rule"``).
+        color_axis: Index of the channel axis handed to the engine as colour (size 3 or 4),
+            or None when channels (if any) are inpainted one by one.
+        component: For a zarr group input that is not OME, the array's name inside it.
+        zarr_format: 2 or 3 for zarr inputs.
+        ome: For OME-Zarr: ``{"version", "multiscales", "omero", "levels": [(path, shape,
+            chunks)]}``.
+        tiff: For TIFF: ``{"tile", "compression", "photometric", "is_ome", "axes"}``.
+    """
+
+    form: str
+    path: str
+    ref: ArrayRef
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    write_chunks: tuple[int, ...]
+    axes: str
+    axes_source: str
+    color_axis: int | None
+    component: str = ""
+    zarr_format: int | None = None
+    ome: dict[str, Any] | None = field(default=None, compare=False)
+    tiff: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def y(self) -> int:
+        """Index of the Y axis."""
+        return self.axes.index("Y")
+
+    @property
+    def x(self) -> int:
+        """Index of the X axis."""
+        return self.axes.index("X")
+
+    @property
+    def planes(self) -> int:
+        """Number of YX planes (colour channels count once)."""
+        n = 1
+        for i, s in enumerate(self.shape):
+            if i not in (self.y, self.x, self.color_axis):
+                n *= s
+        return n
+
+
+def _is_zarr_dir(p: Path) -> bool:
+    return p.is_dir() and any((p / m).exists() for m in _ZARR_MARKERS)
+
+
+def classify_path(path: str | os.PathLike, what: str = "INPUT") -> str:
+    """Say what ``path`` is: ``"zarr"``, ``"tiff"``, ``"image"`` or ``"folder"``.
+
+    Raises:
+        InputError: it does not exist or is not a supported kind.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} {str(path)!r} does not exist.")
+    if p.is_dir():
+        return "zarr" if _is_zarr_dir(p) else "folder"
+    suffix = p.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return "tiff"
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    raise InputError(
+        f"{what} {str(path)!r} is not a supported kind: give a zarr / OME-Zarr directory, a "
+        f"TIFF file, an image file ({', '.join(IMAGE_SUFFIXES)}) or a folder of images."
+    )
+
+
+def default_axes(shape: tuple[int, ...], *, image_file: bool = False) -> str:
+    """The documented rule for data without axis metadata.
+
+    The last two axes are ``YX``; every axis before them is an independent leading axis
+    (``Q``). Exception: a single image file (PNG, JPEG, non-OME TIFF...) whose trailing axis
+    has 3 or 4 entries is colour, ``...YXC``.
+    """
+    if len(shape) < 2:
+        raise InputError(f"an image needs at least two axes (Y, X); got shape {shape}.")
+    if image_file and len(shape) >= 3 and shape[-1] in (3, 4):
+        return "Q" * (len(shape) - 3) + "YXC"
+    return "Q" * (len(shape) - 2) + "YX"
+
+
+def check_axes(axes: str, shape: tuple[int, ...], what: str = "--axes") -> str:
+    """Validate an axes string against a shape and return it upper-cased."""
+    axes = axes.upper()
+    if len(axes) != len(shape):
+        raise InputError(
+            f"{what} {axes!r} has {len(axes)} letters but the data has {len(shape)} "
+            f"dimensions (shape {shape}); give one letter per dimension, e.g. "
+            f"{default_axes(shape)!r}."
+        )
+    for letter in "YXC":
+        if axes.count(letter) > 1:
+            raise InputError(f"{what} {axes!r} names {letter} more than once.")
+    if "Y" not in axes or "X" not in axes:
+        raise InputError(f"{what} {axes!r} must contain both Y and X (the inpainted plane).")
+    bad = set(axes) - set("TCZYXQ")
+    if bad:
+        raise InputError(
+            f"{what} {axes!r} uses unknown letters {sorted(bad)}; use T, C, Z, Y, X, or Q "
+            "for any other axis."
+        )
+    return axes
+
+
+def _letters_from_names(names: list[str], types: list[str | None] | None = None) -> str:
+    out = []
+    for i, n in enumerate(names):
+        t = (types[i] if types else None) or ""
+        n = (n or "").lower()
+        if n in ("t", "c", "z", "y", "x"):
+            out.append(n.upper())
+        elif t == "channel":
+            out.append("C")
+        elif t == "time":
+            out.append("T")
+        else:
+            out.append("Q")
+    return "".join(out)
+
+
+def _color_axis(axes: str, shape: tuple[int, ...], colour_data: bool) -> int | None:
+    """The C axis handed to the engine as colour, or None.
+
+    Only RGB(A) data (image files, TIFF samples) has one; channels of zarr / OME-Zarr data
+    are inpainted one by one.
+    """
+    if "C" not in axes or not colour_data:
+        return None
+    c = axes.index("C")
+    return c if shape[c] in (3, 4) else None
+
+
+def _resolve_axes(
+    meta_axes: str | None,
+    source: str,
+    user_axes: str | None,
+    shape: tuple[int, ...],
+    *,
+    image_file: bool = False,
+) -> tuple[str, str]:
+    if meta_axes is not None and source == "ome":
+        meta_axes = check_axes(meta_axes, shape, "the OME metadata's axes")
+        if user_axes is not None and user_axes.upper() != meta_axes:
+            raise InputError(
+                f"--axes {user_axes!r} contradicts the OME metadata, which says {meta_axes!r}; "
+                "leave --axes out for OME data."
+            )
+        return meta_axes, "ome"
+    if user_axes is not None:
+        return check_axes(user_axes, shape), "--axes"
+    if meta_axes is not None:
+        try:
+            return check_axes(meta_axes, shape, source), source
+        except InputError:
+            pass
+    return default_axes(shape, image_file=image_file), "rule"
+
+
+def _ome_multiscales(attrs: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]] | None]:
+    if "ome" in attrs and isinstance(attrs["ome"], dict):
+        ome = attrs["ome"]
+        return ome.get("version"), ome.get("multiscales")
+    if "multiscales" in attrs:
+        ms = attrs["multiscales"]
+        version = ms[0].get("version") if ms else None
+        return version, ms
+    return None, None
+
+
+def _write_chunks(arr: Any) -> tuple[int, ...]:
+    shards = getattr(arr, "shards", None)
+    return tuple(int(c) for c in (shards or arr.chunks))
+
+
+def describe_input(
+    path: str | os.PathLike,
+    *,
+    axes: str | None = None,
+    what: str = "INPUT",
+) -> ImageInfo:
+    """Open ``path`` (zarr, OME-Zarr, TIFF or an image file) and describe its full-res array.
+
+    Raises:
+        InputError: missing, unreadable, unsupported, or the axes do not fit.
+    """
+    p = Path(path).resolve()
+    kind = classify_path(p, what)
+    if kind == "folder":
+        raise InputError(f"{what} {str(path)!r} is a folder, not an image.")
+    try:
+        if kind == "zarr":
+            return _describe_zarr(p, axes, what)
+        if kind == "tiff":
+            return _describe_tiff(p, axes, what)
+        data = read_image_file(p)
+    except InputError:
+        raise
+    except Exception as exc:  # any reader failure is the file's fault
+        raise InputError(f"cannot read {what} {str(path)!r}: {exc}") from exc
+    shape = tuple(int(s) for s in data.shape)
+    ax, src = _resolve_axes(None, "rule", axes, shape, image_file=True)
+    return ImageInfo(
+        form="image",
+        path=str(p),
+        ref=ArrayRef("image", str(p)),
+        shape=shape,
+        dtype=str(data.dtype),
+        chunks=shape,
+        write_chunks=shape,
+        axes=ax,
+        axes_source=src,
+        color_axis=_color_axis(ax, shape, True),
+    )
+
+
+def _describe_zarr(p: Path, axes: str | None, what: str) -> ImageInfo:
+    import zarr
+
+    node = zarr.open(str(p), mode="r")
+    if isinstance(node, zarr.Array):
+        arr, arr_path, component = node, p, ""
+        version, ms = None, None
+    else:
+        attrs = dict(node.attrs)
+        version, ms = _ome_multiscales(attrs)
+        if "plate" in attrs.get("ome", attrs) or "well" in attrs.get("ome", attrs):
+            raise InputError(
+                f"{what} {str(p)!r} is an OME-Zarr plate/well; give the path of one image "
+                "inside it (e.g. plate.zarr/A/1/0)."
+            )
+        if ms:
+            return _describe_ome(p, node, version, ms, axes, what)
+        names = sorted(node.array_keys())
+        if len(names) != 1:
+            raise InputError(
+                f"{what} {str(p)!r} is a zarr group with {len(names)} arrays "
+                f"({', '.join(names) or 'none'}); give the path of one array, e.g. "
+                f"{str(p / names[0]) if names else str(p) + '/NAME'!r}."
+            )
+        component = names[0]
+        arr, arr_path = node[component], p / component
+    shape = tuple(int(s) for s in arr.shape)
+    dim_names = getattr(arr.metadata, "dimension_names", None)
+    meta = _letters_from_names(list(dim_names)) if dim_names and all(dim_names) else None
+    ax, src = _resolve_axes(meta, "dimension_names", axes, shape)
+    return ImageInfo(
+        form="zarr",
+        path=str(p),
+        ref=ArrayRef("zarr", str(arr_path)),
+        shape=shape,
+        dtype=str(arr.dtype),
+        chunks=tuple(int(c) for c in arr.chunks),
+        write_chunks=_write_chunks(arr),
+        axes=ax,
+        axes_source=src,
+        color_axis=None,
+        component=component,
+        zarr_format=int(arr.metadata.zarr_format),
+    )
+
+
+def _describe_ome(
+    p: Path, group: Any, version: str | None, ms: list[dict], axes: str | None, what: str
+) -> ImageInfo:
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Multiscales, Reader
+
+    loc = parse_url(str(p))
+    if loc is None:
+        raise InputError(f"ome-zarr cannot read {what} {str(p)!r}.")
+    nodes = list(Reader(loc)())
+    specs = [s for n in nodes[:1] for s in n.specs if isinstance(s, Multiscales)]
+    if not specs:
+        raise InputError(f"{what} {str(p)!r} has no readable OME multiscales image.")
+    node = nodes[0]
+    datasets = specs[0].datasets
+    ome_axes = node.metadata.get("axes")
+    if ome_axes:
+        names = [a["name"] if isinstance(a, dict) else a for a in ome_axes]
+        types = [a.get("type") if isinstance(a, dict) else None for a in ome_axes]
+        meta = _letters_from_names(names, types)
+    else:
+        meta = None
+    levels = []
+    for ds in datasets:
+        a = group[ds]
+        levels.append((ds, tuple(int(s) for s in a.shape), tuple(int(c) for c in a.chunks)))
+    arr = group[datasets[0]]
+    shape = levels[0][1]
+    if meta is not None:
+        ax, src = _resolve_axes(meta, "ome", axes, shape)
+    else:
+        ax, src = _resolve_axes(None, "rule", axes, shape)
+    attrs = dict(group.attrs)
+    omero = attrs.get("ome", attrs).get("omero")
+    return ImageInfo(
+        form="ome-zarr",
+        path=str(p),
+        ref=ArrayRef("zarr", str(p / datasets[0])),
+        shape=shape,
+        dtype=str(arr.dtype),
+        chunks=levels[0][2],
+        write_chunks=_write_chunks(arr),
+        axes=ax,
+        axes_source=src,
+        color_axis=None,
+        zarr_format=int(arr.metadata.zarr_format),
+        ome={
+            "version": version or "0.4",
+            "multiscales": ms,
+            "omero": omero,
+            "levels": levels,
+        },
+    )
+
+
+def _describe_tiff(p: Path, axes: str | None, what: str) -> ImageInfo:
+    import tifffile
+    import zarr
+
+    try:
+        with tifffile.TiffFile(str(p)) as tf:
+            series = tf.series[0]
+            page = series.keyframe
+            is_ome = bool(tf.is_ome)
+            t_axes = series.axes
+            tiff = {
+                "tile": tuple(int(t) for t in page.tile) if page.is_tiled else None,
+                "compression": int(page.compression),
+                "photometric": int(page.photometric),
+                "is_ome": is_ome,
+                "axes": t_axes,
+            }
+        store = tifffile.imread(str(p), aszarr=True, series=0, level=0)
+        try:
+            arr = zarr.open_array(store, mode="r")
+            shape = tuple(int(s) for s in arr.shape)
+            dtype = str(arr.dtype)
+            chunks = tuple(int(c) for c in arr.chunks)
+        finally:
+            store.close()
+    except Exception as exc:
+        raise InputError(f"cannot read {what} {str(p)!r} as TIFF: {exc}") from exc
+    letters = t_axes.upper().replace("I", "Q")
+    if "S" in letters:
+        if "C" in letters:
+            letters = letters.replace("C", "Q")
+        letters = letters.replace("S", "C")
+    letters = "".join(c if c in "TCZYXQ" else "Q" for c in letters)
+    if is_ome:
+        ax, src = _resolve_axes(letters, "ome", axes, shape)
+    elif axes is not None:
+        ax, src = _resolve_axes(None, "rule", axes, shape)
+    elif letters.endswith("YXC") and shape[-1] in (3, 4):
+        ax, src = "Q" * (len(shape) - 3) + "YXC", "rule"
+    else:
+        ax, src = default_axes(shape), "rule"
+    return ImageInfo(
+        form="ome-tiff" if is_ome else "tiff",
+        path=str(p),
+        ref=ArrayRef("tiff", str(p)),
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        write_chunks=chunks,
+        axes=ax,
+        axes_source=src,
+        color_axis=_color_axis(ax, shape, "S" in t_axes.upper() or src == "rule"),
+        tiff=tiff,
+    )
+
+
+# --------------------------------------------------------------------------- masks
+
+
+@dataclass(frozen=True)
+class MaskInfo:
+    """How to get the repair mask of any window of INPUT.
+
+    Attributes:
+        ref: The mask array, or None when the mask is ``INPUT == value``.
+        value: The ``--mask-value``, or None.
+        dims: For each mask dimension (after dropping ``reduce_axis``), the INPUT
+            dimension it lines up with; INPUT dimensions not listed are broadcast.
+        reduce_axis: A mask axis reduced with ``any`` (the mask's own colour axis).
+        shape: The mask's shape.
+    """
+
+    ref: ArrayRef | None
+    value: float | None = None
+    dims: tuple[int, ...] = ()
+    reduce_axis: int | None = None
+    shape: tuple[int, ...] = ()
+
+    @property
+    def broadcast(self) -> bool:
+        """True when the same mask applies to several planes (it lacks leading axes)."""
+        return self.ref is not None and len(self.dims) == 2
+
+
+def describe_mask(path: str | os.PathLike, image: ImageInfo) -> MaskInfo:
+    """Check that the mask at ``path`` fits ``image`` and say how it lines up.
+
+    The mask may have INPUT's full shape, INPUT's shape without its colour axis, or any
+    trailing part of that (at least YX), which is broadcast over the leading axes. A mask
+    image file with a colour axis (an RGB PNG) is reduced with ``any``.
+    """
+    m = describe_input(path, what="MASK")
+    mshape = m.shape
+    keep = [i for i in range(len(image.shape)) if i != image.color_axis]
+    spatial = tuple(image.shape[i] for i in keep)
+    if mshape == image.shape:
+        if image.color_axis is not None:
+            return MaskInfo(m.ref, None, tuple(keep), image.color_axis, mshape)
+        return MaskInfo(m.ref, None, tuple(range(len(mshape))), None, mshape)
+    reduce_axis = m.color_axis if m.form == "image" else None
+    core = tuple(s for i, s in enumerate(mshape) if i != reduce_axis)
+    n = len(core)
+    if 2 <= n <= len(spatial) and core == spatial[len(spatial) - n :]:
+        dims = tuple(keep[len(keep) - n :])
+        if image.y not in dims or image.x not in dims:
+            raise InputError(
+                f"MASK shape {mshape} lines up with INPUT's trailing axes, but those are not "
+                f"Y and X (INPUT axes {image.axes!r}); give a mask of INPUT's full shape."
+            )
+        return MaskInfo(m.ref, None, dims, reduce_axis, mshape)
+    raise InputError(
+        f"MASK shape {mshape} does not fit INPUT shape {image.shape} (axes {image.axes!r}): "
+        f"a mask must have INPUT's shape, or its trailing YX shape {spatial[-2:]} (broadcast "
+        "over the leading axes), or a trailing part of it."
+    )
+
+
+def mask_window(
+    info: MaskInfo, image: ImageInfo, window: tuple[slice, ...], mask_arr: Any, data: Any
+) -> np.ndarray:
+    """Boolean repair mask of ``window`` of INPUT, with INPUT's dimensions.
+
+    The colour axis (if any) has length 1; broadcast axes have length 1 too.
+
+    Args:
+        info: From :func:`describe_mask`.
+        image: INPUT's description.
+        window: Slices into INPUT.
+        mask_arr: The opened mask array (unused with ``--mask-value``).
+        data: INPUT's values in ``window`` (only used with ``--mask-value``; may be None
+            otherwise).
+    """
+    if info.ref is None:
+        m = np.asarray(data) == info.value
+        if image.color_axis is not None:
+            m = m.any(axis=image.color_axis, keepdims=True)
+        return m
+    idx: list[Any] = []
+    order = list(info.dims)
+    if info.reduce_axis is not None:
+        order.insert(info.reduce_axis, -1)
+    for d in order:
+        idx.append(slice(None) if d < 0 else window[d])
+    m = np.asarray(mask_arr[tuple(idx)]) != 0
+    if info.reduce_axis is not None:
+        m = m.any(axis=info.reduce_axis)
+    shape = [1] * len(image.shape)
+    for axis, d in enumerate(info.dims):
+        shape[d] = m.shape[axis]
+    return m.reshape(shape)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_image_file(path: str | os.PathLike) -> np.ndarray:
+    """Read a whole image file (TIFF via tifffile, others via imageio)."""
+    path = str(path)
+    if path.lower().endswith(TIFF_SUFFIXES):
+        import tifffile
+
+        return tifffile.imread(path)
+    import imageio.v3 as iio
+
+    return np.asarray(iio.imread(path))
+
+
+def write_image_file(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    *,
+    color: bool = False,
+    description: dict[str, Any] | None = None,
+) -> None:
+    """Write ``data`` to ``path`` atomically (a temporary file in the same folder, renamed).
+
+    TIFF through tifffile (provenance in its metadata), other formats through imageio.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.rnon-tmp{path.suffix}")
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        import tifffile
+
+        tifffile.imwrite(
+            tmp,
+            data,
+            photometric="rgb" if color and data.shape[-1] in (3, 4) else "minisblack",
+            metadata={"rnon_batch": description} if description else {},
+            software="rnon-batch",
+        )
+    else:
+        import imageio.v3 as iio
+
+        iio.imwrite(tmp, data, extension=path.suffix)
+    os.replace(tmp, path)
+
+
+def pair_folder(images: Path, masks: Path | None) -> list[tuple[str, str | None]]:
+    """Image files of ``images`` (sorted) with their same-named masks in ``masks``.
+
+    A mask matches by file name, or else by name without suffix (``a.tif`` ↔ ``a.png``).
+
+    Raises:
+        InputError: no image files, or an image without a mask.
+    """
+    files = sorted(
+        f
+        for f in images.iterdir()
+        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+    )
+    if not files:
+        raise InputError(
+            f"INPUT folder {str(images)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})."
+        )
+    if masks is None:
+        return [(str(f), None) for f in files]
+    if not masks.is_dir():
+        raise InputError(
+            f"INPUT is a folder, so MASK must be a folder of same-named masks; "
+            f"{str(masks)!r} is not a folder."
+        )
+    by_stem: dict[str, Path] = {}
+    for m in masks.iterdir():
+        if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES:
+            by_stem.setdefault(m.stem, m)
+    pairs, missing = [], []
+    for f in files:
+        m = masks / f.name
+        if not m.is_file():
+            m = by_stem.get(f.stem)
+        if m is None:
+            missing.append(f.name)
+        else:
+            pairs.append((str(f), str(m)))
+    if missing:
+        raise InputError(
+            f"no mask in {str(masks)!r} for {len(missing)} image(s): "
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; a mask must have "
+            "the image's file name (or the same name with another suffix)."
+        )
+    return pairs
+
+
+# --------------------------------------------------------------------------- zarr output
+
+
+def create_zarr_like(
+    src_ref: ArrayRef, dest: Any, name: str | None, *, fill_value: Any = None
+) -> Any:
+    """Create an empty zarr array like ``src_ref`` (shape, dtype, chunks, shards, codecs).
+
+    Args:
+        src_ref: A zarr array to copy the layout of.
+        dest: A path (the array is the store's root) or a ``zarr.Group``.
+        name: Array name inside ``dest`` when it is a group.
+        fill_value: Override the fill value (default: the source's).
+    """
+    import zarr
+
+    with open_array(src_ref) as src:
+        md = src.metadata
+        kw: dict[str, Any] = {
+            "shape": src.shape,
+            "dtype": src.dtype,
+            "chunks": src.chunks,
+            "fill_value": src.fill_value if fill_value is None else fill_value,
+            "compressors": src.compressors,
+            "filters": src.filters,
+            "zarr_format": md.zarr_format,
+        }
+        if md.zarr_format == 3:
+            kw["shards"] = src.shards
+            kw["dimension_names"] = md.dimension_names
+            kw["chunk_key_encoding"] = md.chunk_key_encoding
+            kw["serializer"] = src.serializer
+        else:
+            kw["chunk_key_encoding"] = {"name": "v2", "separator": md.dimension_separator}
+        if isinstance(dest, zarr.Group):
+            kw.pop("zarr_format")
+            return dest.create_array(name, **kw)
+        return zarr.create_array(store=str(dest), **kw)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """Read a JSON file, or None when it is missing or not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

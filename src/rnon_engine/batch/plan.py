@@ -1,0 +1,154 @@
+"""The plan of a ``rnon-batch`` run: blocks of output chunks and which of them hold holes.
+
+A *block* is the unit of work and of resumption. It is aligned to the output's write
+chunks (shards when sharded) so that every chunk is written by exactly one task (zarr has
+no cross-process locks). Along the leading axes (T, Z, separate channels...) a block is one
+chunk; along Y and X it spans the whole plane, so the engine sees every hole with all its
+context and there are no seams. Only when a whole-plane block would exceed the memory
+budget (``max_block_mb``) and the data is chunked in Y/X is the plane cut into YX chunks;
+each task then reads its chunk plus a ``halo`` of context on every side and writes the
+chunk alone. The colour axis of RGB data is never cut.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rnon_engine.batch.io import ImageInfo, MaskInfo, mask_window, open_array
+
+__all__ = ["Block", "Plan", "make_blocks", "scan_holes", "fingerprint"]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One unit of work.
+
+    Attributes:
+        index: Position in the plan (names its resume marker).
+        region: ``(start, stop)`` per INPUT dimension: what the task writes.
+        window: ``(start, stop)`` per dimension: what it reads (region plus halo in YX).
+        holes: Hole pixels in ``region`` (-1: not known yet, the task finds out).
+        hole_planes: Planes of ``region`` with holes (-1: unknown).
+        tiles: Engine tiles (``tile``-sized squares of a plane) holding holes (-1: unknown).
+    """
+
+    index: int
+    region: tuple[tuple[int, int], ...]
+    window: tuple[tuple[int, int], ...]
+    holes: int = -1
+    hole_planes: int = -1
+    tiles: int = -1
+
+    def slices(self, which: str = "region") -> tuple[slice, ...]:
+        """The region (or window) as a tuple of slices."""
+        return tuple(slice(a, b) for a, b in getattr(self, which))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """All blocks of a run, plus the layout choices made."""
+
+    blocks: tuple[Block, ...]
+    step: tuple[int, ...]
+    split_yx: bool
+    halo: int
+
+    @property
+    def known(self) -> bool:
+        """True when every block's hole count is known."""
+        return all(b.holes >= 0 for b in self.blocks)
+
+
+def make_blocks(image: ImageInfo, *, halo: int = 128, max_block_mb: float = 512.0) -> Plan:
+    """Cut INPUT into blocks aligned to its write chunks (see the module docstring)."""
+    shape, wc = image.shape, image.write_chunks
+    y, x, c = image.y, image.x, image.color_axis
+    step = [shape[d] if d in (y, x, c) else max(1, min(wc[d], shape[d])) for d in range(len(shape))]
+    itemsize = np.dtype(image.dtype).itemsize
+    nbytes = float(np.prod(step)) * itemsize
+    split = nbytes > max_block_mb * 2**20 and (wc[y] < shape[y] or wc[x] < shape[x])
+    if split:
+        step[y], step[x] = min(wc[y], shape[y]), min(wc[x], shape[x])
+    ranges = [range(0, shape[d], step[d]) for d in range(len(shape))]
+    blocks = []
+    for i, starts in enumerate(itertools.product(*ranges)):
+        region = tuple((s, min(s + step[d], shape[d])) for d, s in enumerate(starts))
+        window = list(region)
+        if split:
+            for d in (y, x):
+                a, b = region[d]
+                window[d] = (max(0, a - halo), min(shape[d], b + halo))
+        blocks.append(Block(i, region, tuple(window)))
+    return Plan(tuple(blocks), tuple(step), split, halo if split else 0)
+
+
+def _count(image: ImageInfo, block: Block, m: np.ndarray, tile: int) -> Block:
+    """Fill a block's hole statistics from its (broadcastable) region mask ``m``."""
+    y, x, c = image.y, image.x, image.color_axis
+    lead = [d for d in range(len(image.shape)) if d not in (y, x, c)]
+    full = tuple(1 if d == c else b - a for d, (a, b) in enumerate(block.region))
+    planes_any = m.any(axis=(y, x), keepdims=True)
+    lead_shape = [full[d] for d in lead]
+    per_plane = np.broadcast_to(
+        planes_any.reshape([m.shape[d] for d in lead]) if lead else planes_any.reshape(()),
+        lead_shape,
+    )
+    hole_planes = int(np.count_nonzero(per_plane))
+    # holes: pixels per plane times broadcast factor
+    factor = int(np.prod(full)) // max(1, int(np.prod(m.shape)))
+    holes = int(np.count_nonzero(m)) * factor
+    # tiles with holes per plane, on a grid of `tile` pixels from the region's corner
+    h, w = m.shape[y], m.shape[x]
+    ph, pw = -h % tile, -w % tile
+    mm = np.moveaxis(m, (y, x), (-2, -1))
+    mm = mm.reshape((-1, h, w))
+    mm = np.pad(mm, ((0, 0), (0, ph), (0, pw)))
+    grid = mm.reshape(mm.shape[0], (h + ph) // tile, tile, (w + pw) // tile, tile).any(axis=(2, 4))
+    tiles = int(np.count_nonzero(grid)) * (int(np.prod(lead_shape)) // max(1, mm.shape[0]))
+    return Block(block.index, block.region, block.window, holes, hole_planes, tiles)
+
+
+def scan_holes(
+    image: ImageInfo, mask: MaskInfo, plan: Plan, *, tile: int = 512, threads: int = 2
+) -> Plan:
+    """Count hole pixels, hole planes and tiles with holes in every block.
+
+    Reads only the mask (a broadcast 2-D mask once per YX region); with ``--mask-value``
+    it reads INPUT itself.
+    """
+    cache: dict[Any, np.ndarray] = {}
+
+    def read(block: Block) -> np.ndarray:
+        with open_array(mask.ref if mask.ref is not None else image.ref) as arr:
+            region = block.slices()
+            if mask.ref is None:
+                return mask_window(mask, image, region, None, arr[region])
+            return mask_window(mask, image, region, arr, None)
+
+    def one(block: Block) -> Block:
+        if not mask.broadcast:
+            return _count(image, block, read(block), tile)
+        key = (block.region[image.y], block.region[image.x])
+        if key not in cache:
+            cache[key] = read(block)
+        return _count(image, block, cache[key], tile)
+
+    if mask.broadcast:
+        blocks = tuple(one(b) for b in plan.blocks)
+    else:
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            blocks = tuple(pool.map(one, plan.blocks))
+    return Plan(blocks, plan.step, plan.split_yx, plan.halo)
+
+
+def fingerprint(parts: dict[str, Any]) -> str:
+    """A short, stable hash of everything that determines the output's pixels."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -1,0 +1,88 @@
+"""Classical (non-learned) inpainting: OpenCV Telea and Navier-Stokes, scikit-image biharmonic.
+
+They go through the same :class:`rnon_engine.Inpainter` code path as the network (same
+dtypes, leading axes, intensity mapping, mask-aware windows and the guarantee that pixels
+outside the mask keep their exact values): use ``Inpainter.from_pretrained("telea")`` or
+:func:`inpaint` below.
+
+How each window is filled (:func:`fill`), on the plane's values mapped to float32 [0, 1]
+(see :mod:`rnon_engine.intensity`):
+
+- ``"telea"`` / ``"ns"``: :func:`cv2.inpaint` with ``INPAINT_TELEA`` / ``INPAINT_NS`` and
+  radius 3. OpenCV accepts 8-bit 1- or 3-channel images and 16-bit or 32-bit-float
+  *1-channel* images (checked with OpenCV 5.0). Its float32 Telea is broken there (fills
+  oscillate between values far outside the data range), so every channel is inpainted on
+  its own as **uint16** (the [0, 1] values scaled to 0..65535, a step of 1.5e-5 of the
+  plane's range): no 8-bit quantisation of 16-bit or float data. For RGB this is what
+  OpenCV does inside anyway (its weights depend on the mask, not on the channel).
+- ``"biharmonic"``: :func:`skimage.restoration.inpaint_biharmonic` with ``channel_axis=-1``
+  and ``split_into_regions=True`` (one small linear system per hole).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["CLASSICAL_METHODS", "fill", "inpaint"]
+
+CLASSICAL_METHODS = ("telea", "ns", "biharmonic")
+RADIUS = 3
+
+
+def fill(method: str, image: np.ndarray, hole: np.ndarray, radius: int = RADIUS) -> np.ndarray:
+    """Fill the holes of one window.
+
+    Args:
+        method: ``"telea"``, ``"ns"`` or ``"biharmonic"``.
+        image: ``h×w×C`` float32 in [0, 1]; values in holes are ignored.
+        hole: ``h×w`` bool, True = pixel to fill.
+        radius: Neighbourhood radius of the OpenCV methods.
+
+    Returns:
+        ``h×w×C`` float32; only the hole pixels differ from ``image``.
+    """
+    image = np.where(hole[..., None], np.float32(0), image).astype(np.float32, copy=False)
+    if method in ("telea", "ns"):
+        import cv2
+
+        flag = cv2.INPAINT_TELEA if method == "telea" else cv2.INPAINT_NS
+        m8 = hole.astype(np.uint8)
+        scaled = np.rint(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
+        out = np.empty_like(image)
+        for c in range(image.shape[-1]):
+            filled = cv2.inpaint(np.ascontiguousarray(scaled[..., c]), m8, radius, flag)
+            out[..., c] = filled.astype(np.float32) / np.float32(65535.0)
+        return out
+    if method == "biharmonic":
+        from skimage.restoration import inpaint_biharmonic
+
+        out = inpaint_biharmonic(image, hole, split_into_regions=True, channel_axis=-1)
+        return out.astype(np.float32, copy=False)
+    raise ValueError(f"unknown classical method {method!r}; known: {CLASSICAL_METHODS}")
+
+
+def inpaint(
+    image: np.ndarray,
+    mask: np.ndarray,
+    method: str = "telea",
+    *,
+    channel_axis: int | str | None = "auto",
+    tile_size: int = 512,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """Inpaint ``image`` where ``mask`` is nonzero with a classical method.
+
+    A shortcut for ``Inpainter.from_pretrained(method).inpaint(...)``; see
+    :meth:`rnon_engine.inference.Inpainter.inpaint` for the accepted images and masks.
+    """
+    from rnon_engine.inference import Inpainter
+
+    if method not in CLASSICAL_METHODS:
+        from rnon_engine.errors import InputError
+
+        raise InputError(f"unknown classical method {method!r}; choose one of {CLASSICAL_METHODS}")
+    inp = Inpainter.from_pretrained(method, tile_size=tile_size)
+    return inp.inpaint(image, mask, channel_axis=channel_axis, progress=progress, cancel=cancel)

@@ -1,0 +1,712 @@
+"""Inference: repair any image of any size where a mask says so.
+
+This is the one code path shared by napari, ``rnon-batch``, the benchmarks and the tests::
+
+    from rnon_engine import Inpainter
+    inp = Inpainter.from_pretrained("default")          # or a weights path, "telea", ...
+    repaired = inp.inpaint(image, mask)                 # mask nonzero = repair
+
+What :meth:`Inpainter.inpaint` guarantees:
+
+- It returns a new array of the input's shape and dtype; every pixel where ``mask == 0``
+  is bit-identical to the input, and the inputs are never modified.
+- Bad input is refused with :class:`~rnon_engine.errors.InputError` before any work; an
+  empty mask returns a copy at once without running anything.
+- Intensities are mapped to [0, 1] once per plane from its valid pixels
+  (:mod:`rnon_engine.intensity`) and back with rounding and clipping.
+- Only windows that hold hole pixels are computed (:mod:`rnon_engine.tiling`), in batches;
+  ``progress(done, total)`` is called after every window and ``cancel()`` is checked
+  before every batch (it raises :class:`~rnon_engine.errors.Cancelled`).
+- Stage 1 (repair) output is composited into the window (``M·I + (1-M)·out``); stage 2
+  (optimize) runs on a band around the holes, as wide as its receptive field
+  (``OptimizeConfig.halo``), and is composited again, so the whole-image colour shift
+  that the paper reports cannot happen. ``stage2_region="image"`` restores the paper's
+  behaviour: stage 2 over the whole image, not composited (pixels outside the mask then
+  change too: use it to reproduce the paper, not for data).
+- Grayscale planes (and each channel of a multichannel image other than RGB/RGBA) are fed
+  to the 3-channel network replicated to 3 channels, and the mean of the 3 output channels
+  is taken back.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnon_engine.classical import CLASSICAL_METHODS
+from rnon_engine.classical import fill as classical_fill
+from rnon_engine.errors import Cancelled, InputError, WeightsError
+from rnon_engine.intensity import IntensityMap, check_dtype, intensity_map
+from rnon_engine.tiling import TilePlan, Window, gaussian_weights, plan_tiles
+
+__all__ = ["Inpainter", "list_methods", "PlaceholderWeightsWarning", "resolve_device"]
+
+STAGE2_META_KEY = "stage2_file"
+TRAINER_REPAIR_NAME = "repair_generator.safetensors"
+TRAINER_OPTIMIZE_NAME = "optimize_generator.safetensors"
+_STAGES = ("both", "repair")
+_REGIONS = ("band", "image")
+
+
+class PlaceholderWeightsWarning(UserWarning):
+    """The weights loaded are an untrained placeholder: results are not meaningful."""
+
+
+def list_methods() -> list[str]:
+    """Names accepted by :meth:`Inpainter.from_pretrained`.
+
+    ``"default"`` is the packaged RNON model; ``"telea"``, ``"ns"`` (OpenCV) and
+    ``"biharmonic"`` (scikit-image) are classical methods. A path to a repair-generator
+    ``.safetensors`` file written by the trainer is accepted as well.
+    """
+    return ["default", *CLASSICAL_METHODS]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; anything else is checked.
+
+    Raises:
+        InputError: The device is unknown or not available here.
+    """
+    if isinstance(device, str) and device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(
+            f"unknown device {device!r} ({exc}); use 'auto', 'cpu' or 'cuda'"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            f"device {device!r} asked for but CUDA is not available; use 'auto' or 'cpu'"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(
+            f"device {device!r} asked for but MPS is not available; use 'auto' or 'cpu'"
+        )
+    return dev
+
+
+@dataclass
+class _Unit:
+    """One plane (or one channel group of a plane) to repair."""
+
+    index: tuple[int, ...]
+    channels: slice | None
+    hole_key: tuple[int, ...]
+
+
+class _Blender:
+    """Streams the Gaussian-weighted blend of the blended windows, row by row.
+
+    Windows arrive in raster order; rows above the newest window's top are final, are
+    written out and dropped, so the buffer holds about one tile row of the plane.
+    """
+
+    def __init__(self, x0: int, x1: int, channels: int, write: Callable[..., None]) -> None:
+        self.x0, self.x1, self.c = x0, x1, channels
+        self.write = write
+        self.y0 = -1
+        self.acc = np.zeros((0, x1 - x0, channels), np.float32)
+        self.wsum = np.zeros((0, x1 - x0), np.float32)
+
+    def add(self, win: Window, result: np.ndarray) -> None:
+        if self.y0 < 0:
+            self.y0 = win.y0
+        if win.y0 > self.y0:
+            self.flush(win.y0)
+        need = win.y1 - self.y0 - self.acc.shape[0]
+        if need > 0:
+            self.acc = np.concatenate([self.acc, np.zeros((need, *self.acc.shape[1:]), np.float32)])
+            self.wsum = np.concatenate(
+                [self.wsum, np.zeros((need, self.wsum.shape[1]), np.float32)]
+            )
+        wts = gaussian_weights(win.shape)
+        ys = slice(win.y0 - self.y0, win.y1 - self.y0)
+        xs = slice(win.x0 - self.x0, win.x1 - self.x0)
+        self.acc[ys, xs] += result * wts[..., None]
+        self.wsum[ys, xs] += wts
+
+    def flush(self, until: int | None = None) -> None:
+        rows = self.acc.shape[0] if until is None else until - self.y0
+        if rows <= 0:
+            return
+        region = Window(self.y0, self.y0 + rows, self.x0, self.x1, (), blend=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = self.acc[:rows] / self.wsum[:rows, :, None]
+        self.write(region, values)
+        self.acc, self.wsum = self.acc[rows:], self.wsum[rows:]
+        self.y0 += rows
+
+
+class Inpainter:
+    """Repairs images with RNON (repair + optimize generators) or a classical method.
+
+    Attributes:
+        name: What it was made from (``"default"``, a weights path, ``"telea"``...).
+        method: ``"rnon"`` or the classical method's name.
+        device: The torch device of the networks (None for classical methods).
+        provenance: Method, weights paths and SHA-256, package version and stages: what
+            outputs should record.
+    """
+
+    def __init__(
+        self,
+        repair_model: nn.Module | None = None,
+        optimize_model: nn.Module | None = None,
+        *,
+        method: str | None = None,
+        device: str | torch.device = "auto",
+        tile_size: int = 512,
+        margin: int | None = None,
+        overlap: int | None = None,
+        batch_size: int | None = None,
+        stage2_region: str = "band",
+        threads: int | None = None,
+        name: str | None = None,
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
+        """Build an inpainter from model objects (tests, the trainer) or a classical method.
+
+        Args:
+            repair_model: A ``"rnon-repair"`` generator (``forward(image, mask) -> image``).
+            optimize_model: Optional ``"rnon-optimize"`` generator for stage 2.
+            method: A classical method (``"telea"``, ``"ns"``, ``"biharmonic"``) instead
+                of networks.
+            device: ``"auto"`` (CUDA, MPS, else CPU) or a torch device; the models are
+                moved there.
+            tile_size: Largest window side in pixels.
+            margin: Valid context around packed holes (default ``tile_size // 8``).
+            overlap: Overlap of blended windows over large holes (default ``tile_size // 4``).
+            batch_size: Windows per forward call (default 1 on the CPU, 8 on a GPU).
+            stage2_region: ``"band"`` (stage 2 around the holes, composited) or
+                ``"image"`` (the paper: stage 2 over the whole image, not composited).
+            threads: If given, ``torch.set_num_threads(threads)`` (a process-wide setting).
+            name: Name recorded in :attr:`provenance`.
+            provenance: Extra provenance entries (weights paths, hashes).
+
+        Raises:
+            InputError: Unknown method, bad tile settings or stage-2 region.
+        """
+        if stage2_region not in _REGIONS:
+            raise InputError(f"stage2_region must be one of {_REGIONS}, got {stage2_region!r}")
+        if not isinstance(tile_size, int) or tile_size < 16:
+            raise InputError(f"tile_size must be an integer >= 16, got {tile_size!r}")
+        margin = tile_size // 8 if margin is None else margin
+        overlap = tile_size // 4 if overlap is None else overlap
+        if not 0 <= 2 * margin < tile_size or not 0 <= overlap < tile_size:
+            raise InputError(
+                f"need 0 <= 2*margin < tile_size and 0 <= overlap < tile_size, got "
+                f"margin={margin}, overlap={overlap}, tile_size={tile_size}"
+            )
+        if threads is not None:
+            if threads < 1:
+                raise InputError(f"threads must be >= 1, got {threads}")
+            torch.set_num_threads(int(threads))
+        self.tile_size, self.margin, self.overlap = tile_size, margin, overlap
+        self.stage2_region = stage2_region
+        if repair_model is None:
+            if method not in CLASSICAL_METHODS:
+                raise InputError(
+                    f"unknown method {method!r}; give a repair model or one of {CLASSICAL_METHODS}"
+                )
+            self.method = method
+            self.device = None
+            self.repair = self.optimize = None
+            self.batch_size = batch_size or 1
+        else:
+            self.method = "rnon"
+            self.device = resolve_device(device)
+            self.repair = repair_model.to(self.device).eval()
+            self.optimize = (
+                optimize_model.to(self.device).eval() if optimize_model is not None else None
+            )
+            self.batch_size = batch_size or (1 if self.device.type == "cpu" else 8)
+        if self.batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.name = name or self.method
+        from rnon_engine import __version__
+
+        self.provenance: dict[str, Any] = {
+            "method": self.method,
+            "name": self.name,
+            "package_version": __version__,
+            "stages": ["repair", "optimize"] if self.optimize is not None else ["repair"],
+            "stage2_region": stage2_region,
+            "tile_size": tile_size,
+            "intensity": "uint8: v/255; others: 0.1-99.9 percentile of valid pixels per plane",
+        }
+        if self.method != "rnon":
+            self.provenance["stages"] = [self.method]
+        self.provenance.update(provenance or {})
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike = "default",
+        device: str | torch.device = "auto",
+        *,
+        stage2: str | os.PathLike | None = None,
+        tile_size: int = 512,
+        threads: int | None = None,
+        **kwargs: Any,
+    ) -> Inpainter:
+        """Load the packaged model, a trained model, or pick a classical method.
+
+        Args:
+            name_or_path: ``"default"`` (the packaged repair and optimize generators),
+                ``"telea"``, ``"ns"``, ``"biharmonic"``, or the path of a repair-generator
+                ``.safetensors`` file written by the trainer.
+            device: ``"auto"`` or a torch device.
+            stage2: Path of an optimize-generator file. If None: the file named by the
+                repair file's ``"stage2_file"`` metadata entry (a file name next to it), else
+                the trainer's ``optimize_generator.safetensors`` next to a
+                ``repair_generator.safetensors`` when its ``repair_weights`` metadata names
+                this repair file; otherwise only stage 1 runs.
+            tile_size: Largest window side.
+            threads: Torch CPU threads (process-wide), if given.
+            **kwargs: Passed to :class:`Inpainter` (``margin``, ``batch_size``,
+                ``stage2_region``...).
+
+        Raises:
+            InputError: Unknown method name or device.
+            WeightsError: A weights file is missing, foreign, corrupt or of the wrong model.
+        """
+        from rnon_engine.weights import file_sha256, load_model
+
+        text = os.fspath(name_or_path)
+        if text in CLASSICAL_METHODS:
+            return cls(method=text, tile_size=tile_size, threads=threads, name=text, **kwargs)
+        dev = resolve_device(device)
+        if text == "default":
+            from rnon_engine.pretrained import default_paths
+
+            path, default_stage2 = default_paths()
+            stage2 = default_stage2 if stage2 is None else stage2
+        else:
+            path = Path(text)
+            if not path.exists() and path.suffix == "" and os.sep not in text and "/" not in text:
+                raise InputError(
+                    f"unknown method {text!r}; choose one of {list_methods()} or give the path "
+                    "of a repair-generator .safetensors file"
+                )
+        repair = load_model(path, dev)
+        if repair.model_name != "rnon-repair":
+            raise WeightsError(
+                f"{path} holds a {repair.model_name!r} model; from_pretrained needs the "
+                "repair generator ('rnon-repair') first (pass the optimize file as stage2=)"
+            )
+        meta = repair.metadata
+        if stage2 is None and meta.get(STAGE2_META_KEY):
+            stage2 = Path(path).parent / str(meta[STAGE2_META_KEY])
+            if not stage2.is_file():
+                raise WeightsError(
+                    f"{path} names its stage-2 file {meta[STAGE2_META_KEY]!r} but {stage2} does "
+                    "not exist; copy it next to the repair file or pass stage2= explicitly"
+                )
+        if stage2 is None:
+            stage2 = _trainer_sibling(Path(path))
+        optimize = None
+        prov: dict[str, Any] = {
+            "weights": {"repair": str(path)},
+            "sha256": {"repair": repair.weights_sha256},
+        }
+        placeholder = bool(meta.get("placeholder"))
+        if stage2 is not None:
+            optimize = load_model(stage2, dev)
+            if optimize.model_name != "rnon-optimize":
+                raise WeightsError(
+                    f"stage-2 file {stage2} holds a {optimize.model_name!r} model, not "
+                    "'rnon-optimize'"
+                )
+            prov["weights"]["optimize"] = str(stage2)
+            prov["sha256"]["optimize"] = file_sha256(stage2)
+            placeholder = placeholder or bool(optimize.metadata.get("placeholder"))
+        prov["placeholder"] = placeholder
+        if placeholder:
+            warnings.warn(
+                f"the weights loaded for {text!r} are an untrained placeholder: results are "
+                "not meaningful until a trained model replaces them",
+                PlaceholderWeightsWarning,
+                stacklevel=2,
+            )
+        return cls(
+            repair,
+            optimize,
+            device=dev,
+            tile_size=tile_size,
+            threads=threads,
+            name=text,
+            provenance=prov,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Inpainter(name={self.name!r}, method={self.method!r}, device={self.device}, "
+            f"tile_size={self.tile_size})"
+        )
+
+    # ------------------------------------------------------------------ inference
+    def inpaint(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        *,
+        stages: str = "both",
+        channel_axis: int | str | None = "auto",
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
+        """Repair ``image`` where ``mask`` is nonzero.
+
+        Args:
+            image: ``H×W`` (grayscale), ``H×W×3`` (RGB), ``H×W×4`` (RGBA: alpha copied),
+                ``H×W×C`` (each channel as grayscale), with any leading axes (Z, T...)
+                handled plane by plane; uint8, other integers or floats.
+            mask: Nonzero = repair. Its shape is the spatial shape ``H×W`` (used for every
+                plane and channel) or the image shape without the channel axis (one mask
+                per plane).
+            stages: ``"both"`` (repair, then optimize when an optimize model is loaded) or
+                ``"repair"``. Ignored by classical methods.
+            channel_axis: ``"auto"``: 2-D images have no channel axis, 3-D images are
+                channels-last, 4-D and up must say. An int names the channel axis; None
+                means there is none. The spatial axes are the last two other axes.
+            progress: Called as ``progress(done, total)`` after every window.
+            cancel: Called before every batch of windows; True raises
+                :class:`~rnon_engine.errors.Cancelled`.
+
+        Returns:
+            A new array, same shape and dtype; pixels with ``mask == 0`` are unchanged.
+
+        Raises:
+            InputError: The image, mask or an argument is not acceptable.
+            Cancelled: ``cancel()`` returned True.
+        """
+        if stages not in _STAGES:
+            raise InputError(f"stages must be one of {_STAGES}, got {stages!r}")
+        image = np.asarray(image)
+        mask = np.asarray(mask)
+        check_dtype(image.dtype)
+        ch = _channel_axis(image, channel_axis)
+        view = image if ch is None else np.moveaxis(image, ch, -1)
+        nspatial_end = view.ndim - (0 if ch is None else 1)
+        spatial = view.shape[nspatial_end - 2 : nspatial_end]
+        leading = view.shape[: nspatial_end - 2]
+        if min(spatial) < 1:
+            raise InputError(f"image has an empty spatial axis: shape {image.shape}")
+        per_plane = _check_mask(mask, spatial, leading, image.shape, ch)
+        holes = mask != 0
+        planes = list(np.ndindex(*leading)) if leading else [()]
+        hole_keys = planes if per_plane else [()]
+        for key in hole_keys:
+            if holes[key].all():
+                where = f" in plane {key}" if key else ""
+                raise InputError(
+                    f"the mask covers every pixel{where}: there is nothing to repair from; "
+                    "leave some valid pixels"
+                )
+        if image.dtype.kind == "f":
+            for idx in planes:
+                bad = ~np.isfinite(view[idx])
+                if ch is not None:
+                    bad = bad.any(axis=-1)
+                bad &= ~holes[idx if per_plane else ()]
+                if bad.any():
+                    where = f" of plane {idx}" if idx else ""
+                    raise InputError(
+                        f"the image has {int(bad.sum())} NaN or infinite pixel(s){where} outside "
+                        "the mask; add them to the mask to repair them, or replace them"
+                    )
+        if not holes.any():
+            return image.copy()
+        use_stage2 = stages == "both" and self.optimize is not None and self.method == "rnon"
+
+        # Plan every plane first: the total for progress, and nothing fails half-way.
+        nchan = 0 if ch is None else view.shape[-1]
+        groups: list[slice | None]
+        if ch is None:
+            groups = [None]
+        elif nchan in (3, 4):
+            groups = [slice(0, 3)]
+        else:
+            groups = [slice(c, c + 1) for c in range(nchan)]
+        multiple = self._multiple()
+        plans = {
+            key: plan_tiles(
+                holes[key], self.tile_size, self.margin, self.overlap, multiple=multiple
+            )
+            for key in hole_keys
+        }
+        units = [
+            _Unit(idx, g, idx if per_plane else ())
+            for idx in planes
+            for g in groups
+            if plans[idx if per_plane else ()].windows
+        ]
+        image_tiles = (
+            self._stage2_image_tiles(spatial)
+            if use_stage2 and self.stage2_region == "image"
+            else []
+        )
+        total = sum(len(plans[u.hole_key].windows) + len(image_tiles) for u in units)
+
+        out = image.copy()
+        oview = out if ch is None else np.moveaxis(out, ch, -1)
+        done = 0
+        for unit in units:
+            hole = holes[unit.hole_key]
+            plane = view[unit.index]
+            oplane = oview[unit.index]
+            if unit.channels is None:
+                src, dst = plane[..., None], oplane[..., None]
+            else:
+                src, dst = plane[..., unit.channels], oplane[..., unit.channels]
+            imap = intensity_map(src, ~hole)
+            band = use_stage2 and self.stage2_region == "band"
+            done = self._run_plan(
+                plans[unit.hole_key], src, dst, hole, imap, band, done, total, progress, cancel
+            )
+            if image_tiles:
+                done = self._run_stage2_image(image_tiles, dst, imap, done, total, progress, cancel)
+        return out
+
+    __call__ = inpaint
+
+    # ------------------------------------------------------------------ internals
+    def _multiple(self) -> int:
+        if self.repair is None:
+            return 1
+        return int(getattr(self.repair, "multiple", 1))
+
+    def _run_plan(
+        self,
+        plan: TilePlan,
+        src: np.ndarray,
+        dst: np.ndarray,
+        hole: np.ndarray,
+        imap: IntensityMap,
+        band: bool,
+        done: int,
+        total: int,
+        progress: Callable[[int, int], None] | None,
+        cancel: Callable[[], bool] | None,
+    ) -> int:
+        def write(win: Window, values: np.ndarray) -> None:
+            owned = plan.owned(win, hole)
+            if owned.any():
+                dst[win.slices][owned] = imap.from_unit(values[owned])
+
+        blend = [w for w in plan.windows if w.blend]
+        blender = None
+        if blend:
+            x0, x1 = min(w.x0 for w in blend), max(w.x1 for w in blend)
+            blender = _Blender(x0, x1, src.shape[-1], write)
+        for batch in _batches(plan.windows, self.batch_size):
+            if cancel is not None and cancel():
+                raise Cancelled(f"inpainting cancelled after {done} of {total} windows")
+            crops = np.stack([imap.to_unit(src[w.slices]) for w in batch])
+            hmask = np.stack([hole[w.slices] for w in batch])
+            crops[hmask] = 0.0
+            results = self._fill(crops, hmask, band)
+            for win, res in zip(batch, results, strict=True):
+                if win.blend:
+                    blender.add(win, res)
+                else:
+                    write(win, res)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        if blender is not None:
+            blender.flush()
+        return done
+
+    def _fill(self, crops: np.ndarray, holes: np.ndarray, band: bool) -> np.ndarray:
+        """Fill a batch ``[N,h,w,C]`` float32 in [0,1] with holes ``[N,h,w]``."""
+        if self.repair is None:
+            return np.stack(
+                [classical_fill(self.method, c, h) for c, h in zip(crops, holes, strict=True)]
+            )
+        with torch.inference_mode():
+            x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2)
+            gray = x.shape[1] == 1
+            if gray:
+                x = x.expand(-1, 3, -1, -1)
+            valid = torch.from_numpy(~holes).to(self.device)[:, None].to(x.dtype)
+            out = self.repair(x, valid)
+            comp = valid * x + (1 - valid) * out
+            if band:
+                comp = self._stage2_band(comp, valid, holes)
+            if gray:
+                comp = comp.mean(dim=1, keepdim=True)
+            return comp.permute(0, 2, 3, 1).float().cpu().numpy()
+
+    def _stage2_band(
+        self, comp: torch.Tensor, valid: torch.Tensor, holes: np.ndarray
+    ) -> torch.Tensor:
+        """Run stage 2 on the holes' box plus the halo (within the window), composite it."""
+        halo = int(getattr(getattr(self.optimize, "config", None), "halo", 0) or 0)
+        h, w = holes.shape[1:]
+        rows = np.flatnonzero(holes.any(axis=(0, 2)))
+        cols = np.flatnonzero(holes.any(axis=(0, 1)))
+        ys = slice(max(0, rows[0] - halo), min(h, rows[-1] + 1 + halo))
+        xs = slice(max(0, cols[0] - halo), min(w, cols[-1] + 1 + halo))
+        sub = comp[..., ys, xs]
+        vsub = valid[..., ys, xs]
+        refined = self.optimize(sub)
+        comp = comp.clone()
+        comp[..., ys, xs] = vsub * sub + (1 - vsub) * refined
+        return comp
+
+    def _stage2_image_tiles(self, spatial: tuple[int, int]) -> list[tuple[Window, Window]]:
+        """(read window with halo, write window) pairs covering the whole plane."""
+        halo = int(self.optimize.config.halo)
+        h, w = spatial
+        core = max(16, self.tile_size - 2 * halo)
+        tiles = []
+        for y in range(0, h, core):
+            for x in range(0, w, core):
+                wr = Window(y, min(h, y + core), x, min(w, x + core), ())
+                rd = Window(
+                    max(0, y - halo),
+                    min(h, wr.y1 + halo),
+                    max(0, x - halo),
+                    min(w, wr.x1 + halo),
+                    (),
+                )
+                tiles.append((rd, wr))
+        return tiles
+
+    def _run_stage2_image(
+        self,
+        tiles: list[tuple[Window, Window]],
+        dst: np.ndarray,
+        imap: IntensityMap,
+        done: int,
+        total: int,
+        progress: Callable[[int, int], None] | None,
+        cancel: Callable[[], bool] | None,
+    ) -> int:
+        """The paper's stage 2: over the whole (repaired) plane, not composited."""
+        results = []
+        for rd, wr in tiles:  # read everything before writing: tiles overlap through halos
+            if cancel is not None and cancel():
+                raise Cancelled(f"inpainting cancelled after {done} of {total} windows")
+            with torch.inference_mode():
+                x = torch.from_numpy(imap.to_unit(dst[rd.slices])).to(self.device)
+                x = x.permute(2, 0, 1)[None]
+                gray = x.shape[1] == 1
+                if gray:
+                    x = x.expand(-1, 3, -1, -1)
+                y = self.optimize(x)
+                if gray:
+                    y = y.mean(dim=1, keepdim=True)
+                y = y[0].permute(1, 2, 0).float().cpu().numpy()
+            oy, ox = wr.y0 - rd.y0, wr.x0 - rd.x0
+            results.append((wr, imap.from_unit(y[oy : oy + wr.shape[0], ox : ox + wr.shape[1]])))
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        for wr, values in results:
+            dst[wr.slices] = values
+        return done
+
+
+def _trainer_sibling(repair_path: Path) -> Path | None:
+    """The trainer's stage-2 export beside its stage-1 export, if it was trained on it."""
+    from rnon_engine.weights import read_metadata
+
+    if repair_path.name != TRAINER_REPAIR_NAME:
+        return None
+    candidate = repair_path.parent / TRAINER_OPTIMIZE_NAME
+    if not candidate.is_file():
+        return None
+    named = read_metadata(candidate).get("repair_weights")
+    if named and Path(named).resolve() != repair_path.resolve():
+        return None
+    return candidate
+
+
+def _batches(windows: list[Window], size: int) -> Iterator[list[Window]]:
+    """Consecutive runs of windows of equal shape, at most ``size`` long."""
+    batch: list[Window] = []
+    for win in windows:
+        if batch and (len(batch) == size or win.shape != batch[0].shape):
+            yield batch
+            batch = []
+        batch.append(win)
+    if batch:
+        yield batch
+
+
+def _channel_axis(image: np.ndarray, channel_axis: int | str | None) -> int | None:
+    nd = image.ndim
+    if isinstance(channel_axis, str):
+        if channel_axis != "auto":
+            raise InputError(f"channel_axis must be 'auto', an int or None, got {channel_axis!r}")
+        if nd == 2:
+            return None
+        if nd == 3:
+            return 2
+        if nd < 2:
+            raise InputError(f"image must have at least 2 dimensions, got shape {image.shape}")
+        raise InputError(
+            f"image has {nd} dimensions {image.shape}: say which axis holds the channels with "
+            "channel_axis=<int> (or channel_axis=None if there is none); the last two other "
+            "axes are taken as Y, X and the rest as leading (Z/T) axes"
+        )
+    if channel_axis is None:
+        if nd < 2:
+            raise InputError(f"image must have at least 2 dimensions, got shape {image.shape}")
+        return None
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, int | np.integer):
+        raise InputError(f"channel_axis must be 'auto', an int or None, got {channel_axis!r}")
+    if nd < 3:
+        raise InputError(
+            f"an image with a channel axis needs at least 3 dimensions, got shape {image.shape}"
+        )
+    if not -nd <= channel_axis < nd:
+        raise InputError(f"channel_axis {channel_axis} is out of range for shape {image.shape}")
+    return int(channel_axis) % nd
+
+
+def _check_mask(
+    mask: np.ndarray,
+    spatial: tuple[int, ...],
+    leading: tuple[int, ...],
+    image_shape: tuple[int, ...],
+    ch: int | None,
+) -> bool:
+    """Check the mask; True if it holds one mask per plane, False if it is broadcast."""
+    if mask.dtype.kind not in "buif":
+        raise InputError(f"mask must be boolean or numeric (nonzero = repair), got {mask.dtype}")
+    if mask.dtype.kind == "f" and np.isnan(mask).any():
+        raise InputError("mask contains NaN; use 0 for pixels to keep and nonzero to repair")
+    if mask.shape == tuple(spatial):
+        return False
+    if leading and mask.shape == tuple(leading) + tuple(spatial):
+        return True
+    hint = ""
+    if ch is not None and image_shape[:-1] == mask.shape:
+        pass
+    elif len(image_shape) == 3 and mask.shape == image_shape[1:]:
+        hint = " (a Z/T stack? pass channel_axis=None)"
+    planes = f" or {tuple(leading) + tuple(spatial)} (one per plane)" if leading else ""
+    raise InputError(
+        f"mask shape {mask.shape} does not match image shape {image_shape}: expected "
+        f"{tuple(spatial)} (Y, X){planes}{hint}"
+    )

@@ -1,0 +1,940 @@
+"""The RNON losses (paper eq. 1-14, as settled by the project's SPEC).
+
+Conventions: images are ``[N, C, H, W]`` floats in ``[0, 1]``; masks are ``[N, 1, H, W]`` or
+``[N, C, H, W]`` with 1 = valid (known) pixel, 0 = hole; discriminator outputs are logits.
+Every L1 term is a mean, i.e. normalised by the element count of the tensor it is taken
+over (the masked L1 terms by the image's element count ``N·C·H·W``, as in Liu et al.).
+
+Each loss is a pure function plus a thin :class:`torch.nn.Module`. Shapes are checked up
+front; a bad one raises :class:`~rnon_engine.errors.InputError` naming it.
+
+The two weighted totals:
+
+* :class:`RepairLoss` (stage 1, eq. 1)::
+
+      L = 2·valid + 12·hole + 0.04·per + 100·(style_out + style_com) + 100·adv + 0.3·tv
+      per   = Σ_nets mix_net · Σ_layers (‖Ψ(I_out) − Ψ(I_real)‖₁ + ‖Ψ(I_com) − Ψ(I_real)‖₁)
+      style_out = Σ_nets mix_net · Σ_layers ‖G(Ψ(I_out)) − G(Ψ(I_real))‖₁  (style_com: I_com)
+
+  with VGG16 (pool1, pool2, pool3, mix 1) and DenseNet-121 (conv0, pool2, pool3, mix 30).
+  The paper gives the 1 : 30 network mix for the perceptual term only (eq. 6); the style
+  terms use the same mix (a project choice).
+* :class:`OptimizeLoss` (stage 2, eq. 11)::
+
+      L = 40·con + per + 0.75·adv,   per = 1.25·L_VGG19(block3_conv4) + 50·L_DenseNet(pool2)
+
+  where each ``L_net`` has the form of eq. 4 with ``I_opt`` in place of ``I_inp`` (the
+  paper: "similar to formula (4)"). The paper's text names DenseNet's ``pool2_conv``; the
+  SPEC says ``pool2``, the default here; ``densenet_layers=("pool2_conv",)`` selects the
+  paper's reading.
+
+Both can add an optional ``ssim`` term, ``1 − SSIM(I_com, I_real)`` (weight 0 by default).
+
+Adversarial terms: the default generator term is the standard non-saturating GAN loss
+``BCE(D(I_out), 1)``; ``adv_mode="eq9"`` selects the paper's eq. 9,
+``mean |σ(D(I_out)) − σ(D(I_real))|``, on the discriminator's probabilities (the SRGAN
+discriminator the paper uses ends with a sigmoid; ours returns logits). The discriminator
+is trained with :func:`discriminator_loss`, ``BCE(D(I_real), 1) + BCE(D(I_out), 0)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnon_engine.errors import ConfigError, InputError
+from rnon_engine.features import FEATURE_LAYERS, FeatureExtractor, build_feature_extractor
+
+__all__ = [
+    "ADV_MODES",
+    "ContentLoss",
+    "DiscriminatorLoss",
+    "GeneratorAdversarialLoss",
+    "HoleLoss",
+    "OptimizeLoss",
+    "OptimizeLossWeights",
+    "PerceptualLoss",
+    "RepairLoss",
+    "RepairLossWeights",
+    "SSIMLoss",
+    "StyleLoss",
+    "TotalVariationLoss",
+    "ValidLoss",
+    "composite",
+    "content_loss",
+    "discriminator_loss",
+    "eq9_adversarial_loss",
+    "generator_adversarial_loss",
+    "gram_matrix",
+    "hole_loss",
+    "hole_region",
+    "perceptual_loss",
+    "ssim",
+    "ssim_loss",
+    "style_loss",
+    "total_variation_loss",
+    "valid_loss",
+]
+
+ADV_MODES = ("bce", "eq9")
+
+# --------------------------------------------------------------------------- shape checks
+
+
+def _check(x: Any, name: str, ndim: int | None = None, channels: int | None = None) -> None:
+    """Raise :class:`InputError` unless ``x`` is a float tensor of the given rank/channels."""
+    if not isinstance(x, Tensor):
+        raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if ndim is not None and x.ndim != ndim:
+        want = "[N, C, H, W]" if ndim == 4 else f"{ndim}-D"
+        raise InputError(f"{name} must be {want}, got shape {tuple(x.shape)}")
+    if channels is not None and x.shape[1] != channels:
+        raise InputError(f"{name} must have {channels} channels, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise InputError(f"{name} must be floating point, got {x.dtype} (shape {tuple(x.shape)})")
+
+
+def _check_pair(output: Tensor, target: Tensor) -> None:
+    _check(output, "output", ndim=4)
+    _check(target, "target", ndim=4)
+    if output.shape != target.shape:
+        raise InputError(
+            f"output shape {tuple(output.shape)} differs from target shape {tuple(target.shape)}"
+        )
+
+
+def _check_mask(mask: Tensor, image: Tensor) -> None:
+    _check(mask, "mask", ndim=4)
+    n, c, h, w = image.shape
+    if mask.shape[0] != n or tuple(mask.shape[2:]) != (h, w) or mask.shape[1] not in (1, c):
+        raise InputError(
+            f"mask shape {tuple(mask.shape)} does not fit image shape {tuple(image.shape)}: "
+            f"expected [{n}, 1 or {c}, {h}, {w}]"
+        )
+
+
+def _check_triplet(output: Tensor, target: Tensor, mask: Tensor) -> None:
+    _check_pair(output, target)
+    _check_mask(mask, target)
+
+
+def _check_logits(x: Any, name: str) -> None:
+    _check(x, name)
+    if x.ndim < 1 or x.numel() == 0:
+        raise InputError(f"{name} must be a non-empty [N, ...] tensor, got shape {tuple(x.shape)}")
+
+
+def _check_features(feats: Sequence[Tensor], name: str) -> None:
+    if isinstance(feats, Tensor) or not isinstance(feats, Sequence) or len(feats) == 0:
+        raise InputError(f"{name} must be a non-empty list of [N, C, H, W] feature maps")
+    for i, f in enumerate(feats):
+        _check(f, f"{name}[{i}]", ndim=4)
+
+
+def _check_same_features(a: Sequence[Tensor], b: Sequence[Tensor], na: str, nb: str) -> None:
+    _check_features(a, na)
+    _check_features(b, nb)
+    if len(a) != len(b):
+        raise InputError(f"{na} has {len(a)} feature maps but {nb} has {len(b)}")
+    for i, (fa, fb) in enumerate(zip(a, b, strict=True)):
+        if fa.shape != fb.shape:
+            raise InputError(
+                f"{na}[{i}] shape {tuple(fa.shape)} differs from {nb}[{i}] shape {tuple(fb.shape)}"
+            )
+
+
+# --------------------------------------------------------------------------- pixel terms
+
+
+def composite(output: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """``I_com = M·I_real + (1 − M)·I_out`` (eq. 5): known pixels from the target.
+
+    Args:
+        output: Network output ``[N, C, H, W]``.
+        target: Ground truth ``[N, C, H, W]``.
+        mask: ``[N, 1|C, H, W]``, 1 = valid.
+
+    Returns:
+        ``[N, C, H, W]``; gradients flow to ``output`` in the hole only.
+    """
+    _check_triplet(output, target, mask)
+    return mask * target + (1 - mask) * output
+
+
+def valid_loss(output: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """``mean |M ⊙ (I_out − I_real)|`` over all ``N·C·H·W`` elements (eq. 2, with ``I_real``).
+
+    Args:
+        output: ``[N, C, H, W]``.
+        target: ``[N, C, H, W]`` ground truth (the SPEC replaces the paper's ``I_dam``).
+        mask: ``[N, 1|C, H, W]``, 1 = valid.
+
+    Returns:
+        Scalar.
+    """
+    _check_triplet(output, target, mask)
+    return (mask * (output - target)).abs().mean()
+
+
+def hole_loss(output: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """``mean |(1 − M) ⊙ (I_out − I_real)|`` over all ``N·C·H·W`` elements (eq. 3).
+
+    Args:
+        output: ``[N, C, H, W]``.
+        target: ``[N, C, H, W]`` ground truth.
+        mask: ``[N, 1|C, H, W]``, 1 = valid.
+
+    Returns:
+        Scalar; 0 when the mask has no hole.
+    """
+    _check_triplet(output, target, mask)
+    return ((1 - mask) * (output - target)).abs().mean()
+
+
+def content_loss(output: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Stage 2's content loss (eq. 12): ``mean |M ⊙ (I_opt − I_real)|``.
+
+    The mean runs over all ``N·C·H·W`` elements (the paper's ``1/N`` over the batch of a
+    per-image mean). As printed it only covers the valid pixels; the hole is left to the
+    perceptual and adversarial terms.
+
+    Args:
+        output: ``[N, C, H, W]`` stage-2 output.
+        target: ``[N, C, H, W]`` ground truth.
+        mask: ``[N, 1|C, H, W]``, 1 = valid.
+
+    Returns:
+        Scalar.
+    """
+    return valid_loss(output, target, mask)
+
+
+def hole_region(mask: Tensor) -> Tensor:
+    """The hole dilated by one pixel (3×3 neighbourhood), the region ``P`` of eq. 10.
+
+    Args:
+        mask: ``[N, 1|C, H, W]``, 1 = valid.
+
+    Returns:
+        Same shape as ``mask``: 1 inside the dilated hole, 0 elsewhere.
+    """
+    _check(mask, "mask", ndim=4)
+    return F.max_pool2d(1 - mask, kernel_size=3, stride=1, padding=1)
+
+
+def total_variation_loss(image: Tensor, mask: Tensor) -> Tensor:
+    """Total variation of ``image`` over the one-pixel-dilated hole (eq. 10, Liu et al.).
+
+    ``Σ |I[i, j+1] − I[i, j]|`` over horizontal neighbour pairs with both pixels in ``P``
+    plus the same over vertical pairs, divided by the image's element count ``N·C·H·W``
+    (Liu et al.'s normalisation, consistent with :func:`hole_loss`).
+
+    Args:
+        image: ``[N, C, H, W]``, normally the composite ``I_com``.
+        mask: ``[N, 1|C, H, W]``, 1 = valid.
+
+    Returns:
+        Scalar; 0 for a constant image or a mask without hole.
+    """
+    _check(image, "image", ndim=4)
+    _check_mask(mask, image)
+    region = hole_region(mask).to(image.dtype)
+    rx = region[..., :, 1:] * region[..., :, :-1]
+    ry = region[..., 1:, :] * region[..., :-1, :]
+    dx = (image[..., :, 1:] - image[..., :, :-1]).abs() * rx
+    dy = (image[..., 1:, :] - image[..., :-1, :]).abs() * ry
+    return (dx.sum() + dy.sum()) / image.numel()
+
+
+# --------------------------------------------------------------------------- SSIM
+
+
+def _gaussian_1d(size: int, sigma: float, device: torch.device) -> Tensor:
+    x = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ssim(
+    x: Tensor,
+    y: Tensor,
+    *,
+    data_range: float = 1.0,
+    window_size: int = 11,
+    sigma: float = 1.5,
+) -> Tensor:
+    """Mean structural similarity (Wang et al. 2004) with a Gaussian window, differentiable.
+
+    Local statistics use an 11-tap Gaussian window (σ = 1.5), computed per channel by
+    separable convolutions without padding (only windows fully inside the image count);
+    population (biased) variances; ``C1 = (0.01·L)²``, ``C2 = (0.03·L)²``. The result equals
+    ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=L)`` averaged over channels and images.
+    Computed in float32 (outside autocast): variances as differences of means lose too
+    much in half precision.
+
+    Args:
+        x: ``[N, C, H, W]``.
+        y: ``[N, C, H, W]``.
+        data_range: ``L``, the value range (1 for images in [0, 1]).
+        window_size: Taps of the Gaussian window (odd).
+        sigma: Standard deviation of the window.
+
+    Returns:
+        Scalar in ``[-1, 1]`` (1 for identical images).
+    """
+    _check(x, "x", ndim=4)
+    _check(y, "y", ndim=4)
+    if x.shape != y.shape:
+        raise InputError(f"x shape {tuple(x.shape)} differs from y shape {tuple(y.shape)}")
+    if min(x.shape[2:]) < window_size:
+        raise InputError(
+            f"SSIM needs H and W >= {window_size} (its window), got shape {tuple(x.shape)}"
+        )
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x, y = x.float(), y.float()
+        c = x.shape[1]
+        g = _gaussian_1d(window_size, sigma, x.device)
+        kh = g.view(1, 1, -1, 1).expand(c, 1, window_size, 1)
+        kw = g.view(1, 1, 1, -1).expand(c, 1, 1, window_size)
+
+        def filt(z: Tensor) -> Tensor:
+            return F.conv2d(F.conv2d(z, kh, groups=c), kw, groups=c)
+
+        mu_x, mu_y = filt(x), filt(y)
+        sxx = filt(x * x) - mu_x * mu_x
+        syy = filt(y * y) - mu_y * mu_y
+        sxy = filt(x * y) - mu_x * mu_y
+        c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+        s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / (
+            (mu_x * mu_x + mu_y * mu_y + c1) * (sxx + syy + c2)
+        )
+        return s.mean()
+
+
+def ssim_loss(x: Tensor, y: Tensor, *, data_range: float = 1.0) -> Tensor:
+    """``1 − SSIM(x, y)`` (see :func:`ssim`); 0 for identical images."""
+    return 1 - ssim(x, y, data_range=data_range)
+
+
+# --------------------------------------------------------------------------- feature terms
+
+
+def gram_matrix(x: Tensor) -> Tensor:
+    """Gram matrix normalised by ``K = 1/(C·H·W)``: ``G = F Fᵀ / (C·H·W)``, ``F = [C, H·W]``.
+
+    Computed in float32 (outside autocast) so that half-precision features do not overflow.
+
+    Args:
+        x: Features ``[N, C, H, W]``.
+
+    Returns:
+        ``[N, C, C]``.
+    """
+    _check(x, "features", ndim=4)
+    n, c, h, w = x.shape
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        f = x.float().reshape(n, c, h * w)
+        return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def perceptual_loss(
+    feats_out: Sequence[Tensor], feats_com: Sequence[Tensor], feats_real: Sequence[Tensor]
+) -> Tensor:
+    """Perceptual loss of one network (eq. 4).
+
+    ``Σ_l mean|Ψ_l(I_out) − Ψ_l(I_real)| + mean|Ψ_l(I_com) − Ψ_l(I_real)|``.
+
+    Args:
+        feats_out: Feature maps of the output, one ``[N, C_l, H_l, W_l]`` per layer.
+        feats_com: Feature maps of the composite, same shapes.
+        feats_real: Feature maps of the ground truth, same shapes.
+
+    Returns:
+        Scalar (each layer's L1 is a mean over its elements).
+    """
+    _check_same_features(feats_out, feats_real, "feats_out", "feats_real")
+    _check_same_features(feats_com, feats_real, "feats_com", "feats_real")
+    total = feats_out[0].new_zeros(())
+    for fo, fc, fr in zip(feats_out, feats_com, feats_real, strict=True):
+        total = total + (fo - fr).abs().mean() + (fc - fr).abs().mean()
+    return total
+
+
+def style_loss(feats: Sequence[Tensor], feats_real: Sequence[Tensor]) -> Tensor:
+    """Eq. 7/8 for one network: ``Σ_l mean|G(Ψ_l(I)) − G(Ψ_l(I_real))|`` (:func:`gram_matrix`).
+
+    Call it with the output's features for ``L_style1`` and the composite's for ``L_style2``.
+
+    Args:
+        feats: Feature maps of the image, one ``[N, C_l, H_l, W_l]`` per layer.
+        feats_real: Feature maps of the ground truth, same shapes.
+
+    Returns:
+        Scalar (each layer's L1 is a mean over the ``N·C_l·C_l`` Gram entries).
+    """
+    _check_same_features(feats, feats_real, "feats", "feats_real")
+    total = feats[0].new_zeros((), dtype=torch.float32)
+    for f, fr in zip(feats, feats_real, strict=True):
+        total = total + (gram_matrix(f) - gram_matrix(fr)).abs().mean()
+    return total
+
+
+# --------------------------------------------------------------------------- adversarial
+
+
+def generator_adversarial_loss(d_fake_logits: Tensor) -> Tensor:
+    """Non-saturating GAN generator loss ``BCE(D(I_out), 1) = mean softplus(−logit)``.
+
+    Args:
+        d_fake_logits: Discriminator logits of the generated images, ``[N, ...]``.
+
+    Returns:
+        Scalar.
+    """
+    _check_logits(d_fake_logits, "d_fake_logits")
+    return F.binary_cross_entropy_with_logits(d_fake_logits, torch.ones_like(d_fake_logits))
+
+
+def eq9_adversarial_loss(d_fake_logits: Tensor, d_real_logits: Tensor) -> Tensor:
+    """The paper's eq. 9: ``mean |σ(D(I_out)) − σ(D(I_real))|`` on probabilities.
+
+    ``D(I_real)`` is a fixed target here (detached): the term trains the generator only.
+
+    Args:
+        d_fake_logits: Logits of the generated images ``[N, ...]``.
+        d_real_logits: Logits of the real images, same shape.
+
+    Returns:
+        Scalar in ``[0, 1]``.
+    """
+    _check_logits(d_fake_logits, "d_fake_logits")
+    _check_logits(d_real_logits, "d_real_logits")
+    if d_fake_logits.shape != d_real_logits.shape:
+        raise InputError(
+            f"d_fake_logits shape {tuple(d_fake_logits.shape)} differs from d_real_logits "
+            f"shape {tuple(d_real_logits.shape)}"
+        )
+    return (torch.sigmoid(d_fake_logits) - torch.sigmoid(d_real_logits.detach())).abs().mean()
+
+
+def discriminator_loss(
+    d_real_logits: Tensor, d_fake_logits: Tensor
+) -> tuple[Tensor, dict[str, float]]:
+    """Standard GAN discriminator loss ``BCE(D(I_real), 1) + BCE(D(I_fake), 0)``.
+
+    Pass logits of generated images computed from detached images.
+
+    Args:
+        d_real_logits: Logits of real images ``[N, ...]``.
+        d_fake_logits: Logits of generated images ``[M, ...]``.
+
+    Returns:
+        ``(loss, metrics)``; metrics: ``d_total``, ``d_real`` and ``d_fake`` (the two BCE
+        terms), ``d_real_prob`` and ``d_fake_prob`` (mean sigmoid outputs).
+    """
+    _check_logits(d_real_logits, "d_real_logits")
+    _check_logits(d_fake_logits, "d_fake_logits")
+    real = F.binary_cross_entropy_with_logits(d_real_logits, torch.ones_like(d_real_logits))
+    fake = F.binary_cross_entropy_with_logits(d_fake_logits, torch.zeros_like(d_fake_logits))
+    loss = real + fake
+    with torch.no_grad():
+        vals = torch.stack(
+            [
+                loss.float(),
+                real.float(),
+                fake.float(),
+                torch.sigmoid(d_real_logits.float()).mean(),
+                torch.sigmoid(d_fake_logits.float()).mean(),
+            ]
+        ).tolist()
+    names = ("d_total", "d_real", "d_fake", "d_real_prob", "d_fake_prob")
+    return loss, dict(zip(names, vals, strict=True))
+
+
+# --------------------------------------------------------------------------- thin modules
+
+
+class ValidLoss(nn.Module):
+    """Module form of :func:`valid_loss`."""
+
+    def forward(self, output: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+        """See :func:`valid_loss`."""
+        return valid_loss(output, target, mask)
+
+
+class HoleLoss(nn.Module):
+    """Module form of :func:`hole_loss`."""
+
+    def forward(self, output: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+        """See :func:`hole_loss`."""
+        return hole_loss(output, target, mask)
+
+
+class ContentLoss(nn.Module):
+    """Module form of :func:`content_loss`."""
+
+    def forward(self, output: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+        """See :func:`content_loss`."""
+        return content_loss(output, target, mask)
+
+
+class TotalVariationLoss(nn.Module):
+    """Module form of :func:`total_variation_loss`."""
+
+    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        """See :func:`total_variation_loss`."""
+        return total_variation_loss(image, mask)
+
+
+class SSIMLoss(nn.Module):
+    """Module form of :func:`ssim_loss`."""
+
+    def __init__(self, data_range: float = 1.0) -> None:
+        super().__init__()
+        self.data_range = data_range
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """See :func:`ssim_loss`."""
+        return ssim_loss(x, y, data_range=self.data_range)
+
+
+class PerceptualLoss(nn.Module):
+    """Module form of :func:`perceptual_loss` (on precomputed feature lists)."""
+
+    def forward(
+        self,
+        feats_out: Sequence[Tensor],
+        feats_com: Sequence[Tensor],
+        feats_real: Sequence[Tensor],
+    ) -> Tensor:
+        """See :func:`perceptual_loss`."""
+        return perceptual_loss(feats_out, feats_com, feats_real)
+
+
+class StyleLoss(nn.Module):
+    """Module form of :func:`style_loss` (on precomputed feature lists)."""
+
+    def forward(self, feats: Sequence[Tensor], feats_real: Sequence[Tensor]) -> Tensor:
+        """See :func:`style_loss`."""
+        return style_loss(feats, feats_real)
+
+
+class GeneratorAdversarialLoss(nn.Module):
+    """Generator adversarial term: ``"bce"`` (non-saturating) or ``"eq9"`` (the paper)."""
+
+    def __init__(self, mode: str = "bce") -> None:
+        super().__init__()
+        if mode not in ADV_MODES:
+            raise ConfigError(f"adv_mode must be one of {ADV_MODES}, got {mode!r}")
+        self.mode = mode
+
+    def forward(self, d_fake_logits: Tensor, d_real_logits: Tensor | None = None) -> Tensor:
+        """Return the term; ``"eq9"`` needs ``d_real_logits``."""
+        return _adv_term(self.mode, d_fake_logits, d_real_logits)
+
+
+class DiscriminatorLoss(nn.Module):
+    """Module form of :func:`discriminator_loss`, returning ``(loss, metrics)``."""
+
+    def forward(self, d_real_logits: Tensor, d_fake_logits: Tensor) -> tuple[Tensor, dict]:
+        """See :func:`discriminator_loss`."""
+        return discriminator_loss(d_real_logits, d_fake_logits)
+
+
+def _adv_term(mode: str, d_fake_logits: Tensor | None, d_real_logits: Tensor | None) -> Tensor:
+    if d_fake_logits is None:
+        raise InputError(
+            "the adversarial term needs d_fake_logits (the discriminator's logits of the "
+            "output); pass them, or set the adv weight to 0"
+        )
+    if mode == "bce":
+        return generator_adversarial_loss(d_fake_logits)
+    if d_real_logits is None:
+        raise InputError("adv_mode 'eq9' needs d_real_logits (the discriminator on I_real)")
+    return eq9_adversarial_loss(d_fake_logits, d_real_logits)
+
+
+# --------------------------------------------------------------------------- weighted totals
+
+FeatureWeights = str | os.PathLike | None
+
+
+def _check_weights_obj(obj: Any, numeric: Sequence[str]) -> None:
+    for name in numeric:
+        v = getattr(obj, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ConfigError(f"loss weight {name} must be a finite number >= 0, got {v!r}")
+    if obj.adv_mode not in ADV_MODES:
+        raise ConfigError(f"adv_mode must be one of {ADV_MODES}, got {obj.adv_mode!r}")
+    for f in dataclasses.fields(obj):
+        if f.name.endswith("_layers"):
+            kind = _LAYER_FIELD_KIND[f.name]
+            value = getattr(obj, f.name)
+            if isinstance(value, str):
+                value = (value,)
+            value = tuple(value)
+            unknown = [n for n in value if n not in FEATURE_LAYERS[kind]]
+            if not value or unknown:
+                raise ConfigError(
+                    f"{f.name}: unknown {kind} layer(s) {unknown or '(none given)'}; choose "
+                    f"from {sorted(FEATURE_LAYERS[kind])}"
+                )
+            object.__setattr__(obj, f.name, value)
+        elif f.name.endswith("_weights"):
+            v = getattr(obj, f.name)
+            if v is not None and not isinstance(v, (str, os.PathLike)):
+                raise ConfigError(
+                    f"{f.name} must be 'imagenet', 'random', 'none', None or a file path, got {v!r}"
+                )
+
+
+_LAYER_FIELD_KIND = {
+    "vgg16_layers": "vgg16",
+    "vgg19_layers": "vgg19",
+    "densenet_layers": "densenet121",
+}
+
+
+class _FromMapping:
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Any:
+        """Build from a mapping (e.g. a YAML section), refusing unknown keys.
+
+        Args:
+            data: Field names to values; missing fields keep their defaults.
+
+        Returns:
+            The dataclass instance.
+
+        Raises:
+            ConfigError: An unknown key or a bad value.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown {cls.__name__} key(s) {unknown}; known keys: {sorted(known)}"
+            )
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class RepairLossWeights(_FromMapping):
+    """Weights of stage 1's loss (eq. 1) and its feature networks; paper values by default.
+
+    A weight of 0 disables its term (it is then not computed). Feature-network fields take
+    ``"imagenet"`` (torchvision cache), ``"random"`` (seeded random init: the terms then
+    only regularise, they carry no ImageNet meaning), ``"none"``/``None`` (no network: its
+    perceptual and style parts are skipped) or a path to a state-dict file.
+
+    Attributes:
+        valid: Weight of :func:`valid_loss` (2).
+        hole: Weight of :func:`hole_loss` (12).
+        per: Weight of the perceptual term (0.04).
+        style: Weight of each style term, ``style_out`` and ``style_com`` (100).
+        adv: Weight of the generator's adversarial term (100).
+        tv: Weight of :func:`total_variation_loss` on ``I_com`` (0.3).
+        ssim: Weight of ``1 − SSIM(I_com, I_real)`` (0: not in the paper).
+        vgg_mix: Share of VGG16 in the perceptual and style terms (eq. 6: 1).
+        densenet_mix: Share of DenseNet-121 in the perceptual and style terms (eq. 6: 30).
+        adv_mode: ``"bce"`` (standard non-saturating) or ``"eq9"`` (the paper's).
+        vgg16_weights: VGG16 weights source.
+        densenet_weights: DenseNet-121 weights source.
+        vgg16_layers: VGG16 layers (pool1, pool2, pool3).
+        densenet_layers: DenseNet-121 layers (conv0, pool2, pool3).
+        feature_seed: Seed of randomly initialised feature networks.
+    """
+
+    valid: float = 2.0
+    hole: float = 12.0
+    per: float = 0.04
+    style: float = 100.0
+    adv: float = 100.0
+    tv: float = 0.3
+    ssim: float = 0.0
+    vgg_mix: float = 1.0
+    densenet_mix: float = 30.0
+    adv_mode: str = "bce"
+    vgg16_weights: FeatureWeights = "imagenet"
+    densenet_weights: FeatureWeights = "imagenet"
+    vgg16_layers: tuple[str, ...] = ("pool1", "pool2", "pool3")
+    densenet_layers: tuple[str, ...] = ("conv0", "pool2", "pool3")
+    feature_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_weights_obj(
+            self, ("valid", "hole", "per", "style", "adv", "tv", "ssim", "vgg_mix", "densenet_mix")
+        )
+
+
+@dataclass(frozen=True)
+class OptimizeLossWeights(_FromMapping):
+    """Weights of stage 2's loss (eq. 11, 13) and its feature networks; paper values by default.
+
+    Feature-network fields as in :class:`RepairLossWeights`.
+
+    Attributes:
+        con: Weight of :func:`content_loss` (40).
+        per: Weight of the perceptual term (1).
+        adv: Weight of the generator's adversarial term (0.75).
+        ssim: Weight of ``1 − SSIM(I_com, I_real)`` (0: not in the paper).
+        vgg_mix: Share of VGG19 in the perceptual term (eq. 13: 1.25).
+        densenet_mix: Share of DenseNet-121 in the perceptual term (eq. 13: 50).
+        adv_mode: ``"bce"`` (eq. 14 read as the standard GAN loss) or ``"eq9"``.
+        vgg19_weights: VGG19 weights source.
+        densenet_weights: DenseNet-121 weights source.
+        vgg19_layers: VGG19 layers (block3_conv4, post-ReLU).
+        densenet_layers: DenseNet-121 layers (the SPEC's pool2; the paper's text names
+            ``pool2_conv``).
+        feature_seed: Seed of randomly initialised feature networks.
+    """
+
+    con: float = 40.0
+    per: float = 1.0
+    adv: float = 0.75
+    ssim: float = 0.0
+    vgg_mix: float = 1.25
+    densenet_mix: float = 50.0
+    adv_mode: str = "bce"
+    vgg19_weights: FeatureWeights = "imagenet"
+    densenet_weights: FeatureWeights = "imagenet"
+    vgg19_layers: tuple[str, ...] = ("block3_conv4",)
+    densenet_layers: tuple[str, ...] = ("pool2",)
+    feature_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_weights_obj(self, ("con", "per", "adv", "ssim", "vgg_mix", "densenet_mix"))
+
+
+class _WeightedLoss(nn.Module):
+    """Holds the feature networks and does the shared bookkeeping of the two totals."""
+
+    def __init__(self, nets: Mapping[str, tuple[FeatureWeights, Sequence[str], float]], seed: int):
+        super().__init__()
+        self.nets = nn.ModuleDict()
+        self.mix: dict[str, float] = {}
+        self.skipped: dict[str, str] = {}
+        for kind, (source, layers, mix) in nets.items():
+            if mix == 0:
+                self.skipped[f"per_{kind}"] = "network mix 0 or no feature term"
+                continue
+            net = build_feature_extractor(kind, source, layers, seed=seed)
+            if net is None:
+                self.skipped[f"per_{kind}"] = "no feature network (weights none)"
+            else:
+                self.nets[kind] = net
+                self.mix[kind] = mix
+
+    @property
+    def feature_sources(self) -> dict[str, str]:
+        """Where each feature network's weights came from (for logs and model cards)."""
+        return {k: net.weights_source for k, net in self.nets.items()}
+
+    def _features(
+        self, output: Tensor, comp: Tensor, target: Tensor
+    ) -> dict[str, tuple[list[Tensor], list[Tensor], list[Tensor]]]:
+        res = {}
+        n = output.shape[0]
+        for kind, net in self.nets.items():
+            assert isinstance(net, FeatureExtractor)
+            both = net(torch.cat([output, comp]))
+            with torch.no_grad():
+                real = net(target)
+            res[kind] = ([f[:n] for f in both], [f[n:] for f in both], real)
+        return res
+
+    @staticmethod
+    def _finish(
+        terms: dict[str, Tensor], weighted: list[Tensor], ref: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
+        total = torch.stack([t.float() for t in weighted]).sum() if weighted else ref.new_zeros(())
+        names = ["total", *terms]
+        vals = torch.stack([total.detach(), *(t.detach().float() for t in terms.values())])
+        return total, dict(zip(names, vals.tolist(), strict=True))
+
+
+class RepairLoss(_WeightedLoss):
+    """Stage 1's weighted loss (eq. 1), holding its frozen feature networks.
+
+    Term names in the metrics (raw, unweighted values, plus ``total``, the weighted sum):
+    ``valid``, ``hole``, ``per`` (= Σ mix·per_net), ``per_vgg16``, ``per_densenet121``,
+    ``style_out``, ``style_com`` (each mixed over the networks like ``per``), ``adv``,
+    ``tv``, ``ssim``. A term whose weight is 0, or that has no feature network, is not
+    computed and absent from the metrics; :attr:`skipped` says why.
+
+    Args:
+        weights: The loss weights; defaults to the paper's (needs the ImageNet files).
+    """
+
+    def __init__(self, weights: RepairLossWeights | None = None) -> None:
+        w = RepairLossWeights() if weights is None else weights
+        need = w.per > 0 or w.style > 0
+        super().__init__(
+            {
+                "vgg16": (w.vgg16_weights, w.vgg16_layers, w.vgg_mix if need else 0),
+                "densenet121": (
+                    w.densenet_weights,
+                    w.densenet_layers,
+                    w.densenet_mix if need else 0,
+                ),
+            },
+            w.feature_seed,
+        )
+        self.weights = w
+        for name in ("valid", "hole", "per", "style", "adv", "tv", "ssim"):
+            if getattr(w, name) == 0:
+                self.skipped[name] = "weight 0"
+        if need and not self.nets:
+            for name in ("per", "style"):
+                self.skipped.setdefault(name, "no feature network")
+
+    def forward(
+        self,
+        output: Tensor,
+        target: Tensor,
+        mask: Tensor,
+        d_fake_logits: Tensor | None = None,
+        d_real_logits: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Compute eq. 1.
+
+        Args:
+            output: Raw generator output ``I_inp`` ``[N, 3, H, W]`` in [0, 1].
+            target: Ground truth ``I_real`` ``[N, 3, H, W]``.
+            mask: ``[N, 1|3, H, W]``, 1 = valid.
+            d_fake_logits: Discriminator logits of ``output`` (needed when ``adv > 0``).
+            d_real_logits: Discriminator logits of ``target`` (needed by ``adv_mode="eq9"``).
+
+        Returns:
+            ``(loss, metrics)``: the weighted scalar and ``{term: float}``.
+        """
+        w = self.weights
+        _check_triplet(output, target, mask)
+        _check(output, "output", channels=3)
+        if w.adv > 0:  # refuse before any work
+            if d_fake_logits is None or (w.adv_mode == "eq9" and d_real_logits is None):
+                _adv_term(w.adv_mode, d_fake_logits, d_real_logits)
+        mask = mask.to(output.dtype)
+        comp = composite(output, target, mask)
+        terms: dict[str, Tensor] = {}
+        weighted: list[Tensor] = []
+
+        def add(name: str, value: Tensor, weight: float) -> None:
+            terms[name] = value
+            weighted.append(weight * value)
+
+        if w.valid > 0:
+            add("valid", valid_loss(output, target, mask), w.valid)
+        if w.hole > 0:
+            add("hole", hole_loss(output, target, mask), w.hole)
+        if self.nets:
+            feats = self._features(output, comp, target)
+            if w.per > 0:
+                per = output.new_zeros((), dtype=torch.float32)
+                for kind, (fo, fc, fr) in feats.items():
+                    terms[f"per_{kind}"] = perceptual_loss(fo, fc, fr)
+                    per = per + self.mix[kind] * terms[f"per_{kind}"]
+                add("per", per, w.per)
+            if w.style > 0:
+                s_out = sum(self.mix[k] * style_loss(fo, fr) for k, (fo, _, fr) in feats.items())
+                s_com = sum(self.mix[k] * style_loss(fc, fr) for k, (_, fc, fr) in feats.items())
+                add("style_out", s_out, w.style)  # type: ignore[arg-type]
+                add("style_com", s_com, w.style)  # type: ignore[arg-type]
+        if w.adv > 0:
+            add("adv", _adv_term(w.adv_mode, d_fake_logits, d_real_logits), w.adv)
+        if w.tv > 0:
+            add("tv", total_variation_loss(comp, mask), w.tv)
+        if w.ssim > 0:
+            add("ssim", ssim_loss(comp, target), w.ssim)
+        return self._finish(terms, weighted, output)
+
+
+class OptimizeLoss(_WeightedLoss):
+    """Stage 2's weighted loss (eq. 11), holding its frozen feature networks.
+
+    Term names in the metrics (raw values, plus ``total``): ``con``, ``per``
+    (= 1.25·per_vgg19 + 50·per_densenet121 by default), ``per_vgg19``, ``per_densenet121``,
+    ``adv``, ``ssim``. Skipped terms are absent; :attr:`skipped` says why.
+
+    Args:
+        weights: The loss weights; defaults to the paper's (needs the ImageNet files).
+    """
+
+    def __init__(self, weights: OptimizeLossWeights | None = None) -> None:
+        w = OptimizeLossWeights() if weights is None else weights
+        need = w.per > 0
+        super().__init__(
+            {
+                "vgg19": (w.vgg19_weights, w.vgg19_layers, w.vgg_mix if need else 0),
+                "densenet121": (
+                    w.densenet_weights,
+                    w.densenet_layers,
+                    w.densenet_mix if need else 0,
+                ),
+            },
+            w.feature_seed,
+        )
+        self.weights = w
+        for name in ("con", "per", "adv", "ssim"):
+            if getattr(w, name) == 0:
+                self.skipped[name] = "weight 0"
+        if need and not self.nets:
+            self.skipped["per"] = "no feature network"
+
+    def forward(
+        self,
+        output: Tensor,
+        target: Tensor,
+        mask: Tensor,
+        d_fake_logits: Tensor | None = None,
+        d_real_logits: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Compute eq. 11.
+
+        Args:
+            output: Stage-2 output ``I_opt`` ``[N, 3, H, W]`` in [0, 1].
+            target: Ground truth ``I_real`` ``[N, 3, H, W]``.
+            mask: ``[N, 1|3, H, W]``, 1 = valid.
+            d_fake_logits: Discriminator logits of ``output`` (needed when ``adv > 0``).
+            d_real_logits: Discriminator logits of ``target`` (needed by ``adv_mode="eq9"``).
+
+        Returns:
+            ``(loss, metrics)``: the weighted scalar and ``{term: float}``.
+        """
+        w = self.weights
+        _check_triplet(output, target, mask)
+        _check(output, "output", channels=3)
+        if w.adv > 0:
+            if d_fake_logits is None or (w.adv_mode == "eq9" and d_real_logits is None):
+                _adv_term(w.adv_mode, d_fake_logits, d_real_logits)
+        mask = mask.to(output.dtype)
+        comp = composite(output, target, mask)
+        terms: dict[str, Tensor] = {}
+        weighted: list[Tensor] = []
+
+        def add(name: str, value: Tensor, weight: float) -> None:
+            terms[name] = value
+            weighted.append(weight * value)
+
+        if w.con > 0:
+            add("con", content_loss(output, target, mask), w.con)
+        if w.per > 0 and self.nets:
+            per = output.new_zeros((), dtype=torch.float32)
+            for kind, (fo, fc, fr) in self._features(output, comp, target).items():
+                terms[f"per_{kind}"] = perceptual_loss(fo, fc, fr)
+                per = per + self.mix[kind] * terms[f"per_{kind}"]
+            add("per", per, w.per)
+        if w.adv > 0:
+            add("adv", _adv_term(w.adv_mode, d_fake_logits, d_real_logits), w.adv)
+        if w.ssim > 0:
+            add("ssim", ssim_loss(comp, target), w.ssim)
+        return self._finish(terms, weighted, output)

@@ -1,0 +1,277 @@
+"""Mask-aware tiling: windows only where there are holes, each with context around them.
+
+The plan for one plane (:func:`plan_tiles`):
+
+1. The hole mask is reduced to a coarse grid (``cell`` px, a cell is a hole cell if any of
+   its pixels is a hole) and its 8-connected components are labelled there. Every hole
+   pixel belongs to exactly one component (its cell's label): the window(s) of that
+   component write it, and no other window does.
+2. A component whose box fits in a tile with ``margin`` px of context on every side
+   (box side <= ``tile_size - 2*margin``) is *packed*: components are taken in raster order
+   and each joins the open window whose box it grows least while the union still fits,
+   else it opens a new window (IOPaint's crop-box-plus-margin, with nearby holes sharing a
+   crop). The window is the union box plus ``margin`` on each side, rounded up to a
+   multiple of ``multiple`` (the network's padding multiple) and at most ``tile_size``,
+   centred on the box and shifted inside the image. One window fills the whole
+   component, so there is no seam.
+3. Larger components are covered by one grid of ``tile_size`` windows over their boxes
+   plus ``margin``, overlapping by ``overlap`` px, placed evenly (the last one flush with
+   the end); overlapping large holes share windows. Windows that hold none of their hole
+   pixels are dropped. The results are blended on the hole pixels with Gaussian weights
+   (MONAI / nnU-Net: sigma = ``tile_size / 8`` around the window centre, never below
+   1e-3), see :func:`gaussian_weights`.
+
+When the plane fits in one tile and the windows would cover at least its area, the plan
+is a single window over the whole plane instead.
+
+Windows that contain no hole pixel are never made, so the cost follows the holes, not the
+image size. The plan holds only the coarse label grid (``1/cell**2`` of the image).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["Window", "TilePlan", "plan_tiles", "gaussian_weights", "block_any"]
+
+WEIGHT_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of a plane, in pixel coordinates (half-open).
+
+    Attributes:
+        y0, y1, x0, x1: The window.
+        labels: Component labels whose hole pixels this window writes (empty for a
+            blended window: it writes the hole pixels of every large component).
+        blend: True for a window of the large components' grid (its result is blended
+            with its neighbours' with :func:`gaussian_weights`); False when it writes alone.
+    """
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    labels: tuple[int, ...]
+    blend: bool = False
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)``."""
+        return self.y1 - self.y0, self.x1 - self.x0
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """Slices selecting the window from an ``H×W[×C]`` array."""
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+
+@dataclass
+class TilePlan:
+    """The windows of one plane and what each owns.
+
+    Attributes:
+        shape: ``(H, W)`` of the plane.
+        cell: Side of a coarse-grid cell in pixels.
+        labels: Coarse component labels, ``ceil(H/cell) × ceil(W/cell)`` int32, 0 = no hole.
+        windows: Windows in processing order (packed first, then the blended grid row by
+            row).
+        tile_size, margin, overlap: The settings the plan was made with.
+        large: Bool lookup by label: True for the components handled by the blended grid.
+    """
+
+    shape: tuple[int, int]
+    cell: int
+    labels: np.ndarray
+    windows: list[Window] = field(default_factory=list)
+    tile_size: int = 512
+    margin: int = 64
+    overlap: int = 128
+    large: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=bool))
+
+    def owned(self, window: Window, hole: np.ndarray) -> np.ndarray:
+        """Bool ``h×w``: the hole pixels of ``window`` that it writes.
+
+        Args:
+            window: A window of this plan.
+            hole: The plane's ``H×W`` bool hole mask.
+        """
+        c = self.cell
+        lab = self.labels[
+            window.y0 // c : (window.y1 - 1) // c + 1, window.x0 // c : (window.x1 - 1) // c + 1
+        ]
+        if window.blend:
+            sel = self.large[lab]
+        elif len(window.labels) == 1:
+            sel = lab == window.labels[0]
+        else:
+            sel = np.isin(lab, np.asarray(window.labels, dtype=lab.dtype))
+        up = np.repeat(np.repeat(sel, c, axis=0), c, axis=1)
+        oy, ox = window.y0 % c, window.x0 % c
+        h, w = window.shape
+        return hole[window.slices] & up[oy : oy + h, ox : ox + w]
+
+
+def block_any(hole: np.ndarray, cell: int) -> np.ndarray:
+    """Reduce a bool ``H×W`` mask to ``ceil(H/cell)×ceil(W/cell)``: any pixel set."""
+    h, w = hole.shape
+    hc, wc = -(-h // cell), -(-w // cell)
+    if h % cell or w % cell:
+        padded = np.zeros((hc * cell, wc * cell), dtype=bool)
+        padded[:h, :w] = hole
+    else:
+        padded = hole
+    return padded.reshape(hc, cell, wc, cell).any(axis=(1, 3))
+
+
+def _fit_size(need: int, multiple: int, tile: int, limit: int) -> int:
+    """``need`` rounded up to a multiple of ``multiple``, at most ``tile`` and ``limit``."""
+    return min(-(-need // multiple) * multiple, tile, limit)
+
+
+def _place(lo: int, hi: int, size: int, limit: int) -> tuple[int, int]:
+    """A ``size`` interval centred on ``[lo, hi)``, shifted inside ``[0, limit)``."""
+    start = (lo + hi - size) // 2
+    start = min(max(start, 0), limit - size)
+    return start, start + size
+
+
+def _positions(lo: int, hi: int, size: int, stride: int) -> list[int]:
+    """Starts of ``size`` windows covering ``[lo, hi)`` evenly, overlapping by >= size-stride."""
+    length = hi - lo
+    if length <= size:
+        return [lo]
+    n = math.ceil((length - size) / stride) + 1
+    return [lo + round(i * (length - size) / (n - 1)) for i in range(n)]
+
+
+def plan_tiles(
+    hole: np.ndarray,
+    tile_size: int = 512,
+    margin: int | None = None,
+    overlap: int | None = None,
+    multiple: int = 1,
+    cell: int = 8,
+) -> TilePlan:
+    """Plan the windows that cover every hole pixel of one plane.
+
+    Args:
+        hole: ``H×W`` bool, True = pixel to repair.
+        tile_size: Largest window side (windows are ``tile_size`` square or smaller).
+        margin: Valid context kept around packed holes (default ``tile_size // 8``).
+        overlap: Overlap of the windows over a large component (default ``tile_size // 4``).
+        multiple: Packed windows are rounded up to a multiple of this (the network pads its
+            input to it anyway, so the extra context is free).
+        cell: Coarse-grid cell in pixels.
+
+    Returns:
+        The :class:`TilePlan`. No window holds zero hole pixels.
+    """
+    h, w = hole.shape
+    tile = int(tile_size)
+    margin = tile // 8 if margin is None else int(margin)
+    overlap = tile // 4 if overlap is None else int(overlap)
+    if tile < 16 or not 0 <= 2 * margin < tile or not 0 <= overlap < tile:
+        raise ValueError(
+            f"need tile_size >= 16, 0 <= 2*margin < tile_size and 0 <= overlap < tile_size; "
+            f"got tile_size={tile}, margin={margin}, overlap={overlap}"
+        )
+    coarse = block_any(hole, cell)
+    labels, n = ndimage.label(coarse, structure=np.ones((3, 3), dtype=bool))
+    labels = labels.astype(np.int32, copy=False)
+    plan = TilePlan((h, w), cell, labels, tile_size=tile, margin=margin, overlap=overlap)
+    if n == 0:
+        return plan
+    core = tile - 2 * margin
+    boxes = []
+    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        y0, y1 = sl[0].start * cell, min(sl[0].stop * cell, h)
+        x0, x1 = sl[1].start * cell, min(sl[1].stop * cell, w)
+        boxes.append((y0, x0, y1, x1, lab))
+    boxes.sort()
+    # Packed components: best-fit into open windows (raster order).
+    open_: list[list] = []  # [y0, x0, y1, x1, [labels]]
+    closed: list[list] = []
+    large = []
+    for y0, x0, y1, x1, lab in boxes:
+        if y1 - y0 > core or x1 - x0 > core:
+            large.append((y0, x0, y1, x1, lab))
+            continue
+        still = []
+        for win in open_:
+            (still if y0 - win[0] <= core else closed).append(win)
+        open_ = still
+        best, best_area = None, None
+        for win in open_:
+            uy0, ux0 = min(win[0], y0), min(win[1], x0)
+            uy1, ux1 = max(win[2], y1), max(win[3], x1)
+            if uy1 - uy0 <= core and ux1 - ux0 <= core:
+                area = (uy1 - uy0) * (ux1 - ux0)
+                if best_area is None or area < best_area:
+                    best, best_area = win, area
+        if best is None:
+            open_.append([y0, x0, y1, x1, [lab]])
+        else:
+            best[0], best[1] = min(best[0], y0), min(best[1], x0)
+            best[2], best[3] = max(best[2], y1), max(best[3], x1)
+            best[4].append(lab)
+    for y0, x0, y1, x1, labs in closed + open_:
+        sh = _fit_size(y1 - y0 + 2 * margin, multiple, tile, h)
+        sw = _fit_size(x1 - x0 + 2 * margin, multiple, tile, w)
+        wy0, wy1 = _place(y0, y1, sh, h)
+        wx0, wx1 = _place(x0, x1, sw, w)
+        plan.windows.append(Window(wy0, wy1, wx0, wx1, tuple(sorted(labs))))
+    plan.windows.sort(key=lambda win: (win.y0, win.x0))
+    # Large components: one grid of overlapping tiles over the plane, kept where they hold
+    # large-component hole pixels, blended (overlapping large holes share their windows).
+    if large:
+        plan.large = np.zeros(n + 1, dtype=bool)
+        plan.large[[lab for *_, lab in large]] = True
+        ry0 = max(0, min(b[0] for b in large) - margin)
+        rx0 = max(0, min(b[1] for b in large) - margin)
+        ry1 = min(h, max(b[2] for b in large) + margin)
+        rx1 = min(w, max(b[3] for b in large) + margin)
+        stride = tile - overlap
+        th, tw = min(tile, h), min(tile, w)
+        for ty in _positions(ry0, ry1, th, stride):
+            ty = min(ty, h - th)
+            for tx in _positions(rx0, rx1, tw, stride):
+                tx = min(tx, w - tw)
+                win = Window(ty, ty + th, tx, tx + tw, (), blend=True)
+                if plan.owned(win, hole).any():
+                    plan.windows.append(win)
+    if (
+        h <= tile
+        and w <= tile
+        and sum(a * b for a, b in (win.shape for win in plan.windows)) >= h * w
+    ):
+        # The whole plane fits in one tile and costs no more: one untiled pass.
+        plan.large = np.zeros(n + 1, dtype=bool)
+        plan.windows = [Window(0, h, 0, w, tuple(range(1, n + 1)))]
+    return plan
+
+
+def gaussian_weights(shape: tuple[int, int], sigma_scale: float = 0.125) -> np.ndarray:
+    """Blending weights of a window: a Gaussian centred on it, floored at 1e-3.
+
+    Args:
+        shape: ``(h, w)`` of the window.
+        sigma_scale: sigma as a fraction of each side (MONAI's default 0.125 = side/8).
+
+    Returns:
+        float32 ``h×w`` weights in ``[1e-3, 1]``, 1 at the centre.
+    """
+    axes = []
+    for n in shape:
+        x = np.arange(n, dtype=np.float64) - (n - 1) / 2
+        axes.append(np.exp(-0.5 * (x / max(sigma_scale * n, 1e-6)) ** 2))
+    wts = np.outer(axes[0], axes[1])
+    wts /= wts.max()
+    return np.maximum(wts, WEIGHT_FLOOR).astype(np.float32)

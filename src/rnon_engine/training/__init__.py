@@ -1,0 +1,1 @@
+"""Training: configuration, the two-stage GAN trainer, checkpoints."""

@@ -1,0 +1,356 @@
+"""Training configuration: nested frozen dataclasses, loaded from YAML and validated.
+
+Every key of a YAML file must name a field; every value must have the field's type and
+pass its check. Anything else is refused with a :class:`~rnon_engine.errors.ConfigError`
+naming the key path (``repair.loss.hole``) before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rnon_engine.errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "OptimConfig",
+    "RepairLossConfig",
+    "OptimizeLossConfig",
+    "StageConfig",
+    "TrainConfig",
+    "load_config",
+    "config_from_dict",
+    "config_to_dict",
+]
+
+FEATURE_CHOICES = ("imagenet", "random", "none")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How training samples are drawn.
+
+    Attributes:
+        crop_size: Side of the square training crops.
+        crop_schedule: ``[[step, size], ...]``: from ``step`` on, crops have side ``size``
+            (the paper's "resolution from small to large"); empty = always ``crop_size``.
+        scale_jitter: Range of the random rescale applied before cropping.
+        flips: Random horizontal flips.
+        balance_sources: Give each top-level source folder the same sampling weight.
+        mask_ratio: Hole ratio of the training masks, drawn uniformly in this range.
+        num_workers: DataLoader worker processes (0 = in the training process).
+    """
+
+    crop_size: int = 256
+    crop_schedule: tuple[tuple[int, int], ...] = ()
+    scale_jitter: tuple[float, float] = (0.5, 1.0)
+    flips: bool = True
+    balance_sources: bool = True
+    mask_ratio: tuple[float, float] = (0.01, 0.6)
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.crop_size >= 16, "data.crop_size", "must be at least 16")
+        sched = tuple((int(s), int(c)) for s, c in self.crop_schedule)
+        object.__setattr__(self, "crop_schedule", sched)
+        _check(
+            all(c >= 16 for _, c in sched) and list(sched) == sorted(sched),
+            "data.crop_schedule",
+            "must be [[step, size], ...] sorted by step, sizes >= 16",
+        )
+        lo, hi = self.scale_jitter
+        _check(0 < lo <= hi, "data.scale_jitter", "must be [low, high] with 0 < low <= high")
+        lo, hi = self.mask_ratio
+        _check(0 < lo < hi < 1, "data.mask_ratio", "must be [low, high] with 0 < low < high < 1")
+        _check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+
+    def crop_at(self, step: int) -> int:
+        """Crop side in force at ``step``."""
+        size = self.crop_size
+        for start, side in self.crop_schedule:
+            if step >= start:
+                size = side
+        return size
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam settings (the paper: lr 2e-4, β = (0.5, 0.999), weight decay 1e-7)."""
+
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 1e-7
+    d_lr: float | None = None
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "optim.lr", "must be > 0")
+        _check(all(0 <= b < 1 for b in self.betas), "optim.betas", "must be in [0, 1)")
+        _check(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+        _check(self.d_lr is None or self.d_lr > 0, "optim.d_lr", "must be > 0")
+        _check(self.grad_clip is None or self.grad_clip > 0, "optim.grad_clip", "must be > 0")
+
+
+@dataclass(frozen=True)
+class RepairLossConfig:
+    """Weights of eq. 1 (paper values by default); 0 switches a term off.
+
+    ``features`` chooses the perceptual/style feature networks: ``imagenet`` (torchvision
+    weights from the local cache), ``random`` (random init, for tests) or ``none``.
+    ``adversarial_variant``: ``bce`` (standard) or ``eq9`` (the paper's printed form).
+    ``ssim`` adds ``1 − SSIM(I_com, I_real)`` (not in the paper).
+    """
+
+    valid: float = 2.0
+    hole: float = 12.0
+    perceptual: float = 0.04
+    style: float = 100.0
+    adversarial: float = 100.0
+    tv: float = 0.3
+    ssim: float = 0.0
+    densenet_weight: float = 30.0
+    adversarial_variant: str = "bce"
+    features: str = "imagenet"
+
+    def __post_init__(self) -> None:
+        _weights_nonneg(self, "repair.loss")
+        _check(
+            self.features in FEATURE_CHOICES, "repair.loss.features", f"one of {FEATURE_CHOICES}"
+        )
+        _check(
+            self.adversarial_variant in ("bce", "eq9"),
+            "repair.loss.adversarial_variant",
+            "must be 'bce' or 'eq9'",
+        )
+
+
+@dataclass(frozen=True)
+class OptimizeLossConfig:
+    """Weights of eq. 11 (paper values by default); 0 switches a term off.
+
+    ``content`` is eq. 12 over the valid region (as printed); ``hole`` adds an L1 term over
+    the hole (not in the paper) and ``ssim`` a ``1 − SSIM`` term over the image.
+    """
+
+    content: float = 40.0
+    hole: float = 0.0
+    perceptual: float = 1.0
+    adversarial: float = 0.75
+    ssim: float = 0.0
+    vgg19_weight: float = 1.25
+    densenet_weight: float = 50.0
+    features: str = "imagenet"
+
+    def __post_init__(self) -> None:
+        _weights_nonneg(self, "optimize.loss")
+        _check(
+            self.features in FEATURE_CHOICES, "optimize.loss.features", f"one of {FEATURE_CHOICES}"
+        )
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage: generator/discriminator options, loss, optimiser, steps."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    disc: dict[str, Any] = field(default_factory=dict)
+    loss: RepairLossConfig | OptimizeLossConfig = field(default_factory=RepairLossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    batch_size: int = 4
+    steps: int = 100_000
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _check(self.steps >= 0, "steps", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run (both stages).
+
+    Attributes:
+        name: Free text naming the configuration.
+        seed: Seed for models, data order, crops and masks.
+        data: Sampling options.
+        repair: Stage 1 (``model``/``disc`` are overrides for ``rnon-repair``/``rnon-repair-disc``).
+        optimize: Stage 2 (overrides for ``rnon-optimize``/``rnon-optimize-disc``).
+        amp: Mixed precision on CUDA (ignored on the CPU).
+        checkpoint_every: Steps between checkpoints.
+        log_every: Steps between lines in ``stats.jsonl``.
+        image_every: Steps between PNG grids.
+        export_every: Steps between exports of the generator weights.
+    """
+
+    name: str = "custom"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    repair: StageConfig = field(default_factory=StageConfig)
+    optimize: StageConfig = field(default_factory=lambda: StageConfig(loss=OptimizeLossConfig()))
+    amp: bool = True
+    checkpoint_every: int = 500
+    log_every: int = 10
+    image_every: int = 500
+    export_every: int = 500
+
+    def __post_init__(self) -> None:
+        for key in ("checkpoint_every", "log_every", "image_every", "export_every"):
+            _check(getattr(self, key) >= 1, key, "must be >= 1")
+        _check(isinstance(self.repair.loss, RepairLossConfig), "repair.loss", "wrong type")
+        _check(isinstance(self.optimize.loss, OptimizeLossConfig), "optimize.loss", "wrong type")
+        from rnon_engine.registry import get_spec
+
+        for stage, gen, disc in (
+            ("repair", "rnon-repair", "rnon-repair-disc"),
+            ("optimize", "rnon-optimize", "rnon-optimize-disc"),
+        ):
+            cfg: StageConfig = getattr(self, stage)
+            for part, name in (("model", gen), ("disc", disc)):
+                try:
+                    get_spec(name).make_config(**getattr(cfg, part))
+                except (ConfigError, TypeError, ValueError) as exc:
+                    raise ConfigError(f"{stage}.{part}: {exc}") from None
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key {key!r}: {message}")
+
+
+def _weights_nonneg(obj: Any, prefix: str) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float):
+            _check(value >= 0, f"{prefix}.{f.name}", "loss weights must be >= 0")
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML value to the annotated type ``tp``, or raise ConfigError."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"config key {key!r}: bad value {value!r}"
+        )
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"config key {key!r}: expected {len(args)} values, got {value!r}")
+        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"config key {key!r}: unsupported type {tp}")
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str = "", loss_cls: type | None = None) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        where = f" in {prefix!r}" if prefix else ""
+        raise ConfigError(f"unknown config key(s) {unknown}{where}; known keys: {sorted(names)}")
+    kwargs = {}
+    for name, value in raw.items():
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if cls is StageConfig and name == "loss":
+            tp = loss_cls or RepairLossConfig
+        if cls is TrainConfig and name in ("repair", "optimize"):
+            lc = RepairLossConfig if name == "repair" else OptimizeLossConfig
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
+            kwargs[name] = _build(StageConfig, {"loss": {}, **value}, key, lc)
+            continue
+        kwargs[name] = _convert(value, tp, key)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        if prefix and "config key '" in str(exc) and f"'{prefix}." not in str(exc):
+            raise ConfigError(
+                str(exc).replace("config key '", f"config key '{prefix}.", 1)
+            ) from None
+        raise
+
+
+def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
+    """Build and validate a :class:`TrainConfig` from a plain dict (e.g. parsed YAML)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a training config must be a mapping, got {type(raw).__name__}")
+    return _build(TrainConfig, raw)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Load a YAML config file; ``overrides`` (dotted keys) are applied before validation."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain-dict form of a config (tuples as lists), for YAML and checkpoint metadata."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(config))

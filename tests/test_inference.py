@@ -1,0 +1,361 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import rnon_engine
+from rnon_engine import Cancelled, InputError, WeightsError, create_model, save_weights
+from rnon_engine.inference import Inpainter, PlaceholderWeightsWarning, list_methods
+
+torch.manual_seed(0)
+_REPAIR = create_model("rnon-repair", width=0.125, depth=5)
+_OPT = create_model("rnon-optimize", width=0.125, blocks=2)
+_NET = Inpainter(_REPAIR, _OPT, device="cpu", tile_size=64)
+
+
+class Counting(nn.Module):
+    """Wraps a repair model; records the shape of every forward call."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.multiple = getattr(inner, "multiple", 1)
+        self.calls = []
+
+    def forward(self, image, mask):
+        self.calls.append(tuple(image.shape))
+        return self.inner(image, mask)
+
+
+class LocalFill(nn.Module):
+    """A deterministic inpainter with a 9x9 receptive field: normalised box filter."""
+
+    multiple = 1
+
+    def forward(self, image, mask):
+        num = nn.functional.avg_pool2d(image * mask, 9, 1, 4, count_include_pad=False)
+        den = nn.functional.avg_pool2d(mask.expand_as(image), 9, 1, 4, count_include_pad=False)
+        return torch.where(den > 0, num / den.clamp_min(1e-8), torch.full_like(num, 0.5))
+
+
+def smooth(h, w, c=None, seed=0):
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    rng = np.random.default_rng(seed)
+    a, b = rng.uniform(1, 3, 2)
+    base = 0.5 + 0.25 * np.sin(a * 3 * x + 1) * np.cos(b * 2 * y)
+    if c is None:
+        return base
+    return np.stack([np.roll(base, 3 * k, axis=1) for k in range(c)], axis=-1)
+
+
+def rand_mask(shape, frac=0.1, seed=0):
+    m = np.random.default_rng(seed).random(shape) < frac
+    m.flat[0] = False
+    return m
+
+
+# ------------------------------------------------------------------ invariants
+@st.composite
+def image_and_mask(draw):
+    dtype = draw(st.sampled_from(["uint8", "uint16", "int16", "float32", "float64"]))
+    h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    c = draw(st.sampled_from([None, 1, 3, 4, 5]))
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if c is None else (h, w, c)
+    if dtype.startswith("float"):
+        scale = draw(st.sampled_from([1.0, 1e-6, 1e4, 1e30]))
+        img = (rng.standard_normal(shape) * scale).astype(dtype)
+        img.flat[0] = -0.0
+    else:
+        info = np.iinfo(dtype)
+        img = rng.integers(info.min, int(info.max) + 1, shape, dtype=dtype)
+    mask = rng.random((h, w)) < draw(st.floats(0, 1))
+    mask.flat[rng.integers(0, h * w)] = False
+    return img, mask
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=image_and_mask(), method=st.sampled_from(["net", "telea", "biharmonic"]))
+def test_identity_outside_mask_and_dtype(data, method):
+    img, mask = data
+    before_img, before_mask = img.copy(), mask.copy()
+    inp = _NET if method == "net" else Inpainter(method=method, tile_size=64)
+    out = inp.inpaint(img, mask)
+    assert out.dtype == img.dtype and out.shape == img.shape
+    keep = ~mask
+    # bit-identical (compare raw bytes: -0.0 and NaN payloads included)
+    a = out.view(f"u{out.itemsize}")[keep]
+    b = img.view(f"u{img.itemsize}")[keep]
+    assert np.array_equal(a, b)
+    assert np.array_equal(img, before_img) and np.array_equal(mask, before_mask)
+    if img.dtype.kind == "f":
+        assert np.isfinite(out).all()
+    if img.ndim == 3 and img.shape[2] == 4:
+        assert np.array_equal(out[..., 3], img[..., 3])  # alpha passed through
+
+
+def test_empty_mask_returns_copy_without_running_the_model():
+    rep = Counting(_REPAIR)
+    inp = Inpainter(rep, device="cpu")
+    img = np.arange(100, dtype=np.uint8).reshape(10, 10)
+    out = inp.inpaint(img, np.zeros((10, 10), bool))
+    assert np.array_equal(out, img) and out is not img and not np.shares_memory(out, img)
+    assert rep.calls == []
+
+
+# ------------------------------------------------------------------ tiling behaviour
+def test_tiled_equals_untiled_for_a_local_model():
+    """Packed windows are exact; blended windows agree within 0.01 (of the [0,1] range)."""
+    img = smooth(160, 200, 3).astype(np.float32)
+    mask = np.zeros((160, 200), bool)
+    for y, x in [(20, 30), (100, 150), (60, 90), (140, 10)]:
+        mask[y : y + 5, x : x + 6] = True
+    untiled = Inpainter(LocalFill(), device="cpu", tile_size=256).inpaint(img, mask)
+    tiled = Inpainter(LocalFill(), device="cpu", tile_size=48, margin=8).inpaint(img, mask)
+    np.testing.assert_allclose(tiled, untiled, atol=1e-6)
+    mask[70:90, :] = True  # a band larger than any tile: blended grid
+    untiled = Inpainter(LocalFill(), device="cpu", tile_size=256).inpaint(img, mask)
+    tiled = Inpainter(LocalFill(), device="cpu", tile_size=64, margin=8).inpaint(img, mask)
+    assert np.abs(tiled - untiled).max() < 0.01
+
+
+def _seam_score(out, mask, windows):
+    """Largest jump across a window border inside the hole, relative to nearby jumps.
+
+    For each window edge b (between columns b and b+1), the mean |out[:, b+1] - out[:, b]|
+    over the hole rows divided by the median of the same jump over the columns within 8 px
+    of b (the edge itself left out). About 1 means no seam.
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    inside = out[rows[0] : rows[-1] + 1].astype(np.float64)
+    jumps = np.abs(np.diff(inside, axis=1)).mean(axis=(0, 2))
+    borders = {b for w in windows for b in (w.x0 - 1, w.x1 - 1) if 0 <= b < len(jumps)}
+    scores = []
+    for b in borders:
+        near = [jumps[i] for i in range(max(0, b - 8), min(len(jumps), b + 9)) if abs(i - b) > 1]
+        scores.append(jumps[b] / np.median(near))
+    return max(scores)
+
+
+def test_hole_straddling_tiles_shows_no_seam(monkeypatch):
+    img = smooth(96, 256, 3).astype(np.float32)
+    mask = np.zeros((96, 256), bool)
+    mask[40:56, :] = True  # a band crossing every tile border
+    identity_opt = create_model("rnon-optimize", width=0.125, blocks=1)  # identity at init
+    inp = Inpainter(_REPAIR, identity_opt, device="cpu", tile_size=64, margin=8, overlap=16)
+    from rnon_engine.tiling import plan_tiles
+
+    windows = plan_tiles(mask, 64, 8, 16, multiple=32).windows
+    assert len({w.x0 for w in windows}) > 3
+    assert _seam_score(inp.inpaint(img, mask), mask, windows) < 2.5
+    # The check can fail: plain averaging (no Gaussian weights) leaves seams.
+    import rnon_engine.inference as inference
+
+    monkeypatch.setattr(inference, "gaussian_weights", lambda shape: np.ones(shape, np.float32))
+    hard = inp.inpaint(img, mask)
+    assert _seam_score(hard, mask, windows) > 4.0
+
+
+def test_tiles_without_holes_are_never_computed():
+    rep = Counting(_REPAIR)
+    inp = Inpainter(rep, device="cpu", tile_size=64, margin=8)
+    img = smooth(512, 512).astype(np.float32)
+    mask = np.zeros((512, 512), bool)
+    mask[5:9, 500:505] = True
+    mask[300:303, 200:204] = True
+    out = inp.inpaint(img, mask)
+    computed = sum(n * h * w for n, _, h, w in rep.calls)
+    assert computed <= 2 * 32 * 32  # two 32x32 windows (hole + margin, multiple of 32)
+    assert np.array_equal(out[~mask], img[~mask])
+
+
+def test_progress_and_cancel():
+    img = smooth(200, 200).astype(np.float32)
+    mask = np.zeros((200, 200), bool)
+    mask[::50, ::50] = True
+    calls = []
+    _NET.inpaint(img, mask, progress=lambda d, t: calls.append((d, t)))
+    assert len(calls) > 1
+    assert [d for d, _ in calls] == list(range(1, len(calls) + 1))
+    assert all(t == len(calls) for _, t in calls)
+    n = []
+
+    def cancel():
+        n.append(1)
+        return len(n) > 2
+
+    with pytest.raises(Cancelled):
+        _NET.inpaint(img, mask, cancel=cancel)
+
+
+# ------------------------------------------------------------------ images
+def test_uint16_microscopy_sample_and_broadcast_mask():
+    from rnon_engine.samples import dead_pixel_stack
+
+    stack, mask = dead_pixel_stack((2, 64, 64))
+    out = Inpainter(method="telea", tile_size=64).inpaint(stack, mask, channel_axis=None)
+    assert out.dtype == np.uint16
+    assert np.array_equal(out[:, ~mask], stack[:, ~mask])
+    for z in range(2):
+        lo, hi = np.percentile(stack[z][~mask], [0.1, 99.9])  # the plane's mapping range
+        assert out[z][mask].min() >= np.floor(lo) and out[z][mask].max() <= np.ceil(hi)
+    # dead/hot pixels are gone: each fill is close to the median of its 3x3 neighbourhood
+    from scipy import ndimage
+
+    med = ndimage.median_filter(stack.astype(float), size=(1, 3, 3))
+    assert np.median(np.abs(out[:, mask] - med[:, mask]) / (med[:, mask] + 1)) < 0.25
+
+
+def test_stack_with_per_plane_masks_and_channel_axis():
+    img = (smooth(32, 40, 3)[None].repeat(3, 0) * 255).astype(np.uint8)  # Z, Y, X, C
+    masks = np.zeros((3, 32, 40), bool)
+    masks[0, 5:10, 5:10] = True
+    masks[2, 20:25, 30:35] = True
+    out = _NET.inpaint(img, masks, channel_axis=-1)
+    assert np.array_equal(out[1], img[1])  # plane without holes untouched
+    assert np.array_equal(out[~masks], img[~masks])
+    cfirst = np.moveaxis(img, -1, 1)  # Z, C, Y, X
+    out2 = _NET.inpaint(cfirst, masks, channel_axis=1)
+    np.testing.assert_array_equal(np.moveaxis(out2, 1, -1), out)
+
+
+def test_multichannel_c5_each_channel_as_grayscale():
+    img = smooth(30, 30, 5).astype(np.float32) * np.arange(1, 6) * 100  # differing ranges
+    mask = np.zeros((30, 30), bool)
+    mask[10:15, 10:15] = True
+    out = Inpainter(method="biharmonic").inpaint(img, mask)
+    for c in range(5):
+        ref = Inpainter(method="biharmonic").inpaint(img[..., c], mask)
+        np.testing.assert_array_equal(out[..., c], ref)
+
+
+def test_grayscale_replicated_to_three_channels():
+    img = smooth(40, 40).astype(np.float32)
+    mask = np.zeros((40, 40), bool)
+    mask[10:20, 10:20] = True
+    gray = Inpainter(_REPAIR, device="cpu").inpaint(img, mask, stages="repair")
+    rgb = Inpainter(_REPAIR, device="cpu").inpaint(np.repeat(img[..., None], 3, -1), mask)
+    # same network input; the percentile mapping of 3 copies interpolates slightly apart
+    np.testing.assert_allclose(gray[mask], rgb[mask].mean(-1), atol=1e-3)
+
+
+def test_nan_under_the_mask_is_repaired():
+    img = smooth(20, 20).astype(np.float32)
+    mask = np.zeros((20, 20), bool)
+    mask[5:8, 5:8] = True
+    img[6, 6] = np.nan
+    out = _NET.inpaint(img, mask)
+    assert np.isfinite(out).all()
+
+
+def test_stage2_band_vs_image():
+    opt = create_model("rnon-optimize", width=0.125, blocks=1)
+    torch.manual_seed(1)
+    nn.init.normal_(opt.tail.weight, std=0.1)  # not the identity any more
+    img = (smooth(48, 48, 3) * 255).astype(np.uint8)
+    mask = np.zeros((48, 48), bool)
+    mask[20:28, 20:28] = True
+    band = Inpainter(_REPAIR, opt, device="cpu").inpaint(img, mask)
+    paper = Inpainter(_REPAIR, opt, device="cpu", stage2_region="image").inpaint(img, mask)
+    repair_only = Inpainter(_REPAIR, opt, device="cpu").inpaint(img, mask, stages="repair")
+    assert np.array_equal(band[~mask], img[~mask])
+    assert not np.array_equal(paper[~mask], img[~mask])  # the paper's whole-image shift
+    assert not np.array_equal(band[mask], repair_only[mask])  # stage 2 did act in the hole
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    ("image", "mask", "kwargs", "match"),
+    [
+        (np.zeros((10, 10)), np.zeros((10, 11)), {}, "does not match"),
+        (np.zeros((3, 10, 10)), np.zeros((10, 10)), {}, "channel_axis=None"),
+        (np.zeros((10,)), np.zeros((10,)), {}, "at least 2"),
+        (np.zeros((2, 3, 10, 10)), np.zeros((10, 10)), {}, "channel_axis"),
+        (np.zeros((10, 10)), np.ones((10, 10)), {}, "covers every pixel"),
+        (
+            np.zeros((2, 10, 10)),
+            np.stack([np.zeros((10, 10)), np.ones((10, 10))]),
+            {"channel_axis": None},
+            r"plane \(1,\)",
+        ),
+        (np.zeros((10, 10), bool), np.zeros((10, 10)), {}, "dtype bool"),
+        (np.zeros((10, 10)), np.zeros((10, 10)), {"stages": "all"}, "stages"),
+        (np.zeros((10, 10, 3)), np.zeros((10, 10)), {"channel_axis": 5}, "out of range"),
+        (np.zeros((10, 10)), np.full((10, 10), np.nan), {}, "NaN"),
+    ],
+)
+def test_bad_input(image, mask, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        _NET.inpaint(image, mask, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_outside_mask_is_refused(bad):
+    rep = Counting(_REPAIR)
+    img = np.zeros((10, 10), np.float32)
+    img[1, 1] = bad
+    mask = np.zeros((10, 10), bool)
+    mask[5, 5] = True
+    with pytest.raises(InputError, match="NaN or infinite"):
+        Inpainter(rep, device="cpu").inpaint(img, mask)
+    assert rep.calls == []
+
+
+def test_unknown_method_and_missing_weights(tmp_path):
+    with pytest.raises(InputError, match="unknown method"):
+        Inpainter.from_pretrained("lama")
+    with pytest.raises(WeightsError, match="not found"):
+        Inpainter.from_pretrained(tmp_path / "nope.safetensors")
+    path = save_weights(_OPT, tmp_path / "opt.safetensors")
+    with pytest.raises(WeightsError, match="repair generator"):
+        Inpainter.from_pretrained(path)
+    with pytest.raises(InputError, match="stage2_region"):
+        Inpainter(_REPAIR, stage2_region="everywhere")
+
+
+# ------------------------------------------------------------------ weights
+def test_from_pretrained_path_with_stage2_metadata(tmp_path):
+    save_weights(_OPT, tmp_path / "o.safetensors")
+    rp = save_weights(_REPAIR, tmp_path / "r.safetensors", stage2_file="o.safetensors")
+    inp = Inpainter.from_pretrained(rp, device="cpu")
+    assert inp.method == "rnon" and inp.optimize is not None
+    assert inp.provenance["stages"] == ["repair", "optimize"]
+    assert set(inp.provenance["sha256"]) == {"repair", "optimize"}
+    alone = Inpainter.from_pretrained(save_weights(_REPAIR, tmp_path / "x.safetensors"))
+    assert alone.optimize is None and alone.provenance["stages"] == ["repair"]
+    (tmp_path / "o.safetensors").unlink()
+    with pytest.raises(WeightsError, match="stage-2 file"):
+        Inpainter.from_pretrained(rp)
+
+
+def test_trainer_exports_are_paired(tmp_path):
+    rp = save_weights(_REPAIR, tmp_path / "repair_generator.safetensors")
+    save_weights(_OPT, tmp_path / "optimize_generator.safetensors", repair_weights=str(rp))
+    assert Inpainter.from_pretrained(rp).optimize is not None
+
+
+def test_default_is_a_labelled_placeholder():
+    with pytest.warns(PlaceholderWeightsWarning, match="placeholder"):
+        inp = Inpainter.from_pretrained("default", device="cpu")
+    assert inp.provenance["placeholder"] is True
+    assert inp.provenance["stages"] == ["repair", "optimize"]
+    assert len(inp.provenance["sha256"]["repair"]) == 64
+    assert list_methods() == ["default", "telea", "ns", "biharmonic"]
+    assert rnon_engine.Inpainter is Inpainter
+
+
+def test_demo_writes_before_after_png(tmp_path):
+    import imageio.v3 as iio
+
+    from rnon_engine.demo import main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PlaceholderWeightsWarning)
+        assert main(["--out", str(tmp_path / "ba.png"), "--method", "telea"]) == 0
+    pic = iio.imread(tmp_path / "ba.png")
+    assert pic.shape == (512, 512 * 2 + 8, 3)

@@ -1,0 +1,342 @@
+"""The Inpaint dock widget in a real napari viewer (run under Xvfb)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+import dask.array as da  # noqa: E402
+from napari.layers import Labels  # noqa: E402
+from napari.utils.notifications import notification_manager  # noqa: E402
+from qtpy.QtCore import QTimer  # noqa: E402
+
+from napari_rnon._commands import add_repair_mask  # noqa: E402
+from napari_rnon._layers import MASK_COLOR  # noqa: E402
+from napari_rnon._widget import ALL_PLANES, InpaintWidget  # noqa: E402
+from rnon_engine.errors import Cancelled  # noqa: E402
+
+pytestmark = pytest.mark.gui
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def notes():
+    """Messages of napari notifications shown during the test."""
+    seen: list[str] = []
+
+    def record(n):
+        seen.append(str(n.message))
+
+    notification_manager.notification_ready.connect(record)
+    yield seen
+    notification_manager.notification_ready.disconnect(record)
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = InpaintWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Inpaint")
+    return viewer, widget
+
+
+def wait_idle(qtbot, widget):
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=TIMEOUT_MS)
+
+
+def run(qtbot, widget, step="repair"):
+    worker = widget.run(step)
+    wait_idle(qtbot, widget)
+    return worker
+
+
+class SlowFake:
+    """A stand-in engine: 40 'tiles' of 25 ms, then masked pixels set to 0."""
+
+    provenance = {"method": "fake"}
+
+    def __init__(self, tiles=40, delay=0.025):
+        self.tiles, self.delay = tiles, delay
+        self.started = threading.Event()
+
+    def inpaint(self, image, mask, *, stages, channel_axis, progress=None, cancel=None):
+        self.started.set()
+        for i in range(self.tiles):
+            if cancel is not None and cancel():
+                raise Cancelled("cancelled")
+            time.sleep(self.delay)
+            if progress is not None:
+                progress(i + 1, self.tiles)
+        out = image.copy()
+        out[mask != 0] = 0
+        return out
+
+
+def use_fake(widget, fake):
+    widget.inpainter_factory = lambda settings: fake
+
+
+def test_sample_new_mask_paint_and_repair(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.open_sample("napari-rnon", "damaged_photo")
+    photo = viewer.layers["damaged photo"]
+    assert photo.rgb and isinstance(viewer.layers["damaged photo repair mask"], Labels)
+    widget._image.value = photo
+
+    mask = widget.new_mask()
+    assert mask.data.shape == photo.data.shape[:2] and mask.data.dtype == np.uint8
+    assert viewer.layers.selection.active is mask and mask.mode == "paint"
+    assert mask.selected_label == 1 and 3 <= mask.brush_size <= 40
+    np.testing.assert_allclose(mask.colormap.map(np.array([1]))[0], MASK_COLOR)
+    assert widget._mask.value is mask
+    # paint programmatically, as the brush does (with undo history)
+    mask.paint((100, 200), 1)
+    mask.data_setitem((np.arange(300, 320), np.full(20, 50)), 1)
+    painted = mask.data != 0
+    assert 20 < painted.sum() < 500
+
+    widget._method.value = "Telea (OpenCV)"
+    worker = run(qtbot, widget)
+    assert worker is not None
+    result = viewer.layers["damaged photo repaired"]
+    assert result.data.dtype == photo.data.dtype and result.rgb
+    np.testing.assert_array_equal(result.data[~painted], photo.data[~painted])
+    assert (result.data[painted] != photo.data[painted]).any()
+    assert result.metadata["rnon"]["method"] == "telea"
+    assert result.metadata["rnon"]["mask"] == mask.name
+    assert tuple(result.scale) == tuple(photo.scale)
+
+    # running again updates the same layer
+    mask.paint((150, 300), 1)
+    new = (mask.data != 0) & ~painted
+    assert (result.data[new] == photo.data[new]).all()
+    n_layers = len(viewer.layers)
+    run(qtbot, widget)
+    assert len(viewer.layers) == n_layers
+    assert viewer.layers["damaged photo repaired"] is result
+    assert (result.data[new] != photo.data[new]).any()
+
+
+def test_stack_all_planes_and_current_plane_keep_metadata(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.open_sample("napari-rnon", "dead_pixel_stack")
+    stack = viewer.layers["dead-pixel stack"]
+    mask = viewer.layers["dead-pixel stack repair mask"]
+    stack.scale = (2.0, 0.5, 0.5)
+    mask.scale = (0.5, 0.5)
+    stack.colormap = "magma"
+    assert stack.data.dtype == np.uint16 and mask.data.ndim == 2
+    assert widget._image.value is stack and widget._mask.value is mask
+    assert not widget._planes.native.isHidden()  # the planes choice shows for stacks
+    widget._method.value = "Biharmonic (scikit-image)"
+
+    viewer.dims.set_current_step(0, 2)
+    run(qtbot, widget)
+    result = viewer.layers["dead-pixel stack repaired"]
+    m = mask.data != 0
+    changed = [(result.data[z][m] != stack.data[z][m]).any() for z in range(4)]
+    assert changed == [False, False, True, False]
+    assert result.metadata["rnon"]["planes_repaired"] == [(2,)]
+    assert tuple(result.scale) == (2.0, 0.5, 0.5) and result.colormap.name == "magma"
+    assert tuple(result.contrast_limits) == tuple(stack.contrast_limits)
+
+    widget._planes.value = ALL_PLANES
+    widget._outline.value = True
+    run(qtbot, widget)
+    assert viewer.layers["dead-pixel stack repaired"] is result
+    for z in range(4):
+        np.testing.assert_array_equal(result.data[z][~m], stack.data[z][~m])
+        assert (result.data[z][m] != stack.data[z][m]).any()
+    outline = viewer.layers["dead-pixel stack repaired pixels"]
+    assert outline.contour == 1 and (outline.data != 0).sum() == m.sum()
+
+
+def test_dask_stack_result_is_lazy(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    rng = np.random.default_rng(1)
+    data = rng.integers(100, 4000, (5, 64, 64), dtype=np.uint16)
+    layer = viewer.add_image(da.from_array(data, chunks=(1, 64, 64)), name="lazy")
+    labels = np.zeros((5, 64, 64), np.uint8)
+    labels[3, 10:20, 30:34] = 1
+    mask = viewer.add_labels(da.from_array(labels, chunks=(1, 64, 64)), name="lazy mask")
+    widget._image.value, widget._mask.value = layer, mask
+    widget._method.value = "Telea (OpenCV)"
+    widget._planes.value = ALL_PLANES
+    run(qtbot, widget)
+    result = viewer.layers["lazy repaired"]
+    assert isinstance(result.data, da.Array)
+    out = np.asarray(result.data)
+    m = labels != 0
+    np.testing.assert_array_equal(out[~m], data[~m])
+    assert (out[m] != data[m]).any()
+
+
+def test_multichannel_layers_are_repaired_one_by_one(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    rng = np.random.default_rng(2)
+    data = rng.integers(0, 255, (2, 48, 48), dtype=np.uint8)
+    c0, c1 = viewer.add_image(data, channel_axis=0, name=["c0", "c1"])
+    widget._image.value = c1
+    mask = widget.new_mask()
+    assert mask.data.shape == (48, 48)
+    mask.data[5:9, 5:9] = 1
+    widget._method.value = "Navier-Stokes (OpenCV)"
+    run(qtbot, widget)
+    out = viewer.layers["c1 repaired"].data
+    np.testing.assert_array_equal(out[mask.data == 0], data[1][mask.data == 0])
+    assert viewer.layers["c1 repaired"].colormap.name == c1.colormap.name
+    assert "c0 repaired" not in viewer.layers
+
+
+def test_rnon_weights_file_repair_then_optimise(viewer_widget, qtbot, tmp_path):
+    from rnon_engine import create_model, save_weights
+
+    path = tmp_path / "tiny.safetensors"
+    save_weights(create_model("rnon-repair", width=0.125, depth=5), path)
+    viewer, widget = viewer_widget
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    layer = viewer.add_image(image, name="img", rgb=True)
+    widget._image.value = layer
+    mask = widget.new_mask()
+    mask.data[20:30, 20:30] = 1
+    widget._method.value = "RNON repair only"
+    widget._weights.value = path
+    run(qtbot, widget)
+    result = viewer.layers["img repaired"]
+    meta = result.metadata["rnon"]
+    assert meta["method"] == "rnon" and meta["weights"]["repair"] == str(path)
+    assert len(meta["sha256"]["repair"]) == 64
+    inside = mask.data != 0
+    np.testing.assert_array_equal(result.data[~inside], image[~inside])
+    assert (result.data[inside] != image[inside]).any()
+
+    # Optimise is a separate step and writes "<name> optimised"; the fake engine shows
+    # which stages it was asked for.
+    fake = SlowFake(tiles=1, delay=0)
+    calls = []
+    fake.inpaint = (lambda f: lambda img, m, **kw: calls.append(kw["stages"]) or f(img, m, **kw))(
+        fake.inpaint
+    )
+    use_fake(widget, fake)
+    run(qtbot, widget, "optimise")
+    assert calls and calls[0] in ("optimize", "both")
+    assert viewer.layers["img optimised"].metadata["rnon"]["step"] == "optimise"
+
+
+def test_viewer_stays_responsive_and_progress_moves(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(np.zeros((32, 32), np.uint8), name="img")
+    widget._image.value = layer
+    widget.new_mask().data[3:6, 3:6] = 1
+    use_fake(widget, SlowFake(tiles=40, delay=0.025))
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(widget._worker is not None))
+    timer.start(10)
+    worker = widget.run()
+    assert widget._cancel_btn.enabled and not widget._repair_btn.enabled
+    pbar = widget._pbar
+    wait_idle(qtbot, widget)
+    timer.stop()
+    # the GUI thread ran its event loop many times while the worker was busy
+    assert sum(ticks) >= 5, ticks
+    assert worker is not None and pbar.n == pbar.total == 40
+    assert "img repaired" in viewer.layers and not widget._cancel_btn.enabled
+
+
+def test_cancel_changes_no_layer(viewer_widget, qtbot, notes):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(np.ones((32, 32), np.uint8), name="img")
+    widget._image.value = layer
+    widget.new_mask().data[3:6, 3:6] = 1
+    fake = SlowFake(tiles=400, delay=0.02)
+    use_fake(widget, fake)
+    widget.run()
+    qtbot.waitUntil(fake.started.is_set, timeout=TIMEOUT_MS)
+    widget._cancel_btn.clicked.emit()
+    wait_idle(qtbot, widget)
+    assert "img repaired" not in viewer.layers
+    assert any("cancelled" in n for n in notes)
+    assert (layer.data == 1).all() and widget._repair_btn.enabled
+
+
+def test_layer_removed_during_run(viewer_widget, qtbot, notes):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(np.ones((32, 32), np.uint8), name="img")
+    widget._image.value = layer
+    widget.new_mask().data[3:6, 3:6] = 1
+    fake = SlowFake(tiles=400, delay=0.02)
+    use_fake(widget, fake)
+    widget.run()
+    qtbot.waitUntil(fake.started.is_set, timeout=TIMEOUT_MS)
+    viewer.layers.remove(layer)
+    wait_idle(qtbot, widget)
+    assert "img repaired" not in viewer.layers
+    assert any("was removed during the run" in n for n in notes)
+    assert widget._image.value is None
+
+
+def test_error_paths_notify_and_change_nothing(viewer_widget, qtbot, notes, tmp_path):
+    viewer, widget = viewer_widget
+    image = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)
+    layer = viewer.add_image(image, name="img")
+    widget._image.value = layer
+    widget._method.value = "Telea (OpenCV)"
+
+    assert widget.run() is None  # no mask chosen
+    assert "No mask" in notes[-1]
+
+    mask = widget.new_mask()
+    assert widget.run() is None  # nothing painted
+    assert "no painted pixels" in notes[-1]
+
+    wrong = viewer.add_labels(np.ones((16, 32), np.uint8), name="wrong")
+    widget._mask.value = wrong
+    assert widget.run() is None  # shape mismatch
+    assert "(16, 32)" in notes[-1] and "(32, 32)" in notes[-1]
+
+    widget._mask.value = mask
+    mask.data[4:8, 4:8] = 1
+    widget._method.value = "RNON repair only"
+    widget._weights.value = tmp_path / "missing.safetensors"
+    assert widget.run() is None  # missing weights file
+    assert "not found" in notes[-1]
+
+    bad = tmp_path / "corrupt.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    widget._weights.value = bad
+    assert widget.run() is not None  # the engine refuses it in the worker
+    wait_idle(qtbot, widget)
+    assert "corrupt" in notes[-1] or "safetensors" in notes[-1]
+
+    widget._image.value = None
+    assert widget.run() is None
+    assert "Choose the image" in notes[-1]
+    widget._image.value = layer
+    assert widget.run("optimise") is None  # nothing repaired yet
+    assert "Run 'Repair' first" in notes[-1]
+
+    assert [ly.name for ly in viewer.layers] == ["img", "img repair mask", "wrong"]
+    np.testing.assert_array_equal(layer.data, image)
+
+
+def test_add_repair_mask_command_and_menu(make_napari_viewer, notes):
+    from napari._app_model import get_app_model
+
+    viewer = make_napari_viewer()
+    assert add_repair_mask(viewer) is None
+    assert "Select an image layer" in notes[-1]
+    img = viewer.add_image(np.zeros((3, 40, 50), np.float32), name="vol")
+    viewer.layers.selection.active = img
+    get_app_model().commands.execute_command("napari-rnon.add_repair_mask").result()
+    mask = viewer.layers["vol repair mask"]
+    assert mask.data.shape == (3, 40, 50) and mask.mode == "paint"
+    menu = get_app_model().menus.get_menu("napari/layers/annotate")
+    assert "napari-rnon.add_repair_mask" in [item.command.id for item in menu]

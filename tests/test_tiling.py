@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnon_engine.tiling import block_any, gaussian_weights, plan_tiles
+
+
+def _coverage(plan, hole):
+    """(times written by a packed window, times written by a blended window) per pixel."""
+    packed = np.zeros(hole.shape, np.int32)
+    blended = np.zeros(hole.shape, np.int32)
+    for win in plan.windows:
+        owned = plan.owned(win, hole)
+        assert owned.any(), "a window without hole pixels was planned"
+        (blended if win.blend else packed)[win.slices] += owned
+    return packed, blended
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    h=st.integers(1, 300),
+    w=st.integers(1, 300),
+    seed=st.integers(0, 2**32 - 1),
+    kind=st.sampled_from(["spots", "band", "random"]),
+    tile=st.sampled_from([32, 64, 128]),
+)
+def test_every_hole_pixel_has_one_owner(h, w, seed, kind, tile):
+    rng = np.random.default_rng(seed)
+    hole = np.zeros((h, w), bool)
+    if kind == "spots":
+        for _ in range(rng.integers(1, 20)):
+            y, x = rng.integers(0, h), rng.integers(0, w)
+            hole[y : y + rng.integers(1, 6), x : x + rng.integers(1, 6)] = True
+    elif kind == "band":
+        y = rng.integers(0, h)
+        hole[y : y + rng.integers(1, 40)] = True
+    else:
+        hole = rng.random((h, w)) < 0.2
+    plan = plan_tiles(hole, tile, multiple=16)
+    packed, blended = _coverage(plan, hole)
+    # a hole pixel is written by exactly one packed window, or blended from >= 1 grid window
+    assert (((packed == 1) & (blended == 0)) | ((packed == 0) & (blended >= 1)))[hole].all()
+    assert (packed[~hole] == 0).all() and (blended[~hole] == 0).all()
+    for win in plan.windows:
+        assert 0 <= win.y0 < win.y1 <= h and 0 <= win.x0 < win.x1 <= w
+        assert win.shape[0] <= tile and win.shape[1] <= tile
+
+
+def test_empty_mask_plans_nothing():
+    assert plan_tiles(np.zeros((100, 100), bool), 64).windows == []
+
+
+def test_packed_windows_keep_margin_and_skip_empty_areas():
+    hole = np.zeros((1000, 1000), bool)
+    hole[500:505, 500:505] = True
+    plan = plan_tiles(hole, 128, margin=16, multiple=32)
+    assert len(plan.windows) == 1
+    win = plan.windows[0]
+    assert win.y0 <= 500 - 16 and win.y1 >= 505 + 16
+    assert win.shape == (64, 64)  # 5 px hole (8 px cell) + 2*16 margin -> 40 -> multiple of 32
+
+
+def test_large_hole_uses_overlapping_blended_windows():
+    hole = np.zeros((300, 300), bool)
+    hole[140:160, :] = True  # a band wider than any tile
+    plan = plan_tiles(hole, 64, margin=8, overlap=16)
+    assert all(w.blend for w in plan.windows)
+    xs = sorted({w.x0 for w in plan.windows})
+    assert xs[0] == 0 and max(w.x1 for w in plan.windows) == 300
+    assert all(b - a <= 64 - 16 for a, b in zip(xs, xs[1:], strict=False))
+    # rows far from the band are never covered
+    assert min(w.y0 for w in plan.windows) >= 140 - 64
+
+
+def test_small_plane_single_window():
+    hole = np.zeros((50, 60), bool)
+    hole[10:30, 5:55] = True
+    plan = plan_tiles(hole, 64)
+    assert len(plan.windows) == 1 and plan.windows[0].shape == (50, 60)
+
+
+def test_gaussian_weights():
+    wts = gaussian_weights((64, 48))
+    assert wts.dtype == np.float32 and wts.shape == (64, 48)
+    assert wts.max() == pytest.approx(1.0, abs=1e-3) and wts.min() == pytest.approx(1e-3)
+    assert np.allclose(wts, wts[::-1]) and np.allclose(wts, wts[:, ::-1])
+
+
+def test_block_any():
+    hole = np.zeros((10, 13), bool)
+    hole[9, 12] = True
+    c = block_any(hole, 4)
+    assert c.shape == (3, 4) and c.sum() == 1 and c[2, 3]
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError):
+        plan_tiles(np.ones((10, 10), bool), 64, margin=40)

@@ -1,0 +1,438 @@
+"""The two-stage trainer: config validation, learning, checkpoints, resume, DDP, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage import data as skdata
+from skimage import io
+
+from rnon_engine import load_model
+from rnon_engine.errors import ConfigError
+from rnon_engine.training.batches import make_sources
+from rnon_engine.training.config import config_from_dict, config_to_dict, load_config
+from rnon_engine.training.trainer import DistInfo, Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "training" / "configs"
+
+TINY = {
+    "name": "tiny",
+    "seed": 3,
+    "data": {"crop_size": 32, "scale_jitter": [0.5, 1.0], "mask_ratio": [0.1, 0.4]},
+    "repair": {
+        "model": {"width": 0.125, "depth": 4},
+        "disc": {"width": 0.125, "blocks": 4, "dense": 16},
+        "loss": {"perceptual": 0.0, "style": 0.0, "adversarial": 0.0, "features": "none"},
+        "optim": {"lr": 1e-3},
+        "batch_size": 4,
+        "steps": 6,
+    },
+    "optimize": {
+        "model": {"width": 0.25, "blocks": 2},
+        "disc": {"width": 0.125, "blocks": 4, "dense": 16},
+        "loss": {"perceptual": 0.0, "adversarial": 0.0, "hole": 6.0, "features": "none"},
+        "optim": {"lr": 1e-3},
+        "batch_size": 4,
+        "steps": 4,
+    },
+    "checkpoint_every": 2,
+    "log_every": 1,
+    "image_every": 3,
+    "export_every": 3,
+}
+
+
+def _config(**changes):
+    raw = json.loads(json.dumps(TINY))
+    for dotted, value in changes.items():
+        node = raw
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return config_from_dict(raw)
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("images")
+    (root / "photos").mkdir()
+    (root / "gray").mkdir()
+    io.imsave(root / "photos" / "astronaut.png", skdata.astronaut()[::4, ::4], check_contrast=False)
+    io.imsave(root / "photos" / "coffee.png", skdata.coffee()[::4, ::4], check_contrast=False)
+    io.imsave(root / "gray" / "camera.png", skdata.camera()[::4, ::4], check_contrast=False)
+    return root
+
+
+def _trainer(config, stage, out, image_dir, **kw):
+    sc = getattr(config, stage)
+    train, val = make_sources(config, sc.batch_size, image_dir, kw.pop("val", None))
+    return Trainer(config, stage, out, train, val=val, device="cpu", **kw)
+
+
+# --------------------------------------------------------------------------- config
+@pytest.mark.parametrize("name", ["paper", "cpu-lite"])
+def test_packaged_configs_load_and_round_trip(name):
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    assert cfg.name == name
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_paper_config_has_the_papers_numbers():
+    cfg = load_config(CONFIGS / "paper.yaml")
+    lw = cfg.repair.loss
+    assert (lw.valid, lw.hole, lw.perceptual, lw.style, lw.adversarial, lw.tv) == (
+        2.0,
+        12.0,
+        0.04,
+        100.0,
+        100.0,
+        0.3,
+    )
+    assert lw.densenet_weight == 30.0
+    ow = cfg.optimize.loss
+    assert (ow.content, ow.perceptual, ow.adversarial) == (40.0, 1.0, 0.75)
+    assert (ow.vgg19_weight, ow.densenet_weight) == (1.25, 50.0)
+    assert cfg.repair.optim.lr == 2e-4 and cfg.repair.optim.betas == (0.5, 0.999)
+    assert cfg.repair.optim.weight_decay == 1e-7
+    assert cfg.repair.batch_size == 4 and cfg.repair.steps == 100_000
+    assert cfg.repair.model == {"width": 1.0, "depth": 8, "pad_mode": "hole", "prefill": "none"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"nope": 1}, "unknown config key(s) ['nope']"),
+        ({"repair": {"loss": {"hol": 1.0}}}, "['hol'] in 'repair.loss'"),
+        ({"repair": {"loss": {"hole": -1.0}}}, "repair.loss.hole"),
+        ({"data": {"crop_size": "big"}}, "data.crop_size"),
+        ({"data": {"mask_ratio": [0.5, 0.2]}}, "data.mask_ratio"),
+        ({"repair": {"model": {"widht": 1.0}}}, "widht"),
+        ({"repair": {"model": {"width": -1.0}}}, "width"),
+        ({"optimize": {"loss": {"valid": 1.0}}}, "'optimize.loss'"),
+        ({"repair": {"loss": {"features": "vgg"}}}, "repair.loss.features"),
+        ({"repair": {"batch_size": 0}}, "batch_size"),
+        ({"amp": "yes"}, "amp"),
+    ],
+)
+def test_bad_config_is_refused_naming_the_key(raw, fragment):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(raw)
+    assert fragment in str(err.value)
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("repair: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("repiar: {}\n")
+    with pytest.raises(ConfigError, match=r"typo.yaml.*repiar"):
+        load_config(typo)
+
+
+def test_crop_schedule():
+    cfg = config_from_dict({"data": {"crop_size": 256, "crop_schedule": [[0, 64], [10, 128]]}})
+    assert [cfg.data.crop_at(s) for s in (0, 9, 10, 1000)] == [64, 64, 128, 128]
+
+
+# --------------------------------------------------------------------------- learning
+def test_tiny_config_overfits_a_fixed_batch(image_dir, tmp_path):
+    torch.manual_seed(0)
+    cfg = _config()
+    tr = _trainer(cfg, "repair", tmp_path, image_dir)
+    batch = tr.data.batch(0)
+    losses = [tr.train_step(batch)["g/total"] for _ in range(60)]
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+
+
+def test_adversarial_and_feature_terms_run(image_dir, tmp_path):
+    cfg = _config(
+        **{
+            "repair.loss.adversarial": 1.0,
+            "repair.loss.perceptual": 0.04,
+            "repair.loss.style": 1.0,
+            "repair.loss.features": "random",
+        }
+    )
+    tr = _trainer(cfg, "repair", tmp_path, image_dir)
+    d_before = [p.detach().clone() for p in tr.d_raw.parameters()]
+    m = tr.train_step(tr.data.batch(0))
+    for key in ("g/adv", "g/per", "d/total"):
+        assert any(k.startswith(key) for k in m), (key, sorted(m))
+    assert all(np.isfinite(v) for v in m.values())
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, tr.d_raw.parameters(), strict=True))
+
+
+# --------------------------------------------------------------------------- run dir, resume
+def test_run_directory_contents(image_dir, tmp_path):
+    cfg = _config()
+    tr = _trainer(cfg, "repair", tmp_path / "run", image_dir, val=image_dir)
+    assert tr.fit(progress=False) == 6
+    run = tmp_path / "run"
+    assert (run / "config.yaml").is_file()
+    assert load_config(run / "config.yaml") == cfg
+    lines = [json.loads(s) for s in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3, 4, 5, 6]
+    assert {"g/total", "g/valid", "g/hole", "g/tv"} <= set(lines[0])
+    assert any("val/psnr" in r for r in lines)
+    assert sorted(p.name for p in (run / "images").iterdir()) == [
+        "repair_0000003.png",
+        "repair_0000006.png",
+    ]
+    assert list((run / "tb").iterdir())
+    model = load_model(run / "weights" / "repair_generator.safetensors")
+    assert model.metadata["step"] == 6 and model.metadata["stage"] == "repair"
+    assert (run / "checkpoints" / "repair_last.pt").is_file()
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_equals_uninterrupted(image_dir, tmp_path):
+    cfg = _config(**{"data.crop_schedule": [[0, 32], [4, 48]]})
+    straight = _trainer(cfg, "repair", tmp_path / "a", image_dir)
+    straight.fit(max_steps=6, progress=False)
+
+    first = _trainer(cfg, "repair", tmp_path / "b", image_dir)
+    first.fit(max_steps=3, progress=False)
+    second = _trainer(cfg, "repair", tmp_path / "b", image_dir)
+    second.fit(max_steps=6, resume=True, progress=False)
+
+    assert second.step == 6
+    a, b = _state(straight.g_raw), _state(second.g_raw)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    sa, sb = straight.opt_g.state_dict()["state"], second.opt_g.state_dict()["state"]
+    assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+
+
+def test_resume_without_checkpoint_is_an_error(image_dir, tmp_path):
+    tr = _trainer(_config(), "repair", tmp_path, image_dir)
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        tr.fit(resume=True, progress=False)
+
+
+def test_max_minutes_stops_with_a_checkpoint(image_dir, tmp_path):
+    tr = _trainer(_config(), "repair", tmp_path, image_dir)
+    assert tr.fit(max_minutes=0.0, progress=False) == 1
+    assert tr.stop_reason == "time budget"
+    assert (tmp_path / "checkpoints" / "repair_last.pt").is_file()
+    assert (tmp_path / "weights" / "repair_generator.safetensors").is_file()
+
+
+def test_checkpoint_loads_with_weights_only(image_dir, tmp_path):
+    tr = _trainer(_config(), "repair", tmp_path, image_dir)
+    tr.fit(max_steps=2, progress=False)
+    state = torch.load(tr.checkpoint_path, weights_only=True)
+    assert state["step"] == 2 and state["stage"] == "repair"
+
+
+def test_stage2_needs_stage1_then_trains_on_it(image_dir, tmp_path):
+    cfg = _config()
+    with pytest.raises(ConfigError, match="train stage 1 first"):
+        _trainer(cfg, "optimize", tmp_path, image_dir)
+    _trainer(cfg, "repair", tmp_path, image_dir).fit(max_steps=2, progress=False)
+    tr = _trainer(cfg, "optimize", tmp_path, image_dir)
+    frozen = _state(tr.repair_frozen)
+    tr.fit(progress=False)
+    assert all(torch.equal(frozen[k], v) for k, v in tr.repair_frozen.state_dict().items())
+    model = load_model(tmp_path / "weights" / "optimize_generator.safetensors")
+    assert model.model_name == "rnon-optimize"
+    assert model.metadata["repair_weights"].endswith("repair_generator.safetensors")
+
+
+def test_init_weights_fine_tune_start(image_dir, tmp_path):
+    cfg = _config()
+    _trainer(cfg, "repair", tmp_path / "base", image_dir).fit(max_steps=2, progress=False)
+    init = tmp_path / "base" / "weights" / "repair_generator.safetensors"
+    tr = _trainer(cfg, "repair", tmp_path / "ft", image_dir, init_weights=init)
+    start = load_model(init).state_dict()
+    assert all(torch.equal(start[k], v) for k, v in tr.g_raw.state_dict().items())
+    with pytest.raises(ConfigError, match="rnon-repair"):
+        _trainer(cfg, "optimize", tmp_path / "x", image_dir, init_weights=init, repair_weights=init)
+
+
+# --------------------------------------------------------------------------- DDP
+def _ddp_worker(rank, world, port, image_dir, out, result_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    cfg = _config(**{"repair.model.depth": 1})
+    train, _ = make_sources(
+        cfg, cfg.repair.batch_size, image_dir, dist_info=DistInfo(rank, world, rank)
+    )
+    tr = Trainer(cfg, "repair", out, train, device="cpu", dist_info=DistInfo(rank, world, rank))
+    tr.fit(max_steps=3, progress=False)
+    torch.save(tr.g_raw.state_dict(), Path(result_dir) / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo(image_dir, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    mp.spawn(_ddp_worker, args=(2, port, str(image_dir), str(out), str(tmp_path)), nprocs=2)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    # Parameters stay identical across ranks.
+    params = list(r0)
+    assert all(torch.equal(r0[k], r1[k]) for k in params)
+    # Only rank 0 wrote the run directory; its weights are rank 0's.
+    lines = (out / "stats.jsonl").read_text().splitlines()
+    assert [json.loads(s)["step"] for s in lines] == [1, 2, 3]
+    exported = load_model(out / "weights" / "repair_generator.safetensors").state_dict()
+    assert all(torch.equal(exported[k], r0[k].float()) for k in params)
+    # The same result as one process on the same global batches. Depth 1 has no
+    # BatchNorm (whose statistics DDP keeps per process on the CPU), so the averaged
+    # gradients equal the single-process ones up to summation order.
+    cfg = _config(**{"repair.model.depth": 1})
+    single = _trainer(cfg, "repair", tmp_path / "single", image_dir)
+    start = _state(single.g_raw)
+    single.fit(max_steps=3, progress=False)
+    s = single.g_raw.state_dict()
+    assert any(not torch.equal(s[k], start[k]) for k in params)
+    for k in params:
+        torch.testing.assert_close(r0[k], s[k], rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- CLI
+def _cli(*args, **kw):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, "-m", "training.run", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        **kw,
+    )
+
+
+def _write_tiny_config(tmp_path) -> Path:
+    import yaml
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def test_cli_both_stages_and_resume(image_dir, tmp_path):
+    cfg = _write_tiny_config(tmp_path)
+    out = tmp_path / "run"
+    r = _cli(
+        "--config",
+        str(cfg),
+        "--data",
+        str(image_dir),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--max-steps",
+        "2",
+    )
+    assert r.returncode == 0, r.stderr
+    assert (out / "weights" / "repair_generator.safetensors").is_file()
+    assert (out / "weights" / "optimize_generator.safetensors").is_file()
+    r = _cli(
+        "--config",
+        str(cfg),
+        "--data",
+        str(image_dir),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--resume",
+        "--stage",
+        "repair",
+    )
+    assert r.returncode == 0, r.stderr
+    steps = [
+        json.loads(s)["step"]
+        for s in (out / "stats.jsonl").read_text().splitlines()
+        if json.loads(s)["stage"] == "repair"
+    ]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_cli_errors_are_clear(image_dir, tmp_path):
+    cfg = _write_tiny_config(tmp_path)
+    r = _cli("--config", "no-such-config", "--data", str(image_dir), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "no-such-config" in r.stderr and "cpu-lite" in r.stderr
+    r = _cli("--config", str(cfg), "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "empty" in r.stderr
+    r = _cli(
+        "--config",
+        str(cfg),
+        "--data",
+        str(image_dir),
+        "--out",
+        str(tmp_path / "o"),
+        "--set",
+        "repair.loss.hole=-3",
+    )
+    assert r.returncode == 2 and "repair.loss.hole" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_cli_sigterm_stops_cleanly_with_checkpoint(image_dir, tmp_path):
+    cfg = _write_tiny_config(tmp_path)
+    out = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "training.run",
+            "--config",
+            str(cfg),
+            "--data",
+            str(image_dir),
+            "--out",
+            str(out),
+            "--stage",
+            "repair",
+            "--no-progress",
+            "--max-steps",
+            "100000",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out / "stats.jsonl").exists():
+        time.sleep(0.2)
+    assert (out / "stats.jsonl").exists(), proc.communicate(timeout=5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    state = torch.load(out / "checkpoints" / "repair_last.pt", weights_only=True)
+    assert 1 <= state["step"] < 100000
+    assert (
+        load_model(out / "weights" / "repair_generator.safetensors").metadata["step"]
+        == state["step"]
+    )
