@@ -39,7 +39,6 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import write_section  # noqa: E402
-
 from rnon_engine import create_model  # noqa: E402
 
 GENERATORS = ("rnon-repair", "rnon-optimize")
@@ -133,8 +132,9 @@ def generator_table(device: str, sizes: list[int], rounds: int, ceil: float) -> 
             # 1024² runs take a minute each on 2 CPU cores: fewer repeats there.
             reps = max(1, round(rounds * (256 / size) ** 2)) if device == "cpu" else rounds
             reps = max(reps, 1 if size >= 1024 else 2)
+            warm = 0 if size >= 1024 and device == "cpu" else 1  # a minute a run: no warm-up
             with torch.inference_mode():
-                ts = time_fn(lambda m=model, i=inputs: m(*i), device, reps, warmup=1)
+                ts = time_fn(lambda m=model, i=inputs: m(*i), device, reps, warmup=warm)
             best, med = min(ts), statistics.median(ts)
             gfs = flops / best / 1e9
             rows.append(
@@ -169,7 +169,13 @@ def trunk_rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max() / b.float().abs().max())
 
 
-def optimize_variants(size: int, rounds: int, use_compile: bool) -> tuple[list[str], list[str]]:
+class _Skip(Exception):
+    pass
+
+
+def optimize_variants(
+    size: int, rounds: int, use_compile: bool, use_torchscript: bool
+) -> tuple[list[str], list[str]]:
     """Same-output variants of rnon-optimize at ``size``² on the CPU, timed interleaved.
 
     The comparison is on the trunk (head and residual blocks, before the zero-initialised
@@ -230,6 +236,8 @@ def optimize_variants(size: int, rounds: int, use_compile: bool) -> tuple[list[s
                 return self.blocks(self.head(inp))
 
         try:
+            if not use_torchscript:
+                raise _Skip
             t0 = time.perf_counter()
             frozen = torch.jit.optimize_for_inference(
                 torch.jit.freeze(torch.jit.trace(Trunk(model).eval(), x))
@@ -240,6 +248,8 @@ def optimize_variants(size: int, rounds: int, use_compile: bool) -> tuple[list[s
                 f"{trunk_rel_error(frozen(x), ref):.1e}"
             )
             fns["TorchScript freeze + optimize_for_inference"] = lambda: frozen(x)
+        except _Skip:
+            pass
         except Exception as exc:  # deprecated path; report and go on
             notes.append(f"TorchScript freeze failed: {type(exc).__name__}: {exc}")
         if use_compile:
@@ -283,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed runs at 256² (fewer above)")
     parser.add_argument("--variant-size", type=int, default=256)
     parser.add_argument("--compile", action="store_true", help="also try torch.compile (slow)")
+    parser.add_argument("--torchscript", action="store_true", help="also try jit.freeze")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
 
@@ -306,7 +317,9 @@ def main(argv: list[str] | None = None) -> None:
             "",
         ]
     breakdown = op_breakdown(args.variant_size)
-    variants, notes = optimize_variants(args.variant_size, args.rounds, args.compile)
+    variants, notes = optimize_variants(
+        args.variant_size, args.rounds, args.compile, args.torchscript
+    )
     best_after, _ = ceiling("cpu", args.rounds)
     body += [
         f"### Where `rnon-optimize` spends its time (CPU, {args.variant_size}², one profiled "

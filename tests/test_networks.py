@@ -187,6 +187,20 @@ def test_optimize_halo_is_the_exact_receptive_radius(fuse_kernel: int) -> None:
     assert (xs.min().item(), xs.max().item()) == (c - halo, c + halo)
 
 
+def test_optimize_forward_equals_the_plain_layer_by_layer_computation() -> None:
+    # forward() runs in channels_last for speed; the result must be the NCHW computation's.
+    model = small("rnon-optimize", fuse_kernel=3).eval()
+    with torch.no_grad():
+        model.tail.weight.normal_(0, 1e-4)
+    image = torch.rand(2, 3, 37, 29)
+    with torch.no_grad():
+        out = model(image)
+        ref = (image + model.tail(model.blocks(model.head(image)))).clamp(0, 1)
+    assert out.is_contiguous() and out.shape == image.shape
+    assert not torch.equal(out, image)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_default_repair_generator_is_the_papers_size() -> None:
     with torch.device("meta"):  # count without allocating or initialising 33M weights
         model = create_model("rnon-repair")

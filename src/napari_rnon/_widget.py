@@ -32,6 +32,7 @@ from napari_rnon._layers import (
     layer_geometry,
     update_outline,
 )
+from napari_rnon._ome import BatchSection
 from napari_rnon._planes import (
     MaskPlanes,
     PlaneIndex,
@@ -220,6 +221,8 @@ class InpaintWidget(Container):
         )
         self._status = Label(value="")
         self._status.native.setWordWrap(True)
+        # Save the mask into the OME-Zarr + the rnon-batch command line (see _ome.py).
+        self.batch = BatchSection(self)
         super().__init__(
             widgets=[
                 self._image,
@@ -234,6 +237,7 @@ class InpaintWidget(Container):
                 self._advanced,
                 buttons,
                 self._status,
+                self.batch,
             ],
         )
         self._image.changed.connect(self._on_image_changed)

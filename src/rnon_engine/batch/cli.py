@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from rnon_engine.errors import Cancelled, RnonError
@@ -161,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    # ome-zarr logs harmless warnings (e.g. "no parent found" for a label image read on
+    # its own, "version mismatch" for NGFF 0.4) that would bury the real messages.
+    logging.getLogger("ome_zarr").setLevel(logging.ERROR)
     opts = BatchOptions(
         input=args.input,
         mask=args.mask,

@@ -37,6 +37,7 @@ class Block:
         holes: Hole pixels in ``region`` (-1: not known yet, the task finds out).
         hole_planes: Planes of ``region`` with holes (-1: unknown).
         tiles: Engine tiles (``tile``-sized squares of a plane) holding holes (-1: unknown).
+        digest: Hash of the region's boolean mask ("" when not scanned).
     """
 
     index: int
@@ -45,6 +46,7 @@ class Block:
     holes: int = -1
     hole_planes: int = -1
     tiles: int = -1
+    digest: str = ""
 
     def slices(self, which: str = "region") -> tuple[slice, ...]:
         """The region (or window) as a tuple of slices."""
@@ -64,6 +66,17 @@ class Plan:
     def known(self) -> bool:
         """True when every block's hole count is known."""
         return all(b.holes >= 0 for b in self.blocks)
+
+    @property
+    def mask_digest(self) -> str:
+        """Hash of the whole mask as the blocks see it ("" unless scanned).
+
+        It goes into the output's fingerprint, so an output made with another mask (a
+        repair label saved again from napari, say) is never taken for a finished run.
+        """
+        if not self.blocks or any(not b.digest for b in self.blocks):
+            return ""
+        return fingerprint({"blocks": [b.digest for b in self.blocks]})
 
 
 def make_blocks(image: ImageInfo, *, halo: int = 128, max_block_mb: float = 512.0) -> Plan:
@@ -112,7 +125,11 @@ def _count(image: ImageInfo, block: Block, m: np.ndarray, tile: int) -> Block:
     mm = np.pad(mm, ((0, 0), (0, ph), (0, pw)))
     grid = mm.reshape(mm.shape[0], (h + ph) // tile, tile, (w + pw) // tile, tile).any(axis=(2, 4))
     tiles = int(np.count_nonzero(grid)) * (int(np.prod(lead_shape)) // max(1, mm.shape[0]))
-    return Block(block.index, block.region, block.window, holes, hole_planes, tiles)
+    h = hashlib.sha256(repr(m.shape).encode())
+    h.update(np.packbits(np.asarray(m, dtype=bool)).tobytes())
+    return Block(
+        block.index, block.region, block.window, holes, hole_planes, tiles, h.hexdigest()[:32]
+    )
 
 
 def scan_holes(

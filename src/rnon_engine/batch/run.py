@@ -465,12 +465,33 @@ def _default_mask(inp: Path, image: ImageInfo | None) -> Path:
     label = inp / "labels" / "repair"
     if image is not None and image.form == "ome-zarr" and label.is_dir():
         return label
-    raise InputError(
-        "no mask given: pass --mask MASK (a file or array of the image's shape or its YX "
-        "shape, nonzero = repair), --mask-value V (repair pixels equal to V), or, for an "
-        "OME-Zarr image, save a label image named 'repair' in it (INPUT/labels/repair, e.g. "
-        "from napari)."
+    where = (
+        f"{str(inp)!r} has no label image 'repair' ({str(label)!r} does not exist)"
+        if image is not None and image.form == "ome-zarr"
+        else f"{str(inp)!r} is not an OME-Zarr image, so it cannot hold a repair label"
     )
+    raise InputError(
+        f"no mask given and {where}. Nothing was written. Give a mask in one of three ways: "
+        "(1) in napari, open the OME-Zarr image, paint the pixels to repair and click "
+        "'Save mask to OME-Zarr' in the Inpaint widget (this writes INPUT/labels/repair; "
+        "then run this command again); (2) --mask MASK: a file or array of the image's "
+        "shape or its YX shape, nonzero = repair; (3) --mask-value V: repair the pixels "
+        "equal to V (dead or saturated pixels)."
+    )
+
+
+def _describe_mask(mask_path: Path, image: ImageInfo, *, from_label: bool) -> MaskInfo:
+    """:func:`describe_mask`, with a message that names INPUT's ``labels/repair``."""
+    if not from_label:
+        return describe_mask(mask_path, image)
+    try:
+        return describe_mask(mask_path, image)
+    except InputError as exc:
+        raise InputError(
+            f"the repair label {str(mask_path)!r} (used because no --mask was given) does not "
+            f"fit the image: {exc} Save the mask again from napari (Inpaint > Save mask to "
+            "OME-Zarr), or pass --mask MASK or --mask-value V."
+        ) from exc
 
 
 def _check_paths(output: Path, inputs: list[Path]) -> None:
@@ -635,7 +656,7 @@ def _decide_existing(
     if opts.overwrite:
         return "overwrite"
     why = (
-        "was written by rnon-batch with other arguments, input or model"
+        "was written by rnon-batch with other arguments, input, mask or model"
         if existing is not None
         else "was not written by rnon-batch"
     )
@@ -665,7 +686,7 @@ def _run_blocks(
 ) -> BatchReport:
     log = opts.log
     mask = (
-        describe_mask(mask_path, image)
+        _describe_mask(mask_path, image, from_label=opts.mask is None)
         if mask_path is not None
         else MaskInfo(None, opts.mask_value)
     )
@@ -686,6 +707,11 @@ def _run_blocks(
     if form == "tiff" and image.form not in ("tiff", "ome-tiff"):
         raise InputError("a TIFF --output needs a TIFF INPUT; give a .zarr --output.")
     plan = make_blocks(image, halo=opts.halo, max_block_mb=opts.max_block_mb)
+    dry = opts.dry_run
+    if mask.ref is not None or dry:
+        # Before the fingerprint: it holds the mask's digest, so a mask saved again (from
+        # napari, say) makes a different output, never a "complete" old one.
+        plan = scan_holes(image, mask, plan, tile=opts.tile)
     spec, inp = _model_spec(opts)
     prov = _json_safe(inp.provenance)
     fp = fingerprint(
@@ -696,6 +722,7 @@ def _run_blocks(
             "axes": image.axes,
             "mask": str(mask_path) if mask_path else None,
             "mask_value": opts.mask_value,
+            "mask_digest": plan.mask_digest if mask.ref is not None else None,
             "model": prov,
             "stages": opts.stages,
             "tile": opts.tile,
@@ -714,10 +741,6 @@ def _run_blocks(
         existing = _read_attrs(out_path)
         state_root = out_path
         status = _decide_existing(out_path, existing, fp, opts)
-    dry = opts.dry_run
-    known_needed = mask.ref is not None or dry
-    if known_needed:
-        plan = scan_holes(image, mask, plan, tile=opts.tile)
     blocks = plan.blocks
     n_hole = sum(1 for b in blocks if b.holes != 0)
     hole_planes = sum(max(0, b.hole_planes) for b in blocks)
