@@ -45,8 +45,38 @@ GENERATORS = ("rnon-repair", "rnon-optimize")
 
 # What the measurements mean; written by hand from the runs recorded above (see the tables).
 FINDINGS = """
-### Findings
-(pending)
+### Findings (run of 2026-11-25, CPU shared: load average about 5 on 2 cores, so noisy)
+
+- **Why stage 2 costs several times stage 1: FLOPs.** At 256² `rnon-optimize` needs 87.0
+  GFLOP against 19.2 for the whole `rnon-repair` (4.5x): the U-Net runs its wide 512-channel
+  layers at 1/16 to 1/256 resolution, while stage 2 runs 16 blocks of four 3×3 32→32 convs
+  plus a 1×1 128→32 fuse at full resolution (5.4 GFLOP per block at 256²). Measured time
+  ratio: 2.9x at 256², 3.6x at 512², 4.7x at 1024² (best runs).
+- Dilation is not a slow path: each 3×3 branch does the same FLOPs whatever its dilation, and
+  a per-branch probe timed d = 1, 2, 4, 8 alike (41 / 48 / 44 / 44 ms in channels_last,
+  256², loaded machine).
+- In NCHW, oneDNN reorders every activation to its blocked layout and back around each thin
+  32-channel conv; the 128-channel `cat`, the ReLU and the residual add are further passes
+  over full-resolution maps (`cat` alone is about a quarter of the self time in the
+  profile above).
+- **Done: channels_last.** `OptimizeGenerator.forward` now converts its input to
+  channels_last (weights, state_dict keys and results unchanged: max relative error of the
+  trunk 1.9e-6, float rounding); 1.2-1.5x in interleaved runs on this machine.
+- Not possible exactly: batching the four branches into one conv. They differ in dilation,
+  so one (grouped) conv can only do it with a dense 17×17 kernel (32x the multiply-adds) or an
+  im2col over the 33 distinct taps (3.7x); the 1×1 fuse cannot be folded into the branches
+  because of the ReLU between them.
+- Threads: on this loaded machine one thread beat two by about 2x (OpenMP threads waiting for
+  a core held by someone else); on an idle machine two threads should win. Measure again
+  before changing the default; the engine keeps torch's default.
+- `torch.compile` (inductor, `freezing=True`) works offline here (gcc present): 1.95x over
+  NCHW eager, same results (1.9e-6), but it builds for 16-75 s per input shape, so it
+  suits a long batch job at one tile size, not interactive napari use. Not enabled.
+- TorchScript `trace` + `freeze` + `optimize_for_inference` (deprecated) took 49 s to build
+  and was slower (0.84x) in an earlier run of this script (`--torchscript`).
+- bf16 autocast (the CPU has AVX512-BF16): 1.8x, but a relative error of 2e-2 in the trunk;
+  reported only, float32 is kept.
+- Not measured here: CUDA (no GPU on this machine; the script times it when one is present).
 """
 
 

@@ -180,13 +180,22 @@ def main(argv: list[str] | None = None) -> int:
         data = synthetic_images(tmp / "images")
         out = tmp / "run"
         for crop in crops:
-            rows.append(measure("cpu-lite", "repair", crop, data, out, "cpu", args.warmup, args.steps))
+            rows.append(
+                measure("cpu-lite", "repair", crop, data, out, "cpu", args.warmup, args.steps)
+            )
             print(table(rows[-1:]).splitlines()[-1], flush=True)
         if not args.no_optimize:
             rw = rows[-1]["export"]
             rows.append(
                 measure(
-                    "cpu-lite", "optimize", max(crops), data, out, "cpu", args.warmup, args.steps,
+                    "cpu-lite",
+                    "optimize",
+                    max(crops),
+                    data,
+                    out,
+                    "cpu",
+                    args.warmup,
+                    args.steps,
                     repair_weights=rw,
                 )
             )
@@ -205,8 +214,16 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_optimize:
                 rows.append(
                     measure(
-                        "paper", "optimize", 256, data, gout, "cuda", args.warmup, args.steps,
-                        feats, repair_weights=r["export"],
+                        "paper",
+                        "optimize",
+                        256,
+                        data,
+                        gout,
+                        "cuda",
+                        args.warmup,
+                        args.steps,
+                        feats,
+                        repair_weights=r["export"],
                     )
                 )
         else:

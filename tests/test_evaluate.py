@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from training import evaluate as ev
 
 from rnon_engine import create_model, save_weights
 from rnon_engine.masks import BUCKETS, load_eval_masks, make_eval_masks
 from rnon_engine.weights import file_sha256
-from training import evaluate as ev
 
 SIZE = 64
 

@@ -1,10 +1,10 @@
-"""Evaluate RNON against classical inpainting: ``python -m training.evaluate``.
+r"""Evaluate RNON against classical inpainting: ``python -m training.evaluate``.
 
 The paper's Table 3 protocol (section 3.2), with the classical methods in the same table::
 
     python -m training.evaluate --weights default --data DIR --out DIR
-    python -m training.evaluate --weights run/weights/repair_generator.safetensors \\
-        --data /root/rnon-data/corpus/val --per-bucket 25 --stages repair --out eval/
+    python -m training.evaluate --weights run/weights/repair_generator.safetensors \
+        --stages repair --data val/ --per-bucket 25 --out eval/
 
 Protocol (also written into ``docs/evaluation.md``):
 
@@ -467,7 +467,9 @@ def results_markdown(
         best_p = max(keys, key=lambda k: means[(k, b, "psnr")])
         best_s = max(keys, key=lambda k: means[(k, b, "ssim")])
         best_l = min(keys, key=lambda k: means[(k, b, "l1")])
-        lines.append(f"- ({b.replace('-', ', ')}]: {labels[best_p]} / {labels[best_s]} / {labels[best_l]}")
+        lines.append(
+            f"- ({b.replace('-', ', ')}]: {labels[best_p]} / {labels[best_s]} / {labels[best_l]}"
+        )
     lines.append("")
     classical = [m.key for m in methods if not m.is_rnon]
     for m in methods:
@@ -516,7 +518,9 @@ def write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     labels = {m.key: m.label for m in methods}
     with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["method", "label", "bucket", "metric", "mean", "std", "n"])
+        w = csv.DictWriter(
+            f, fieldnames=["method", "label", "bucket", "metric", "mean", "std", "n"]
+        )
         w.writeheader()
         for row in summary:
             w.writerow({**row, "label": labels[row["method"]]})
@@ -531,8 +535,11 @@ def write_outputs(
 
 
 def choose_examples(
-    records: Sequence[Record], samples: Sequence[Sample], rnon_key: str | None,
-    classical_keys: Sequence[str], k: int,
+    records: Sequence[Record],
+    samples: Sequence[Sample],
+    rnon_key: str | None,
+    classical_keys: Sequence[str],
+    k: int,
 ) -> list[int]:
     """Indices into ``samples`` for the figure, chosen deterministically.
 
@@ -598,7 +605,9 @@ def write_examples(
         cells = [(shown, f"damaged {s.bucket}\nhole {100 * s.hole.mean():.0f} %")]
         for m in methods:
             r = by[(m.key, s.bucket, s.slot)]
-            cells.append((m.fn(s.damaged, s.hole.copy()), f"{m.label}\n{r.psnr:.2f} dB / {r.ssim:.3f}"))
+            cells.append(
+                (m.fn(s.damaged, s.hole.copy()), f"{m.label}\n{r.psnr:.2f} dB / {r.ssim:.3f}")
+            )
         cells.append((s.truth, f"ground truth\n{Path(s.image_name).name[:22]}"))
         for col, (img, title) in enumerate(cells):
             ax = axes[row][col]
@@ -776,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     from rnon_engine.inference import Inpainter
     from rnon_engine.masks import BUCKETS, get_eval_masks, make_eval_masks, save_eval_masks
+
     classical = _check_args(args)
     inp, placeholder = _load_rnon(args)
     rnon_specs, stage2_note = _rnon_methods(args, inp)
@@ -790,9 +800,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         save_eval_masks(masks_dir, masks, seed=args.seed)
     samples = build_samples(images, masks)
     methods = rnon_specs + [
-        MethodSpec(
-            m, CLASSICAL_LABELS[m], _inpaint_fn(Inpainter.from_pretrained(m), "both"), False
-        )
+        MethodSpec(m, CLASSICAL_LABELS[m], _inpaint_fn(Inpainter.from_pretrained(m), "both"), False)
         for m in classical
     ]
     weights = {

@@ -40,7 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument(
-        "--init", help="start the repair generator from these weights ('default' or a path)"
+        "--init",
+        help="start the repair generator from these weights: 'default' (the packaged model) "
+        "or a .safetensors path; the architecture comes from the weights",
+    )
+    p.add_argument(
+        "--exclude",
+        type=Path,
+        metavar="DIR",
+        help="folder of bad-pixel masks mirroring --data (a.png for a.tif; nonzero = bad): "
+        "those pixels are never input nor training target",
+    )
+    p.add_argument(
+        "--exclude-value",
+        type=float,
+        metavar="V",
+        help="pixels whose stored value equals V (in any channel) are bad, as with --exclude",
     )
     p.add_argument(
         "--repair-weights", type=Path, help="stage 2: frozen stage-1 weights (default: this run's)"
@@ -106,9 +121,11 @@ def _run(args: argparse.Namespace) -> int:
     dist_info = setup_distributed()
     init = args.init
     if init == "default":
-        from rnon_engine.pretrained import default_weights
+        from rnon_engine.pretrained import default_paths
 
-        init = default_weights()["repair"]
+        init = default_paths()[0]
+    elif init is not None and not Path(init).is_file():
+        raise RnonError(f"--init: no weights file at {init}; give 'default' or a .safetensors path")
     stages = ["repair", "optimize"] if args.stage == "both" else [args.stage]
     start = time.monotonic()
     for stage in stages:
@@ -119,7 +136,13 @@ def _run(args: argparse.Namespace) -> int:
                 break
         stage_cfg = getattr(config, stage)
         train, val = make_sources(
-            config, stage_cfg.batch_size, args.data, args.val, dist_info=dist_info
+            config,
+            stage_cfg.batch_size,
+            args.data,
+            args.val,
+            dist_info=dist_info,
+            exclude_dir=args.exclude,
+            exclude_value=args.exclude_value,
         )
         trainer = Trainer(
             config,

@@ -9,6 +9,10 @@ Reading images (:func:`read_image`):
       mapping fixed and predictable (no per-image stretch that would change with content).
       Boolean images map to 0/1. Float images already inside ``[0, 1]`` are kept; other
       float images are min-max scaled per image.
+    * **Training crops** (:class:`ImageFolderDataset`) map integer images other than
+      ``uint8`` (16-bit microscopy...) as inference does (:mod:`rnon_engine.intensity`):
+      the 0.1th-99.9th percentiles of the image's non-excluded pixels go to ``[0, 1]``, so
+      a model fine-tuned on 12-bit data sees the contrast it will be given at inference.
     * **Channels**: grayscale (or gray + alpha) is replicated to 3 channels; RGB is kept;
       RGBA drops the alpha channel (it is not composited, which would invent a background),
       and pixels whose alpha is 0 are returned as *excluded* (see below), because their
@@ -289,6 +293,9 @@ class ImageFolderDataset(Dataset):
             (bad pixels): for ``root/a/b.jpg`` the mask is ``exclude_dir/a/b.<png|tif|tiff|npy>``
             (nonzero = excluded); images without one exclude nothing. Shapes are checked
             when listing.
+        exclude_value: Optional raw pixel value marking bad pixels: where any colour
+            channel of the stored image equals it, the pixel is excluded (as by a mask in
+            ``exclude_dir``; both may be given).
         seed: Base seed for samples addressed by a plain index.
         cache_size: How many decoded images to keep in memory (per process); 0 = none.
         min_size: Images whose shorter side is below this are left out (logged).
@@ -310,6 +317,7 @@ class ImageFolderDataset(Dataset):
         seed: int = 0,
         cache_size: int = 0,
         min_size: int = 1,
+        exclude_value: float | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -329,6 +337,7 @@ class ImageFolderDataset(Dataset):
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
         self._failed: set[int] = set()
+        self.exclude_value = None if exclude_value is None else float(exclude_value)
         self.exclude_dir = Path(exclude_dir) if exclude_dir is not None else None
         if self.exclude_dir is not None and not self.exclude_dir.is_dir():
             raise InputError(f"Exclude-mask folder {self.exclude_dir} does not exist.")
@@ -395,8 +404,9 @@ class ImageFolderDataset(Dataset):
             self._cache.move_to_end(index)
             return self._cache[index]
         colour, valid = _split_channels(read_image_raw(self.paths[index]))
-        if colour.dtype.kind == "f":
-            colour = to_unit_float(colour)  # per-image rule, before cropping
+        if self.exclude_value is not None:
+            bad = np.any(colour == self.exclude_value, axis=-1)
+            valid = ~bad if valid is None else valid & ~bad
         if colour.shape[:2] != self.shapes[index]:
             raise InputError(
                 f"Image {self.paths[index]} decoded to {colour.shape[:2]}, its header says "
@@ -406,6 +416,14 @@ class ImageFolderDataset(Dataset):
         if ex_path is not None:
             excluded = load_mask(ex_path, expected_shape=colour.shape[:2])
             valid = ~excluded if valid is None else valid & ~excluded
+        if colour.dtype.kind == "f":
+            colour = to_unit_float(colour)  # per-image rule, before cropping
+        elif colour.dtype.kind in "ui" and colour.dtype != np.uint8:
+            from rnon_engine.intensity import intensity_map
+
+            known = np.ones(colour.shape[:2], bool) if valid is None else valid
+            if known.any():  # the inference rule: percentiles of the known pixels
+                colour = intensity_map(colour, known).to_unit(colour)
         if self.cache_size > 0:
             self._cache[index] = (colour, valid)
             while len(self._cache) > self.cache_size:

@@ -153,9 +153,14 @@ def make_sources(
     *,
     dist_info: Any = None,
     exclude_dir: str | Path | None = None,
+    exclude_value: float | None = None,
     val_samples: int = 64,
 ) -> tuple[TrainBatches, FixedBatches | None]:
-    """Training and (optional) validation batch sources from image folders."""
+    """Training and (optional) validation batch sources from image folders.
+
+    ``exclude_dir`` (masks mirroring ``data``, nonzero = bad) and ``exclude_value`` (raw
+    pixel value of bad pixels) mark training pixels that are never input nor target.
+    """
     dc = config.data
     rank = getattr(dist_info, "rank", 0)
     world = getattr(dist_info, "world", 1)
@@ -165,6 +170,7 @@ def make_sources(
         scale_jitter=dc.scale_jitter,
         hflip=dc.flips,
         exclude_dir=exclude_dir,
+        exclude_value=exclude_value,
         seed=config.seed,
         cache_size=256,
     )

@@ -157,7 +157,16 @@ class OptimizeLossConfig:
 
 @dataclass(frozen=True)
 class StageConfig:
-    """One stage: generator/discriminator options, loss, optimiser, steps."""
+    """One stage: generator/discriminator options, loss, optimiser, steps.
+
+    ``model`` overrides the generator's options; when training starts from existing
+    weights (``--init``) the architecture comes from the weights' metadata and any key given
+    here must agree with it. ``trainable`` names the generator parameters that train:
+    each entry is a top-level module name (``encoder``, ``decoder``, ``head``), which
+    matches every parameter under it, or an :mod:`fnmatch` pattern over parameter names
+    (``decoder.[67].*``); empty = all. The others are frozen, and BatchNorm layers without
+    a trainable parameter stay in eval mode (their running statistics do not move).
+    """
 
     model: dict[str, Any] = field(default_factory=dict)
     disc: dict[str, Any] = field(default_factory=dict)
@@ -165,10 +174,17 @@ class StageConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 4
     steps: int = 100_000
+    trainable: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "batch_size", "must be >= 1")
         _check(self.steps >= 0, "steps", "must be >= 0")
+        object.__setattr__(self, "trainable", tuple(self.trainable))
+        _check(
+            all(isinstance(t, str) and t.strip() for t in self.trainable),
+            "trainable",
+            "must be a list of non-empty parameter-name patterns (e.g. [decoder, head])",
+        )
 
 
 @dataclass(frozen=True)

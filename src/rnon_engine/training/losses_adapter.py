@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from rnon_engine.losses import (
@@ -20,8 +21,11 @@ class StageLoss(nn.Module):
     """A stage's total loss with the trainer's extras.
 
     Adds the optional stage-2 hole L1 term, and keeps pixels that may not serve as targets
-    (``target_valid == 0``, e.g. a user's dead pixels) out of every term: there the output
-    is replaced by the (detached) target, so their difference is zero and no gradient flows.
+    (``target_valid == 0``, e.g. a user's dead pixels) out of every term: there both the
+    output and the target are replaced by the detached output. Their difference is then
+    zero, no gradient flows through them, and the excluded target values enter no term,
+    not even through the windows of SSIM, total variation or feature networks that reach
+    over them from neighbouring pixels (``torch.where``, so even NaN there is harmless).
     """
 
     def __init__(self, inner: nn.Module, extra_hole: float = 0.0) -> None:
@@ -41,7 +45,10 @@ class StageLoss(nn.Module):
     ) -> tuple[Tensor, dict[str, float]]:
         """Weighted loss and ``{term: value}``."""
         if target_valid is not None and bool((target_valid < 1).any()):
-            output = target_valid * output + (1 - target_valid) * target.detach()
+            keep = target_valid >= 0.5
+            stand_in = output.detach()
+            target = torch.where(keep, target, stand_in)
+            output = torch.where(keep, output, stand_in)
         loss, terms = self.inner(
             output, target, mask, d_fake_logits=d_fake_logits, d_real_logits=d_real_logits
         )

@@ -12,12 +12,15 @@ BatchNorm statistics stay per process (as in plain DDP).
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import json
 import logging
 import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,8 +131,13 @@ class Trainer:
         val: Optional fixed validation batches (PSNR/SSIM in the hole are logged).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         repair_weights: Stage 2 only: the frozen stage-1 generator (default: this run's export).
-        init_weights: Start the generator from these weights (fine-tuning).
+        init_weights: Start the generator from these weights (fine-tuning). Its
+            architecture then comes from the weights' metadata; keys of the stage's
+            ``model`` section must agree with it (else :class:`ConfigError`).
         dist_info: Rank information (from :func:`setup_distributed`).
+
+    The stage's ``trainable`` patterns select the generator parameters that train (see
+    :class:`~rnon_engine.training.config.StageConfig`); the others are frozen.
     """
 
     def __init__(
@@ -168,9 +176,11 @@ class Trainer:
                     f"--init weights are a {self.g_raw.model_name!r} model; stage {stage!r} "
                     f"trains {gen_name!r}"
                 )
+            _check_model_agrees(stage, self.stage_cfg.model, self.g_raw, init_weights)
         else:
             self.g_raw = create_model(gen_name, **self.stage_cfg.model)
         self.d_raw = create_model(disc_name, **self.stage_cfg.disc)
+        self.frozen_bn = _freeze(self.g_raw, self.stage_cfg.trainable, stage)
         self.g_raw.to(self.device)
         self.d_raw.to(self.device)
         self.repair_frozen: nn.Module | None = None
@@ -193,7 +203,8 @@ class Trainer:
         self.use_adv = self.stage_cfg.loss.adversarial > 0
         oc = self.stage_cfg.optim
         self.opt_g = torch.optim.Adam(
-            self.g_raw.parameters(), lr=oc.lr, betas=oc.betas, weight_decay=oc.weight_decay
+            [p for p in self.g_raw.parameters() if p.requires_grad],
+            lr=oc.lr, betas=oc.betas, weight_decay=oc.weight_decay
         )
         self.opt_d = torch.optim.Adam(
             self.d_raw.parameters(),
@@ -259,6 +270,8 @@ class Trainer:
         if target_valid is not None:
             target_valid = target_valid.to(self.device)
         self.g.train()
+        for bn in self.frozen_bn:  # frozen layers keep their running statistics
+            bn.eval()
         self.d.train()
         metrics: dict[str, float] = {}
         with self._autocast():
@@ -441,8 +454,20 @@ class Trainer:
         max_minutes: float | None = None,
         resume: bool = False,
         progress: bool = True,
+        *,
+        should_stop: Callable[[], bool] | None = None,
+        on_step: Callable[[int, int, dict[str, float]], None] | None = None,
     ) -> int:
         """Train until ``max_steps`` (default: the stage's ``steps``), the time budget, or a signal.
+
+        Args:
+            max_steps: Last step (absolute, so a resumed run counts from its checkpoint).
+            max_minutes: Wall-clock budget of this call.
+            resume: Continue from :attr:`checkpoint_path`.
+            progress: Show a tqdm bar (rank 0).
+            should_stop: Polled after every step; True stops the loop like a signal does
+                (``stop_reason == "stopped"``), with a checkpoint and an export.
+            on_step: Called after every step as ``on_step(step, total, metrics)``.
 
         Returns:
             The step reached. A checkpoint and an export are written on every way out.
@@ -480,6 +505,8 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{metrics['g/total']:.4f}", refresh=False)
+                if on_step is not None:
+                    on_step(self.step, total, metrics)
                 if self.step % cfg.log_every == 0:
                     now = time.monotonic()
                     rate = (self.step - n_last) * self.data.batch_size / max(now - t_last, 1e-9)
@@ -498,6 +525,9 @@ class Trainer:
                 if stop.signal is not None:
                     reason = f"signal {stop.signal}"
                     break
+                if should_stop is not None and should_stop():
+                    reason = "stopped"
+                    break
                 if deadline is not None and time.monotonic() >= deadline:
                     reason = "time budget"
                     break
@@ -511,6 +541,60 @@ class Trainer:
             log.info("stage %s stopped at step %d (%s)", self.stage, self.step, reason)
         self.stop_reason = reason
         return self.step
+
+
+def _check_model_agrees(
+    stage: str, wanted: dict[str, Any], model: nn.Module, path: str | Path
+) -> None:
+    """Refuse a config whose ``model`` keys contradict the architecture of ``--init`` weights."""
+    have = dataclasses.asdict(model.config) if dataclasses.is_dataclass(model.config) else {}
+    for key, value in wanted.items():
+        if key in have and have[key] != value:
+            raise ConfigError(
+                f"config key '{stage}.model.{key}' is {value!r} but the --init weights {path} "
+                f"have {key}={have[key]!r}; the architecture comes from the weights, so remove "
+                f"'{key}' from '{stage}.model' or set it to {have[key]!r}"
+            )
+        if key not in have:
+            raise ConfigError(
+                f"config key '{stage}.model.{key}' is not an option of the --init weights' "
+                f"model ({sorted(have)})"
+            )
+
+
+def _freeze(model: nn.Module, patterns: tuple[str, ...], stage: str) -> list[nn.Module]:
+    """Freeze the parameters no pattern matches; return the BatchNorm layers left frozen.
+
+    A pattern matches a parameter name by :func:`fnmatch.fnmatchcase`, or as a dotted
+    prefix (``decoder`` matches ``decoder.3.conv.weight``). No patterns: everything trains.
+
+    Raises:
+        ConfigError: A pattern matches no parameter (a typo would otherwise freeze all).
+    """
+    if not patterns:
+        return []
+    names = [n for n, _ in model.named_parameters()]
+
+    def matches(pattern: str, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, pattern) or name.startswith(pattern.rstrip(".") + ".")
+
+    for pattern in patterns:
+        if not any(matches(pattern, n) for n in names):
+            tops = sorted({n.split(".")[0] for n in names})
+            raise ConfigError(
+                f"config key '{stage}.trainable': {pattern!r} matches no parameter of the "
+                f"generator; use module names {tops} or glob patterns over names like "
+                f"{names[0]!r}"
+            )
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(matches(p, name) for p in patterns))
+    frozen_bn = []
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            own = list(module.parameters(recurse=False))
+            if not any(p.requires_grad for p in own):
+                frozen_bn.append(module)
+    return frozen_bn
 
 
 def _build_loss(stage: str, cfg: StageConfig) -> nn.Module:
