@@ -204,7 +204,9 @@ class Trainer:
         oc = self.stage_cfg.optim
         self.opt_g = torch.optim.Adam(
             [p for p in self.g_raw.parameters() if p.requires_grad],
-            lr=oc.lr, betas=oc.betas, weight_decay=oc.weight_decay
+            lr=oc.lr,
+            betas=oc.betas,
+            weight_decay=oc.weight_decay,
         )
         self.opt_d = torch.optim.Adam(
             self.d_raw.parameters(),
