@@ -268,6 +268,26 @@ def test_stage2_band_vs_image():
     assert not np.array_equal(band[mask], repair_only[mask])  # stage 2 did act in the hole
 
 
+def test_stage2_alone_equals_the_second_half_of_both():
+    opt = create_model("rnon-optimize", width=0.125, blocks=1)
+    torch.manual_seed(2)
+    nn.init.normal_(opt.tail.weight, std=0.1)
+    inp = Inpainter(_REPAIR, opt, device="cpu")
+    img = smooth(48, 48, 3).astype(np.float32)
+    mask = np.zeros((48, 48), bool)
+    mask[10:30, 14:22] = True
+    both = inp.inpaint(img, mask)
+    repaired = inp.inpaint(img, mask, stages="repair")
+    second = inp.inpaint(repaired, mask, stages="optimize")
+    assert not np.allclose(repaired, both)
+    np.testing.assert_allclose(second, both, atol=1e-5)
+    assert np.array_equal(second[~mask], img[~mask])
+    with pytest.raises(InputError, match="no optimization network"):
+        Inpainter(_REPAIR, None, device="cpu").inpaint(img, mask, stages="optimize")
+    with pytest.raises(InputError, match="no optimization network"):
+        Inpainter.from_pretrained("telea").inpaint(img, mask, stages="optimize")
+
+
 # ------------------------------------------------------------------ bad input
 @pytest.mark.parametrize(
     ("image", "mask", "kwargs", "match"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,25 @@ METHODS: dict[str, tuple[str, str]] = {
 RNON_METHODS = ("RNON (repair + optimise)", "RNON repair only")
 CURRENT_PLANE = "current plane"
 ALL_PLANES = "all planes"
+
+# Open Inpaint widgets, so the Fine-tune widget can offer them its new weights.
+_OPEN_WIDGETS: weakref.WeakSet[InpaintWidget] = weakref.WeakSet()
+
+
+def register_weights(path: str | Path) -> None:
+    """List ``path`` (fine-tuned weights) in every open Inpaint widget and select it there."""
+    for widget in list(_OPEN_WIDGETS):
+        try:
+            widget.refresh_weights(select=path)
+        except RuntimeError:  # its Qt widget is gone
+            _OPEN_WIDGETS.discard(widget)
+
+
+def _saved_weights_choices(_widget: Any = None) -> list[tuple[str, str]]:
+    """Weights in the user weights folder (fine-tuned models), newest first."""
+    from rnon_engine.finetune import list_user_weights
+
+    return [(p.stem, str(p)) for p in list_user_weights()]
 
 
 @dataclass(frozen=True)
@@ -183,6 +203,14 @@ class InpaintWidget(Container):
             nullable=True,
             tooltip="RNON weights file (.safetensors); empty = the packaged model",
         )
+        self._saved = ComboBox(
+            label="My weights",
+            choices=_saved_weights_choices,
+            nullable=True,
+            value=None,
+            tooltip="Fine-tuned weights in the user weights folder (the Fine-tune widget "
+            "saves there); choosing one fills Weights",
+        )
         self._device = ComboBox(label="Device", choices=available_devices(), value="auto")
         self._planes = ComboBox(
             label="Planes",
@@ -230,6 +258,7 @@ class InpaintWidget(Container):
                 self._new_mask,
                 self._method,
                 self._weights,
+                self._saved,
                 self._device,
                 self._planes,
                 self._outline,
@@ -242,6 +271,7 @@ class InpaintWidget(Container):
         )
         self._image.changed.connect(self._on_image_changed)
         self._method.changed.connect(self._on_method_changed)
+        self._saved.changed.connect(self._on_saved_changed)
         self._show_advanced.changed.connect(lambda v: setattr(self._advanced, "visible", v))
         self._new_mask.clicked.connect(self.new_mask)
         self._repair_btn.clicked.connect(lambda: self.run("repair"))
@@ -257,6 +287,7 @@ class InpaintWidget(Container):
             layer.events.name.connect(self._on_layers_changed)
         self._pick_defaults()
         self._on_method_changed(self._method.value)
+        _OPEN_WIDGETS.add(self)
 
     # ----------------------------------------------------------------- choices
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
@@ -316,9 +347,26 @@ class InpaintWidget(Container):
             self._pick_mask()
         self._planes.visible = stack
 
+    def _on_saved_changed(self, path: str | None) -> None:
+        if path:
+            self._weights.value = path
+
+    def refresh_weights(self, select: str | Path | None = None) -> None:
+        """Re-read the user weights folder; with ``select``, choose that file as Weights."""
+        self._saved.reset_choices()
+        if select is None:
+            return
+        select = str(select)
+        if select in [v for _, v in _saved_weights_choices()]:
+            self._saved.value = select
+        self._weights.value = select
+        if self._method.value not in RNON_METHODS:
+            self._method.value = RNON_METHODS[1]
+
     def _on_method_changed(self, label: str) -> None:
         rnon = label in RNON_METHODS
         self._weights.enabled = rnon
+        self._saved.enabled = rnon
         self._stage2.enabled = rnon
         self._optimise_btn.enabled = rnon and self._worker is None
 

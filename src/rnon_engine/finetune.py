@@ -46,6 +46,7 @@ from rnon_engine.errors import Cancelled, ConfigError, InputError
 __all__ = [
     "FINETUNE_CONFIG",
     "WEIGHTS_DIR_ENV",
+    "check_exclude",
     "finetune",
     "finetune_config",
     "list_user_weights",
@@ -195,21 +196,15 @@ def training_planes(
     Raises:
         InputError: Unsupported dtype, bad channel axis, or a mask of the wrong shape.
     """
-    from rnon_engine.inference import _check_mask
     from rnon_engine.intensity import check_dtype, intensity_map
 
     shape = tuple(image.shape)
     check_dtype(np.dtype(image.dtype))
-    ch = _channel_axis(_Shape(shape), channel_axis)  # type: ignore[arg-type]
-    nd = len(shape)
-    axes = [a for a in range(nd) if a != ch]
-    spatial = tuple(shape[a] for a in axes[-2:])
-    leading = tuple(shape[a] for a in axes[:-2])
-    view = image if ch is None or ch == nd - 1 else np.moveaxis(image, ch, -1)
-    per_plane = False
     if exclude is not None:
         exclude = np.asarray(exclude)
-        per_plane = _check_mask(exclude, spatial, leading, shape, ch)
+    ch, spatial, leading, per_plane = _layout(shape, channel_axis, exclude)
+    nd = len(shape)
+    view = image if ch is None or ch == nd - 1 else np.moveaxis(image, ch, -1)
     nchan = 0 if ch is None else shape[ch]
     groups: list[slice | None]
     if ch is None:
@@ -243,6 +238,33 @@ def training_planes(
                 unit = unit[..., 0]
             out.append((np.ascontiguousarray(unit, dtype=np.float32), bad_g))
     return out
+
+
+def _layout(
+    shape: tuple[int, ...], channel_axis: int | str | None, exclude: np.ndarray | None
+) -> tuple[int | None, tuple[int, int], tuple[int, ...], bool]:
+    """Channel axis, spatial and leading shapes, and whether ``exclude`` is per plane."""
+    from rnon_engine.inference import _check_mask
+
+    ch = _channel_axis(_Shape(shape), channel_axis)  # type: ignore[arg-type]
+    axes = [a for a in range(len(shape)) if a != ch]
+    spatial = (shape[axes[-2]], shape[axes[-1]])
+    leading = tuple(shape[a] for a in axes[:-2])
+    per_plane = False
+    if exclude is not None:
+        per_plane = _check_mask(exclude, spatial, leading, shape, ch)
+    return ch, spatial, leading, per_plane
+
+
+def check_exclude(
+    shape: Sequence[int], exclude: Any, channel_axis: int | str | None = "auto"
+) -> None:
+    """Raise :class:`InputError` unless ``exclude`` fits an image of ``shape``.
+
+    A fitting mask has the image's spatial ``H×W`` shape or its shape without the channel
+    axis (the rule of :func:`training_planes` and of inference masks).
+    """
+    _layout(tuple(int(s) for s in shape), channel_axis, np.asarray(exclude))
 
 
 class _Shape:

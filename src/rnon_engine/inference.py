@@ -52,7 +52,7 @@ __all__ = ["Inpainter", "list_methods", "PlaceholderWeightsWarning", "resolve_de
 STAGE2_META_KEY = "stage2_file"
 TRAINER_REPAIR_NAME = "repair_generator.safetensors"
 TRAINER_OPTIMIZE_NAME = "optimize_generator.safetensors"
-_STAGES = ("both", "repair")
+_STAGES = ("both", "repair", "optimize")
 _REGIONS = ("band", "image")
 
 
@@ -381,8 +381,11 @@ class Inpainter:
             mask: Nonzero = repair. Its shape is the spatial shape ``H×W`` (used for every
                 plane and channel) or the image shape without the channel axis (one mask
                 per plane).
-            stages: ``"both"`` (repair, then optimize when an optimize model is loaded) or
-                ``"repair"``. Ignored by classical methods.
+            stages: ``"both"`` (repair, then optimize when an optimize model is loaded),
+                ``"repair"``, or ``"optimize"``: stage 2 alone on an image whose holes were
+                already filled (e.g. by an earlier ``"repair"`` run); the mask still says
+                which pixels may change. Classical methods ignore ``stages`` except
+                ``"optimize"``, which they refuse.
             channel_axis: ``"auto"``: 2-D images have no channel axis, 3-D images are
                 channels-last, 4-D and up must say. An int names the channel axis; None
                 means there is none. The spatial axes are the last two other axes.
@@ -432,9 +435,15 @@ class Inpainter:
                         f"the image has {int(bad.sum())} NaN or infinite pixel(s){where} outside "
                         "the mask; add them to the mask to repair them, or replace them"
                     )
+        if stages == "optimize" and (self.optimize is None or self.method != "rnon"):
+            raise InputError(
+                f"stages='optimize' runs stage 2 alone, but {self.name!r} has no optimization "
+                "network: use an RNON model with stage-2 weights"
+            )
         if not holes.any():
             return image.copy()
-        use_stage2 = stages == "both" and self.optimize is not None and self.method == "rnon"
+        optimize_only = stages == "optimize"
+        use_stage2 = stages != "repair" and self.optimize is not None and self.method == "rnon"
 
         # Plan every plane first: the total for progress, and nothing fails half-way.
         nchan = 0 if ch is None else view.shape[-1]
@@ -463,7 +472,11 @@ class Inpainter:
             if use_stage2 and self.stage2_region == "image"
             else []
         )
-        total = sum(len(plans[u.hole_key].windows) + len(image_tiles) for u in units)
+        total = sum(
+            (0 if optimize_only and image_tiles else len(plans[u.hole_key].windows))
+            + len(image_tiles)
+            for u in units
+        )
 
         out = image.copy()
         oview = out if ch is None else np.moveaxis(out, ch, -1)
@@ -478,9 +491,11 @@ class Inpainter:
                 src, dst = plane[..., unit.channels], oplane[..., unit.channels]
             imap = intensity_map(src, ~hole)
             band = use_stage2 and self.stage2_region == "band"
-            done = self._run_plan(
-                plans[unit.hole_key], src, dst, hole, imap, band, done, total, progress, cancel
-            )
+            if not (optimize_only and image_tiles):
+                done = self._run_plan(
+                    plans[unit.hole_key], src, dst, hole, imap, band, done, total, progress,
+                    cancel, repair=not optimize_only,
+                )
             if image_tiles:
                 done = self._run_stage2_image(image_tiles, dst, imap, done, total, progress, cancel)
         return out
@@ -505,6 +520,7 @@ class Inpainter:
         total: int,
         progress: Callable[[int, int], None] | None,
         cancel: Callable[[], bool] | None,
+        repair: bool = True,
     ) -> int:
         def write(win: Window, values: np.ndarray) -> None:
             owned = plan.owned(win, hole)
@@ -521,8 +537,9 @@ class Inpainter:
                 raise Cancelled(f"inpainting cancelled after {done} of {total} windows")
             crops = np.stack([imap.to_unit(src[w.slices]) for w in batch])
             hmask = np.stack([hole[w.slices] for w in batch])
-            crops[hmask] = 0.0
-            results = self._fill(crops, hmask, band)
+            if repair:
+                crops[hmask] = 0.0
+            results = self._fill(crops, hmask, band, repair=repair)
             for win, res in zip(batch, results, strict=True):
                 if win.blend:
                     blender.add(win, res)
@@ -535,8 +552,13 @@ class Inpainter:
             blender.flush()
         return done
 
-    def _fill(self, crops: np.ndarray, holes: np.ndarray, band: bool) -> np.ndarray:
-        """Fill a batch ``[N,h,w,C]`` float32 in [0,1] with holes ``[N,h,w]``."""
+    def _fill(
+        self, crops: np.ndarray, holes: np.ndarray, band: bool, repair: bool = True
+    ) -> np.ndarray:
+        """Fill a batch ``[N,h,w,C]`` float32 in [0,1] with holes ``[N,h,w]``.
+
+        ``repair=False`` skips stage 1 (the crops' holes are already filled).
+        """
         if self.repair is None:
             return np.stack(
                 [classical_fill(self.method, c, h) for c, h in zip(crops, holes, strict=True)]
@@ -547,8 +569,7 @@ class Inpainter:
             if gray:
                 x = x.expand(-1, 3, -1, -1)
             valid = torch.from_numpy(~holes).to(self.device)[:, None].to(x.dtype)
-            out = self.repair(x, valid)
-            comp = valid * x + (1 - valid) * out
+            comp = valid * x + (1 - valid) * self.repair(x, valid) if repair else x
             if band:
                 comp = self._stage2_band(comp, valid, holes)
             if gray:

@@ -78,6 +78,9 @@ def save_weights(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600: give the usual file mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

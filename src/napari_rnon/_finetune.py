@@ -1,0 +1,312 @@
+"""The "Fine-tune" dock widget: adapt the repair model to the images open in napari.
+
+Choose image layers (2-D, stacks, RGB, the channel layers of a multichannel image),
+optionally a Labels layer of bad pixels to keep out of training (e.g. the repair mask), a
+time budget and a name. Training runs :func:`rnon_engine.finetune.finetune` in a napari
+worker thread (progress bar, live loss, Cancel); the weights are saved as
+``<name>.safetensors`` in :func:`rnon_engine.finetune.user_weights_dir`, and every open
+Inpaint widget lists and selects them. torch and the engine are imported when the widget
+is created or run, never when napari reads the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    Select,
+)
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QObject, Signal
+
+from napari_rnon._layers import META_KEY, layer_data
+from napari_rnon._planes import UserError
+
+if TYPE_CHECKING:
+    import napari
+    from napari.qt.threading import FunctionWorker
+
+logger = logging.getLogger(__name__)
+
+
+class _Relay(QObject):
+    """Carries (step, total, loss) from the worker thread to the GUI thread."""
+
+    progress = Signal(int, int, float)
+
+
+class FinetuneWidget(Container):
+    """Dock widget that fine-tunes the RNON repair generator on chosen image layers.
+
+    Attributes:
+        max_steps: Optional step limit on top of the time budget (tests, quick trials).
+        overrides: Dotted-key changes to the fine-tune configuration (tests).
+        init: Starting weights used when the "Start from" field is empty.
+        last_weights: Path of the weights saved by the last finished run.
+
+    Args:
+        viewer: The napari viewer (injected by napari when the widget is opened).
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from rnon_engine.finetune import user_weights_dir
+
+        self._viewer = viewer
+        self.max_steps: int | None = None
+        self.overrides: dict[str, Any] = {}
+        self.init: str = "default"
+        self.device: str = "auto"
+        self.last_weights: Path | None = None
+        self.last_error: BaseException | None = None
+        self._worker: FunctionWorker | None = None
+        self._cancel_event = threading.Event()
+        self._relay = _Relay()
+        self._relay.progress.connect(self._on_progress)
+        self._t0 = 0.0
+
+        self._images = Select(
+            label="Images",
+            choices=self._image_choices,
+            allow_multiple=True,
+            tooltip="Image layers to learn from (stacks: every plane; RGB as colour; "
+            "multichannel: choose each channel layer)",
+        )
+        self._images.native.setMinimumHeight(80)
+        self._exclude = ComboBox(
+            label="Exclude",
+            choices=self._labels_choices,
+            nullable=True,
+            value=None,
+            tooltip="Optional Labels layer: painted (nonzero) pixels are bad and never used "
+            "for training, e.g. the repair mask",
+        )
+        self._init = FileEdit(
+            label="Start from",
+            mode="r",
+            filter="*.safetensors",
+            nullable=True,
+            tooltip="Repair weights to start from; empty = the packaged model",
+        )
+        self._minutes = FloatSpinBox(
+            label="Minutes", min=0.1, max=600.0, step=0.5, value=5.0, tooltip="Time budget"
+        )
+        self._name = LineEdit(label="Name", value="my-model")
+        self._where = Label(value=f"Saved to {user_weights_dir()}")
+        self._where.native.setWordWrap(True)
+        self._train_btn = PushButton(text="Train")
+        self._cancel_btn = PushButton(text="Cancel", enabled=False)
+        buttons = Container(
+            layout="horizontal", labels=False, widgets=[self._train_btn, self._cancel_btn]
+        )
+        self._bar = ProgressBar(label="Progress", min=0, max=1000, value=0)
+        self._status = Label(value="")
+        self._status.native.setWordWrap(True)
+        super().__init__(
+            widgets=[
+                self._images,
+                self._exclude,
+                self._init,
+                self._minutes,
+                self._name,
+                self._where,
+                buttons,
+                self._bar,
+                self._status,
+            ]
+        )
+        self._train_btn.clicked.connect(self.run)
+        self._cancel_btn.clicked.connect(self.cancel)
+        events = viewer.layers.events
+        for ev in (events.inserted, events.removed, events.moved):
+            ev.connect(self._on_layers_changed)
+        self._preselect()
+
+    # ----------------------------------------------------------------- choices
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        return [(ly.name, ly) for ly in self._viewer.layers if isinstance(ly, Image)]
+
+    def _labels_choices(self, _widget: Any = None) -> list[tuple[str, Labels]]:
+        return [(ly.name, ly) for ly in self._viewer.layers if isinstance(ly, Labels)]
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        try:
+            self.reset_choices()
+        except RuntimeError:  # the Qt widget is gone (viewer closing)
+            return
+
+    def _preselect(self) -> None:
+        active = self._viewer.layers.selection.active
+        if isinstance(active, Image) and META_KEY not in active.metadata:
+            self._images.value = [active]
+
+    # ---------------------------------------------------------------- actions
+    def _prepare(self) -> dict[str, Any]:
+        """Check the choices on the GUI thread; raises UserError with the reason."""
+        import numpy as np
+
+        from rnon_engine.errors import InputError
+        from rnon_engine.finetune import _NAME_RE, check_exclude, user_weights_dir
+
+        layers = [ly for ly in (self._images.value or []) if ly in self._viewer.layers]
+        if not layers:
+            raise UserError("Choose at least one image layer to learn from (Images).")
+        name = str(self._name.value).strip()
+        if not _NAME_RE.match(name):
+            raise UserError(
+                f"Name {name!r} cannot be a file name: use letters, digits, '.', '_', '-'."
+            )
+        init = self._init.value
+        init_text = str(init) if init is not None and str(init) not in ("", ".") else self.init
+        if init_text != "default" and not Path(init_text).is_file():
+            raise UserError(f"Weights file not found: {init_text}. Choose an existing file.")
+        exclude_layer = self._exclude.value
+        images, axes, masks = [], [], []
+        matched = False
+        for layer in layers:
+            data = layer_data(layer)
+            axis = -1 if layer.rgb else None
+            mask = None
+            if exclude_layer is not None and exclude_layer in self._viewer.layers:
+                candidate = np.asarray(layer_data(exclude_layer))
+                try:  # the mask applies to the chosen images whose shape it fits
+                    check_exclude(data.shape, candidate, axis)
+                    mask, matched = candidate, True
+                except InputError:
+                    mask = None
+            images.append(data)
+            axes.append(axis)
+            masks.append(mask)
+        if exclude_layer is not None and not matched:
+            raise UserError(
+                f"The exclude layer '{exclude_layer.name}' (shape "
+                f"{tuple(layer_data(exclude_layer).shape)}) matches none of the chosen images; "
+                "choose a Labels layer with an image's shape, or none."
+            )
+        target = user_weights_dir() / f"{name}.safetensors"
+        return {
+            "images": images,
+            "channel_axis": axes,
+            "exclude_masks": masks,
+            "init": init_text,
+            "name": name,
+            "minutes": float(self._minutes.value),
+            "layers": [ly.name for ly in layers],
+            "overwrite": target.exists(),
+        }
+
+    def run(self) -> FunctionWorker | None:
+        """Start training in a worker thread; returns the worker, or None if refused."""
+        from napari.qt.threading import create_worker
+
+        if self._worker is not None:
+            show_warning("Fine-tuning is already running; wait for it or click Cancel.")
+            return None
+        try:
+            job = self._prepare()
+        except UserError as exc:
+            show_warning(str(exc))
+            return None
+        self._cancel_event.clear()
+        self.last_error = None
+        self._set_running(True)
+        self._bar.value = 0
+        self._status.value = f"Preparing {len(job['images'])} image(s)..."
+        self._t0 = time.perf_counter()
+        worker = create_worker(
+            self._work,
+            job,
+            _start_thread=False,
+            _connect={
+                "returned": self._on_returned,
+                "errored": self._on_errored,
+                "finished": self._on_finished,
+            },
+        )
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Stop training after the current step; nothing is saved."""
+        if self._worker is None:
+            return
+        self._cancel_event.set()
+        self._status.value = "Cancelling..."
+
+    # ---------------------------------------------------- worker (other thread)
+    def _work(self, job: dict[str, Any]) -> Path:
+        from rnon_engine.finetune import finetune
+
+        return finetune(
+            job["images"],
+            init=job["init"],
+            name=job["name"],
+            minutes=job["minutes"],
+            max_steps=self.max_steps,
+            exclude_masks=job["exclude_masks"],
+            channel_axis=job["channel_axis"],
+            overrides=self.overrides or None,
+            device=self.device,
+            progress=self._relay.progress.emit,
+            cancel=self._cancel_event.is_set,
+            overwrite=job["overwrite"],
+        )
+
+    # --------------------------------------------------------- GUI-thread ends
+    def _on_progress(self, step: int, total: int, loss: float) -> None:
+        elapsed = time.perf_counter() - self._t0
+        budget = 60.0 * float(self._minutes.value)
+        frac = max(step / max(total, 1), min(elapsed / budget, 1.0))
+        self._bar.value = int(1000 * min(frac, 1.0))
+        self._status.value = f"step {step}, loss {loss:.4f}, {elapsed:.0f} s"
+
+    def _on_returned(self, path: Path) -> None:
+        from napari_rnon._widget import register_weights
+
+        self.last_weights = Path(path)
+        self._bar.value = 1000
+        self._status.value = f"Saved {path.name} ({time.perf_counter() - self._t0:.0f} s)"
+        try:
+            register_weights(path)
+        except Exception as exc:  # never take napari down for a refresh
+            logger.error("RNON: could not update the Inpaint widgets", exc_info=exc)
+        show_info(f"Fine-tuned weights saved to {path}; the Inpaint widget now uses them.")
+
+    def _on_errored(self, exc: BaseException) -> None:
+        from rnon_engine.errors import Cancelled, RnonError
+
+        self.last_error = exc
+        if isinstance(exc, Cancelled):
+            show_info("Fine-tuning cancelled; no weights were saved.")
+            self._status.value = "Cancelled."
+        elif isinstance(exc, RnonError):
+            show_error(str(exc))
+            self._status.value = f"Error: {exc}"
+        else:
+            logger.error("RNON fine-tuning failed", exc_info=exc)
+            show_error(f"Fine-tuning failed ({type(exc).__name__}): {exc}")
+            self._status.value = f"Error: {exc}"
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        try:
+            self._set_running(False)
+        except RuntimeError:  # widget already deleted
+            pass
+
+    def _set_running(self, running: bool) -> None:
+        self._train_btn.enabled = not running
+        self._cancel_btn.enabled = running
