@@ -75,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-bucket", type=int, default=8)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--trainable", default="decoder,head", help="comma list; 'all' = every layer")
+    p.add_argument(
+        "--trainable",
+        help="override repair.trainable: comma list of patterns, or 'all' (default: the config's)",
+    )
     p.add_argument("--lr", type=float, default=None, help="override repair.optim.lr")
     p.add_argument("--out", required=True, type=Path)
     args = p.parse_args(argv)
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     masks = make_eval_masks(shape, args.per_bucket, seed=0)
 
     overrides: dict = {}
-    if args.trainable != "decoder,head":
+    if args.trainable is not None:
         overrides["repair.trainable"] = [] if args.trainable == "all" else args.trainable.split(",")
     if args.lr is not None:
         overrides["repair.optim.lr"] = args.lr
@@ -118,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     k = max(1, len(losses) // 10)
     loss_first, loss_last = float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
     print(
-        f"fine-tune: {len(steps)} steps in {train_s:.0f} s, loss {loss_first:.4f} -> {loss_last:.4f}"
+        f"fine-tune: {len(steps)} steps in {train_s:.0f} s, "
+        f"loss {loss_first:.4f} -> {loss_last:.4f}"
     )
 
     methods = {

@@ -219,6 +219,7 @@ class FinetuneWidget(Container):
         except UserError as exc:
             show_warning(str(exc))
             return None
+        _preload()
         self._cancel_event.clear()
         self.last_error = None
         self._set_running(True)
@@ -263,6 +264,7 @@ class FinetuneWidget(Container):
             progress=self._relay.progress.emit,
             cancel=self._cancel_event.is_set,
             overwrite=job["overwrite"],
+            deterministic=False,  # its import of triton crashed next to napari's OpenGL
         )
 
     # --------------------------------------------------------- GUI-thread ends
@@ -310,3 +312,31 @@ class FinetuneWidget(Container):
     def _set_running(self, running: bool) -> None:
         self._train_btn.enabled = not running
         self._cancel_btn.enabled = running
+
+
+def _preload() -> None:
+    """Import, on the GUI thread, what training needs, without loading triton.
+
+    The losses import torchvision, whose ``ops`` import ``torch._dynamo``, which imports
+    triton when it is installed (CUDA builds of torch on Linux). Loading triton's bundled
+    LLVM into a process whose OpenGL driver (Mesa) already loaded its own LLVM crashed
+    napari here (segmentation fault). While these modules are imported, ``import triton``
+    is made to fail, so torch records triton as unavailable; the block is lifted after.
+    Training here runs on the CPU, which never uses triton.
+    """
+    import sys
+
+    blocked = "triton" not in sys.modules
+    if blocked:
+        sys.modules["triton"] = None  # type: ignore[assignment]
+    try:
+        import torch._dynamo  # noqa: F401
+        import torch.utils.tensorboard  # noqa: F401
+        import torchvision  # noqa: F401
+
+        import rnon_engine.finetune  # noqa: F401
+        import rnon_engine.losses  # noqa: F401
+        import rnon_engine.training.trainer  # noqa: F401
+    finally:
+        if blocked and sys.modules.get("triton", 0) is None:
+            del sys.modules["triton"]

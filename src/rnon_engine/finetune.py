@@ -18,8 +18,8 @@ trainer on a folder. What :func:`finetune` does:
    :class:`rnon_engine.training.losses_adapter.StageLoss`).
 4. **Training.** The planes go to a temporary folder (float32 TIFF in ``[0, 1]``, masks as
    PNG) and :class:`rnon_engine.training.trainer.Trainer` trains stage 1 from ``init`` with
-   :data:`FINETUNE_CONFIG` (random crops, free-form hole masks, ``decoder`` and ``head``
-   trainable) until the time budget, ``max_steps`` or ``cancel()``.
+   :data:`FINETUNE_CONFIG` (random 128-pixel crops, free-form hole masks, every layer
+   trainable, lr 3e-4) until the time budget, ``max_steps`` or ``cancel()``.
 5. **Result.** The generator is saved as ``<name>.safetensors`` in ``out_dir`` (default:
    :func:`user_weights_dir`), with metadata naming the starting weights and their SHA-256.
    The Inpaint widget lists that folder.
@@ -76,7 +76,7 @@ FINETUNE_CONFIG: dict[str, Any] = {
     "repair": {
         "model": {},
         "disc": {"width": 0.125, "blocks": 4, "dense": 16},
-        "trainable": ["decoder", "head"],
+        "trainable": [],
         "loss": {
             "valid": 1.0,
             "hole": 6.0,
@@ -87,7 +87,7 @@ FINETUNE_CONFIG: dict[str, Any] = {
             "ssim": 1.0,
             "features": "none",
         },
-        "optim": {"lr": 1.0e-4, "betas": [0.9, 0.999], "weight_decay": 0.0, "grad_clip": 1.0},
+        "optim": {"lr": 3.0e-4, "betas": [0.9, 0.999], "weight_decay": 0.0, "grad_clip": 1.0},
         "batch_size": 4,
         "steps": 100000,
     },
@@ -377,6 +377,7 @@ def finetune(
     cancel: Callable[[], bool] | None = None,
     run_dir: str | Path | None = None,
     overwrite: bool = False,
+    deterministic: bool = True,
 ) -> Path:
     """Fine-tune a repair generator on ``images`` and save it as ``<name>.safetensors``.
 
@@ -402,6 +403,8 @@ def finetune(
         run_dir: Keep the trainer's run directory there (``stats.jsonl``, checkpoint);
             default: a temporary folder that is removed.
         overwrite: Replace an existing ``<name>.safetensors``.
+        deterministic: Passed to the trainer (torch's deterministic mode on the CPU);
+            GUI hosts pass False (see :class:`~rnon_engine.training.trainer.Trainer`).
 
     Returns:
         The path of the saved weights.
@@ -462,7 +465,15 @@ def finetune(
         train, _ = make_sources(
             config, config.repair.batch_size, data, None, exclude_dir=exclude_dir, exclude_value=ev
         )
-        trainer = Trainer(config, "repair", out, train, device=device, init_weights=init_path)
+        trainer = Trainer(
+            config,
+            "repair",
+            out,
+            train,
+            device=device,
+            init_weights=init_path,
+            deterministic=deterministic,
+        )
         total = config.repair.steps if max_steps is None else max_steps
 
         def on_step(step: int, _total: int, metrics: dict[str, float]) -> None:

@@ -135,6 +135,9 @@ class Trainer:
             architecture then comes from the weights' metadata; keys of the stage's
             ``model`` section must agree with it (else :class:`ConfigError`).
         dist_info: Rank information (from :func:`setup_distributed`).
+        deterministic: On the CPU, switch torch to deterministic algorithms (process-wide).
+            That imports ``torch._inductor`` and triton; inside napari (the Fine-tune
+            widget) importing triton next to an OpenGL context crashed, so it passes False.
 
     The stage's ``trainable`` patterns select the generator parameters that train (see
     :class:`~rnon_engine.training.config.StageConfig`); the others are frozen.
@@ -152,6 +155,7 @@ class Trainer:
         repair_weights: str | Path | None = None,
         init_weights: str | Path | None = None,
         dist_info: DistInfo | None = None,
+        deterministic: bool = True,
     ) -> None:
         if stage not in STAGES:
             raise ConfigError(f"stage must be one of {sorted(STAGES)}, got {stage!r}")
@@ -165,7 +169,7 @@ class Trainer:
         self.device = resolve_device(device, self.dist)
         self.amp = bool(config.amp and self.device.type == "cuda")
         torch.manual_seed(config.seed)
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" and deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         gen_name, disc_name = STAGES[stage]

@@ -1,0 +1,85 @@
+"""Package a training run's generators as the default model shipped with napari-rnon.
+
+``python -m training.package_default --run RUN_DIR [--corpus CORPUS_DIR]`` copies the run's
+exported stage-1 and stage-2 generators into ``src/rnon_engine/pretrained/`` as float16
+safetensors (the weights format's ``dtype`` option; they load back as float32), with
+provenance in their metadata, and copies the run's config, statistics and change log to
+``training/runs/<run name>/`` so the model card's figures can be traced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RECORD_DIR = REPO / "training" / "runs"
+
+
+def package(run: Path, corpus: Path | None = None) -> tuple[Path, Path]:
+    """Write the default weights from ``run``; returns their paths."""
+    import torch
+
+    from rnon_engine.pretrained import DIRECTORY, OPTIMIZE_FILE, REPAIR_FILE
+    from rnon_engine.weights import load_model, save_weights
+
+    repair_path = run / "weights" / "repair_generator.safetensors"
+    optimize_path = run / "weights" / "optimize_generator.safetensors"
+    for p in (repair_path, optimize_path):
+        if not p.is_file():
+            raise SystemExit(f"error: {p} is missing: train both stages first")
+    repair, optimize = load_model(repair_path), load_model(optimize_path)
+    common = {
+        "description": (
+            "napari-rnon default model: trained on the CPU with training/configs/cpu-lite.yaml "
+            "on the Debian-package corpus (training/corpus.py); see docs/model_card.md"
+        ),
+        "run": run.name,
+        "packaged": datetime.date.today().isoformat(),
+    }
+    if corpus is not None and (corpus / "manifest.csv").is_file():
+        common["corpus_manifest_sha256"] = hashlib.sha256(
+            (corpus / "manifest.csv").read_bytes()
+        ).hexdigest()
+    rp = save_weights(
+        repair,
+        DIRECTORY / REPAIR_FILE,
+        dtype=torch.float16,
+        stage2_file=OPTIMIZE_FILE,
+        step=repair.metadata.get("step"),
+        train_config=repair.metadata.get("train_config"),
+        **common,
+    )
+    op = save_weights(
+        optimize,
+        DIRECTORY / OPTIMIZE_FILE,
+        dtype=torch.float16,
+        step=optimize.metadata.get("step"),
+        train_config=optimize.metadata.get("train_config"),
+        **common,
+    )
+    record = RECORD_DIR / run.name
+    record.mkdir(parents=True, exist_ok=True)
+    for name in ("config.yaml", "stats.jsonl", "CHANGES.txt"):
+        if (run / name).is_file():
+            shutil.copy2(run / name, record / name)
+    return rp, op
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m training.package_default", description=__doc__)
+    parser.add_argument("--run", type=Path, required=True, help="training run directory")
+    parser.add_argument("--corpus", type=Path, help="corpus folder (its manifest hash is recorded)")
+    args = parser.parse_args(argv)
+    for path in package(args.run, args.corpus):
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
