@@ -9,7 +9,7 @@ written to a temporary folder:
 * ``paper`` on CUDA when a GPU is present (skipped otherwise). The paper's perceptual and
   style terms need the ImageNet VGG/DenseNet weights; when torchvision's cache lacks them
   the benchmark uses randomly initialised feature networks of the same architecture
-  (``features: random``), which cost the same time.
+  (``*_weights: random``), which cost the same time.
 
 For every setting: a few warm-up steps, then timed steps; a step's time includes building
 its batch (the trainer's ``num_workers`` from the config) and one generator and, when the
@@ -129,7 +129,7 @@ def measure(
 
 
 def _paper_features() -> dict:
-    """``features: random`` overrides when the ImageNet weights are not in the cache."""
+    """``*_weights: random`` overrides when the ImageNet weights are not in the cache."""
     from rnon_engine.errors import RnonError
     from rnon_engine.features import imagenet_weights_file
 
@@ -138,7 +138,14 @@ def _paper_features() -> dict:
             if not imagenet_weights_file(kind).is_file():
                 raise FileNotFoundError(kind)
     except (RnonError, FileNotFoundError, OSError):
-        return {"repair.loss.features": "random", "optimize.loss.features": "random"}
+        return {
+            f"{stage}.loss.{net}_weights": "random"
+            for stage, nets in (
+                ("repair", ("vgg16", "densenet")),
+                ("optimize", ("vgg19", "densenet")),
+            )
+            for net in nets
+        }
     return {}
 
 
@@ -204,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             feats = _paper_features()
             if feats:
                 notes.append(
-                    "`paper` ran with randomly initialised feature networks (`features: "
+                    "`paper` ran with randomly initialised feature networks (`*_weights: "
                     "random`): the ImageNet weights are not in torchvision's cache here; the "
                     "cost is the same."
                 )

@@ -73,7 +73,7 @@ def test_yaml_config_equals_the_engine_config():
     assert config_to_dict(from_yaml) == config_to_dict(finetune_config())
     assert FINETUNE_CONFIG["repair"]["model"] == {}
     assert from_yaml.repair.trainable == ()
-    assert from_yaml.repair.loss.adversarial == 0 and from_yaml.repair.loss.features == "none"
+    assert from_yaml.repair.loss.adv == 0 and from_yaml.repair.loss.vgg16_weights == "none"
 
 
 @pytest.mark.parametrize("bad", [[""], [3], "decoder"])

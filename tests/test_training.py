@@ -32,7 +32,13 @@ TINY = {
     "repair": {
         "model": {"width": 0.125, "depth": 4},
         "disc": {"width": 0.125, "blocks": 4, "dense": 16},
-        "loss": {"perceptual": 0.0, "style": 0.0, "adversarial": 0.0, "features": "none"},
+        "loss": {
+            "per": 0.0,
+            "style": 0.0,
+            "adv": 0.0,
+            "vgg16_weights": "none",
+            "densenet_weights": "none",
+        },
         "optim": {"lr": 1e-3},
         "batch_size": 4,
         "steps": 6,
@@ -40,7 +46,13 @@ TINY = {
     "optimize": {
         "model": {"width": 0.25, "blocks": 2},
         "disc": {"width": 0.125, "blocks": 4, "dense": 16},
-        "loss": {"perceptual": 0.0, "adversarial": 0.0, "hole": 6.0, "features": "none"},
+        "loss": {
+            "per": 0.0,
+            "adv": 0.0,
+            "hole": 6.0,
+            "vgg19_weights": "none",
+            "densenet_weights": "none",
+        },
         "optim": {"lr": 1e-3},
         "batch_size": 4,
         "steps": 4,
@@ -91,7 +103,7 @@ def test_packaged_configs_load_and_round_trip(name):
 def test_paper_config_has_the_papers_numbers():
     cfg = load_config(CONFIGS / "paper.yaml")
     lw = cfg.repair.loss
-    assert (lw.valid, lw.hole, lw.perceptual, lw.style, lw.adversarial, lw.tv) == (
+    assert (lw.valid, lw.hole, lw.per, lw.style, lw.adv, lw.tv) == (
         2.0,
         12.0,
         0.04,
@@ -99,10 +111,13 @@ def test_paper_config_has_the_papers_numbers():
         100.0,
         0.3,
     )
-    assert lw.densenet_weight == 30.0
+    assert (lw.vgg_mix, lw.densenet_mix, lw.adv_mode) == (1.0, 30.0, "bce")
+    assert lw.vgg16_layers == ("pool1", "pool2", "pool3")
+    assert lw.densenet_layers == ("conv0", "pool2", "pool3")
     ow = cfg.optimize.loss
-    assert (ow.content, ow.perceptual, ow.adversarial) == (40.0, 1.0, 0.75)
-    assert (ow.vgg19_weight, ow.densenet_weight) == (1.25, 50.0)
+    assert (ow.con, ow.per, ow.adv, ow.hole) == (40.0, 1.0, 0.75, 0.0)
+    assert (ow.vgg_mix, ow.densenet_mix) == (1.25, 50.0)
+    assert ow.vgg19_layers == ("block3_conv4",) and ow.densenet_layers == ("pool2",)
     assert cfg.repair.optim.lr == 2e-4 and cfg.repair.optim.betas == (0.5, 0.999)
     assert cfg.repair.optim.weight_decay == 1e-7
     assert cfg.repair.batch_size == 4 and cfg.repair.steps == 100_000
@@ -114,13 +129,15 @@ def test_paper_config_has_the_papers_numbers():
     [
         ({"nope": 1}, "unknown config key(s) ['nope']"),
         ({"repair": {"loss": {"hol": 1.0}}}, "['hol'] in 'repair.loss'"),
-        ({"repair": {"loss": {"hole": -1.0}}}, "repair.loss.hole"),
+        ({"repair": {"loss": {"hole": -1.0}}}, "'repair.loss': loss weight hole"),
         ({"data": {"crop_size": "big"}}, "data.crop_size"),
         ({"data": {"mask_ratio": [0.5, 0.2]}}, "data.mask_ratio"),
         ({"repair": {"model": {"widht": 1.0}}}, "widht"),
         ({"repair": {"model": {"width": -1.0}}}, "width"),
         ({"optimize": {"loss": {"valid": 1.0}}}, "'optimize.loss'"),
-        ({"repair": {"loss": {"features": "vgg"}}}, "repair.loss.features"),
+        ({"repair": {"loss": {"vgg16_weights": "vgg"}}}, "repair.loss.vgg16_weights"),
+        ({"repair": {"loss": {"adv_mode": "wgan"}}}, "adv_mode"),
+        ({"repair": {"loss": {"vgg16_layers": ["pool9"]}}}, "pool9"),
         ({"repair": {"batch_size": 0}}, "batch_size"),
         ({"amp": "yes"}, "amp"),
     ],
@@ -163,10 +180,11 @@ def test_tiny_config_overfits_a_fixed_batch(image_dir, tmp_path):
 def test_adversarial_and_feature_terms_run(image_dir, tmp_path):
     cfg = _config(
         **{
-            "repair.loss.adversarial": 1.0,
-            "repair.loss.perceptual": 0.04,
+            "repair.loss.adv": 1.0,
+            "repair.loss.per": 0.04,
             "repair.loss.style": 1.0,
-            "repair.loss.features": "random",
+            "repair.loss.vgg16_weights": "random",
+            "repair.loss.densenet_weights": "random",
         }
     )
     tr = _trainer(cfg, "repair", tmp_path, image_dir)
@@ -391,7 +409,7 @@ def test_cli_errors_are_clear(image_dir, tmp_path):
         "--set",
         "repair.loss.hole=-3",
     )
-    assert r.returncode == 2 and "repair.loss.hole" in r.stderr
+    assert r.returncode == 2 and "repair.loss" in r.stderr and "hole" in r.stderr
     assert not (tmp_path / "o").exists()
 
 

@@ -493,8 +493,17 @@ class Inpainter:
             band = use_stage2 and self.stage2_region == "band"
             if not (optimize_only and image_tiles):
                 done = self._run_plan(
-                    plans[unit.hole_key], src, dst, hole, imap, band, done, total, progress,
-                    cancel, repair=not optimize_only,
+                    plans[unit.hole_key],
+                    src,
+                    dst,
+                    hole,
+                    imap,
+                    band,
+                    done,
+                    total,
+                    progress,
+                    cancel,
+                    repair=not optimize_only,
                 )
             if image_tiles:
                 done = self._run_stage2_image(image_tiles, dst, imap, done, total, progress, cancel)

@@ -684,6 +684,8 @@ class OptimizeLossWeights(_FromMapping):
 
     Attributes:
         con: Weight of :func:`content_loss` (40).
+        hole: Weight of :func:`hole_loss` on ``I_opt`` (0: not in the paper; eq. 12 covers
+            only the valid region, which alone teaches stage 2 nothing about the hole).
         per: Weight of the perceptual term (1).
         adv: Weight of the generator's adversarial term (0.75).
         ssim: Weight of ``1 − SSIM(I_com, I_real)`` (0: not in the paper).
@@ -699,6 +701,7 @@ class OptimizeLossWeights(_FromMapping):
     """
 
     con: float = 40.0
+    hole: float = 0.0
     per: float = 1.0
     adv: float = 0.75
     ssim: float = 0.0
@@ -712,7 +715,7 @@ class OptimizeLossWeights(_FromMapping):
     feature_seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_weights_obj(self, ("con", "per", "adv", "ssim", "vgg_mix", "densenet_mix"))
+        _check_weights_obj(self, ("con", "hole", "per", "adv", "ssim", "vgg_mix", "densenet_mix"))
 
 
 class _WeightedLoss(nn.Module):
@@ -861,7 +864,7 @@ class RepairLoss(_WeightedLoss):
 class OptimizeLoss(_WeightedLoss):
     """Stage 2's weighted loss (eq. 11), holding its frozen feature networks.
 
-    Term names in the metrics (raw values, plus ``total``): ``con``, ``per``
+    Term names in the metrics (raw values, plus ``total``): ``con``, ``hole``, ``per``
     (= 1.25·per_vgg19 + 50·per_densenet121 by default), ``per_vgg19``, ``per_densenet121``,
     ``adv``, ``ssim``. Skipped terms are absent; :attr:`skipped` says why.
 
@@ -884,7 +887,7 @@ class OptimizeLoss(_WeightedLoss):
             w.feature_seed,
         )
         self.weights = w
-        for name in ("con", "per", "adv", "ssim"):
+        for name in ("con", "hole", "per", "adv", "ssim"):
             if getattr(w, name) == 0:
                 self.skipped[name] = "weight 0"
         if need and not self.nets:
@@ -927,6 +930,8 @@ class OptimizeLoss(_WeightedLoss):
 
         if w.con > 0:
             add("con", content_loss(output, target, mask), w.con)
+        if w.hole > 0:
+            add("hole", hole_loss(output, target, mask), w.hole)
         if w.per > 0 and self.nets:
             per = output.new_zeros((), dtype=torch.float32)
             for kind, (fo, fc, fr) in self._features(output, comp, target).items():

@@ -17,12 +17,11 @@ from typing import Any
 import yaml
 
 from rnon_engine.errors import ConfigError
+from rnon_engine.losses import OptimizeLossWeights, RepairLossWeights
 
 __all__ = [
     "DataConfig",
     "OptimConfig",
-    "RepairLossConfig",
-    "OptimizeLossConfig",
     "StageConfig",
     "TrainConfig",
     "load_config",
@@ -31,6 +30,7 @@ __all__ = [
 ]
 
 FEATURE_CHOICES = ("imagenet", "random", "none")
+"""Named feature-network sources; any other ``*_weights`` value must be an existing file."""
 
 
 @dataclass(frozen=True)
@@ -99,63 +99,6 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class RepairLossConfig:
-    """Weights of eq. 1 (paper values by default); 0 switches a term off.
-
-    ``features`` chooses the perceptual/style feature networks: ``imagenet`` (torchvision
-    weights from the local cache), ``random`` (random init, for tests) or ``none``.
-    ``adversarial_variant``: ``bce`` (standard) or ``eq9`` (the paper's printed form).
-    ``ssim`` adds ``1 − SSIM(I_com, I_real)`` (not in the paper).
-    """
-
-    valid: float = 2.0
-    hole: float = 12.0
-    perceptual: float = 0.04
-    style: float = 100.0
-    adversarial: float = 100.0
-    tv: float = 0.3
-    ssim: float = 0.0
-    densenet_weight: float = 30.0
-    adversarial_variant: str = "bce"
-    features: str = "imagenet"
-
-    def __post_init__(self) -> None:
-        _weights_nonneg(self, "repair.loss")
-        _check(
-            self.features in FEATURE_CHOICES, "repair.loss.features", f"one of {FEATURE_CHOICES}"
-        )
-        _check(
-            self.adversarial_variant in ("bce", "eq9"),
-            "repair.loss.adversarial_variant",
-            "must be 'bce' or 'eq9'",
-        )
-
-
-@dataclass(frozen=True)
-class OptimizeLossConfig:
-    """Weights of eq. 11 (paper values by default); 0 switches a term off.
-
-    ``content`` is eq. 12 over the valid region (as printed); ``hole`` adds an L1 term over
-    the hole (not in the paper) and ``ssim`` a ``1 − SSIM`` term over the image.
-    """
-
-    content: float = 40.0
-    hole: float = 0.0
-    perceptual: float = 1.0
-    adversarial: float = 0.75
-    ssim: float = 0.0
-    vgg19_weight: float = 1.25
-    densenet_weight: float = 50.0
-    features: str = "imagenet"
-
-    def __post_init__(self) -> None:
-        _weights_nonneg(self, "optimize.loss")
-        _check(
-            self.features in FEATURE_CHOICES, "optimize.loss.features", f"one of {FEATURE_CHOICES}"
-        )
-
-
-@dataclass(frozen=True)
 class StageConfig:
     """One stage: generator/discriminator options, loss, optimiser, steps.
 
@@ -170,7 +113,7 @@ class StageConfig:
 
     model: dict[str, Any] = field(default_factory=dict)
     disc: dict[str, Any] = field(default_factory=dict)
-    loss: RepairLossConfig | OptimizeLossConfig = field(default_factory=RepairLossConfig)
+    loss: RepairLossWeights | OptimizeLossWeights = field(default_factory=RepairLossWeights)
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 4
     steps: int = 100_000
@@ -208,7 +151,7 @@ class TrainConfig:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     repair: StageConfig = field(default_factory=StageConfig)
-    optimize: StageConfig = field(default_factory=lambda: StageConfig(loss=OptimizeLossConfig()))
+    optimize: StageConfig = field(default_factory=lambda: StageConfig(loss=OptimizeLossWeights()))
     amp: bool = True
     checkpoint_every: int = 500
     log_every: int = 10
@@ -218,8 +161,19 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for key in ("checkpoint_every", "log_every", "image_every", "export_every"):
             _check(getattr(self, key) >= 1, key, "must be >= 1")
-        _check(isinstance(self.repair.loss, RepairLossConfig), "repair.loss", "wrong type")
-        _check(isinstance(self.optimize.loss, OptimizeLossConfig), "optimize.loss", "wrong type")
+        _check(isinstance(self.repair.loss, RepairLossWeights), "repair.loss", "wrong type")
+        _check(isinstance(self.optimize.loss, OptimizeLossWeights), "optimize.loss", "wrong type")
+        for stage in ("repair", "optimize"):
+            loss = getattr(self, stage).loss
+            for f in dataclasses.fields(loss):
+                value = getattr(loss, f.name)
+                if f.name.endswith("_weights") and value is not None:
+                    _check(
+                        str(value) in FEATURE_CHOICES or Path(value).is_file(),
+                        f"{stage}.loss.{f.name}",
+                        f"must be one of {FEATURE_CHOICES} or an existing weights file, "
+                        f"got {value!r}",
+                    )
         from rnon_engine.registry import get_spec
 
         for stage, gen, disc in (
@@ -237,13 +191,6 @@ class TrainConfig:
 def _check(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"config key {key!r}: {message}")
-
-
-def _weights_nonneg(obj: Any, prefix: str) -> None:
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if isinstance(value, float):
-            _check(value >= 0, f"{prefix}.{f.name}", "loss weights must be >= 0")
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
@@ -315,9 +262,9 @@ def _build(cls: type, raw: dict[str, Any], prefix: str = "", loss_cls: type | No
         key = f"{prefix}.{name}" if prefix else name
         tp = hints[name]
         if cls is StageConfig and name == "loss":
-            tp = loss_cls or RepairLossConfig
+            tp = loss_cls or RepairLossWeights
         if cls is TrainConfig and name in ("repair", "optimize"):
-            lc = RepairLossConfig if name == "repair" else OptimizeLossConfig
+            lc = RepairLossWeights if name == "repair" else OptimizeLossWeights
             if not isinstance(value, dict):
                 raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
             kwargs[name] = _build(StageConfig, {"loss": {}, **value}, key, lc)
@@ -326,10 +273,11 @@ def _build(cls: type, raw: dict[str, Any], prefix: str = "", loss_cls: type | No
     try:
         return cls(**kwargs)
     except ConfigError as exc:
-        if prefix and "config key '" in str(exc) and f"'{prefix}." not in str(exc):
-            raise ConfigError(
-                str(exc).replace("config key '", f"config key '{prefix}.", 1)
-            ) from None
+        msg = str(exc)
+        if prefix and "config key '" in msg and f"'{prefix}." not in msg:
+            raise ConfigError(msg.replace("config key '", f"config key '{prefix}.", 1)) from None
+        if prefix and "config key '" not in msg and prefix not in msg:
+            raise ConfigError(f"config section {prefix!r}: {msg}") from None
         raise
 
 

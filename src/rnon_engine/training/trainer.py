@@ -204,7 +204,7 @@ class Trainer:
             self.repair_weights = path
 
         self.loss = _build_loss(stage, self.stage_cfg).to(self.device)
-        self.use_adv = self.stage_cfg.loss.adversarial > 0
+        self.use_adv = self.stage_cfg.loss.adv > 0
         oc = self.stage_cfg.optim
         self.opt_g = torch.optim.Adam(
             [p for p in self.g_raw.parameters() if p.requires_grad],
@@ -297,7 +297,7 @@ class Trainer:
         with self._autocast():
             d_fake_g = self.d_raw(out) if self.use_adv else None
             d_real_g = None
-            if self.use_adv and getattr(self.stage_cfg.loss, "adversarial_variant", "") == "eq9":
+            if self.use_adv and self.stage_cfg.loss.adv_mode == "eq9":
                 with torch.no_grad():
                     d_real_g = self.d_raw(image)
         g_loss, terms = self.loss(
