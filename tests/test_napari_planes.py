@@ -188,7 +188,7 @@ def test_manifest_declares_widget_menu_and_samples():
 
     mf = PluginManifest.from_distribution("napari-rnon")
     assert mf.name == "napari-rnon"
-    assert [w.display_name for w in mf.contributions.widgets] == ["Inpaint"]
+    assert [w.display_name for w in mf.contributions.widgets] == ["Inpaint", "Fine-tune"]
     assert {s.key for s in mf.contributions.sample_data} == {"damaged_photo", "dead_pixel_stack"}
     menu = mf.contributions.menus["napari/layers/annotate"]
     assert [m.command for m in menu] == ["napari-rnon.add_repair_mask"]

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import weakref
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,13 +119,6 @@ def available_devices() -> list[str]:
     return devices
 
 
-def optimize_only_supported() -> bool:
-    """Whether the engine can run stage 2 alone (``stages="optimize"``) on a repaired image."""
-    from rnon_engine import inference
-
-    return "optimize" in getattr(inference, "_STAGES", ())
-
-
 def load_inpainter(settings: EngineSettings) -> Any:
     """Build the engine's Inpainter for ``settings`` (runs in the worker thread)."""
     from rnon_engine.inference import Inpainter
@@ -160,7 +153,6 @@ class _Job:
     result_name: str
     outline: bool
     method_label: str
-    note: str = ""
 
 
 class InpaintWidget(Container):
@@ -452,13 +444,6 @@ class InpaintWidget(Container):
             planes = [p for p in planes if p in set(painted)]
         settings = self.settings(step)
         read_layer = input_layer
-        note = ""
-        if step == "optimise" and not optimize_only_supported():
-            # Without a stage-2-only mode, repair + optimise from the source gives what
-            # optimising the RNON-repaired layer gives (stage 1 is deterministic).
-            read_layer = source
-            settings = replace(settings, stages="both")
-            note = "optimised by running RNON repair + optimise on the source"
         for path in (settings.name_or_path, settings.stage2):
             if path is not None and path not in {n for n, _ in METHODS.values()}:
                 if not Path(path).is_file():
@@ -477,7 +462,6 @@ class InpaintWidget(Container):
             result_name=f"{source.name} {suffix}",
             outline=bool(self._outline.value),
             method_label=str(self._method.value),
-            note=note,
         )
 
     def run(self, step: str = "repair") -> FunctionWorker | None:
@@ -605,8 +589,6 @@ class InpaintWidget(Container):
             "method_label": job.method_label,
             "settings": asdict(job.settings),
         }
-        if job.note:
-            provenance["note"] = job.note
         layer = apply_result(
             self._viewer,
             job.source,
