@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 
 from rnon_engine import InputError
-from rnon_engine.classical import CLASSICAL_METHODS, inpaint
+from rnon_engine.classical import CLASSICAL_METHODS, fill, inpaint
+from rnon_engine.inference import Inpainter
+from rnon_engine.tiling import plan_tiles
 
 
 def smooth(h, w):
@@ -46,3 +48,23 @@ def test_rgb_and_leading_axes(method):
 def test_unknown_method():
     with pytest.raises(InputError, match="unknown classical method"):
         inpaint(np.zeros((5, 5)), np.zeros((5, 5)), "magic")
+
+
+@pytest.mark.parametrize("method", CLASSICAL_METHODS)
+def test_small_windows_fill_like_the_whole_plane(method):
+    """Each hole's own window (hole + CONTEXT px) gives the whole-plane fill exactly."""
+    rng = np.random.default_rng(1)
+    truth = np.stack([smooth(240, 320)[:, ::-1] ** (c + 1) for c in range(3)], axis=-1)
+    img = np.rint(truth * 255 + rng.normal(0, 8, truth.shape)).clip(0, 255).astype(np.uint8)
+    mask = np.zeros((240, 320), bool)
+    for _ in range(40):
+        y, x, r = rng.integers(0, 240), rng.integers(0, 320), rng.integers(2, 8)
+        mask[max(0, y - r) : y + r, max(0, x - r) : x + r] = True
+    inp = Inpainter(method=method)
+    windows = plan_tiles(mask, 512, inp.margin, window_cost=inp.window_cost).windows
+    assert len(windows) > 4  # several small windows, not one over the plane
+    assert sum(a * b for a, b in (w.shape for w in windows)) < mask.size / 2
+    out = inp.inpaint(img, mask)
+    whole = fill(method, img.astype(np.float32) / 255, mask)
+    ref = np.where(mask[..., None], np.rint(np.clip(whole, 0, 1) * 255), img)
+    assert np.array_equal(out, ref.astype(np.uint8))

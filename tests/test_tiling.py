@@ -24,8 +24,9 @@ def _coverage(plan, hole):
     seed=st.integers(0, 2**32 - 1),
     kind=st.sampled_from(["spots", "band", "random"]),
     tile=st.sampled_from([32, 64, 128]),
+    window_cost=st.sampled_from([None, 0, 1024]),
 )
-def test_every_hole_pixel_has_one_owner(h, w, seed, kind, tile):
+def test_every_hole_pixel_has_one_owner(h, w, seed, kind, tile, window_cost):
     rng = np.random.default_rng(seed)
     hole = np.zeros((h, w), bool)
     if kind == "spots":
@@ -37,7 +38,7 @@ def test_every_hole_pixel_has_one_owner(h, w, seed, kind, tile):
         hole[y : y + rng.integers(1, 40)] = True
     else:
         hole = rng.random((h, w)) < 0.2
-    plan = plan_tiles(hole, tile, multiple=16)
+    plan = plan_tiles(hole, tile, multiple=16, window_cost=window_cost)
     packed, blended = _coverage(plan, hole)
     # a hole pixel is written by exactly one packed window, or blended from >= 1 grid window
     assert (((packed == 1) & (blended == 0)) | ((packed == 0) & (blended >= 1)))[hole].all()
@@ -59,6 +60,24 @@ def test_packed_windows_keep_margin_and_skip_empty_areas():
     win = plan.windows[0]
     assert win.y0 <= 500 - 16 and win.y1 >= 505 + 16
     assert win.shape == (64, 64)  # 5 px hole (8 px cell) + 2*16 margin -> 40 -> multiple of 32
+
+
+def test_window_cost_gives_far_apart_holes_their_own_small_windows():
+    """Spots 40 px apart: packing fills tiles; with a window cost each gets a small window."""
+    hole = np.zeros((400, 400), bool)
+    for y in range(20, 400, 40):
+        for x in range(20, 400, 40):
+            hole[y : y + 4, x : x + 4] = True
+    packed = plan_tiles(hole, 256, margin=8)
+    own = plan_tiles(hole, 256, margin=8, window_cost=0)
+    area = [sum(a * b for a, b in (w.shape for w in p.windows)) for p in (packed, own)]
+    assert len(own.windows) == 100 and all(w.shape == (24, 24) for w in own.windows)
+    assert area[1] < area[0] / 4 and area[1] == 100 * 24 * 24
+    # a large window cost lets neighbours share windows again, never costing more than
+    # the windows' areas plus their fixed cost
+    shared = plan_tiles(hole, 256, margin=8, window_cost=64 * 64)
+    cost = [sum(a * b + 64 * 64 for a, b in (w.shape for w in p.windows)) for p in (own, shared)]
+    assert len(shared.windows) < 100 and cost[1] <= cost[0]
 
 
 def test_large_hole_uses_overlapping_blended_windows():

@@ -393,6 +393,60 @@ def test_cli_both_stages_and_resume(image_dir, tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
+def test_cli_continue_from_exported_weights(image_dir, tmp_path):
+    cfg = _write_tiny_config(tmp_path)
+    first = tmp_path / "first"
+    r = _cli(
+        "--config",
+        str(cfg),
+        "--data",
+        str(image_dir),
+        "--out",
+        str(first),
+        "--no-progress",
+        "--stage",
+        "repair",
+        "--max-steps",
+        "2",
+    )
+    assert r.returncode == 0, r.stderr
+    exported = first / "weights" / "repair_generator.safetensors"
+    fresh = tmp_path / "fresh"  # a new machine: no checkpoint, only the exported weights
+    r = _cli(
+        "--config",
+        str(cfg),
+        "--data",
+        str(image_dir),
+        "--out",
+        str(fresh),
+        "--no-progress",
+        "--stage",
+        "repair",
+        "--continue-from",
+        str(exported),
+        "--max-steps",
+        "4",
+    )
+    assert r.returncode == 0, r.stderr
+    steps = [json.loads(s)["step"] for s in (fresh / "stats.jsonl").read_text().splitlines()]
+    assert steps == [3, 4]
+    assert load_model(fresh / "weights" / "repair_generator.safetensors").metadata["step"] == 4
+    r = _cli(
+        "--config",
+        str(cfg),
+        "--data",
+        str(image_dir),
+        "--out",
+        str(fresh),
+        "--no-progress",
+        "--stage",
+        "optimize",
+        "--continue-from",
+        str(exported),
+    )
+    assert r.returncode == 2 and "stage-'optimize'" in r.stderr
+
+
 def test_cli_errors_are_clear(image_dir, tmp_path):
     cfg = _write_tiny_config(tmp_path)
     r = _cli("--config", "no-such-config", "--data", str(image_dir), "--out", str(tmp_path / "o"))

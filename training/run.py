@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="pixels whose stored value equals V (in any channel) are bad, as with --exclude",
     )
     p.add_argument(
+        "--continue-from",
+        type=Path,
+        metavar="WEIGHTS",
+        help="continue a run whose full checkpoint is gone (e.g. on a fresh machine) from a "
+        "generator it exported: its weights and step are taken from the file (optimiser "
+        "state starts afresh); needs a single --stage",
+    )
+    p.add_argument(
         "--repair-weights", type=Path, help="stage 2: frozen stage-1 weights (default: this run's)"
     )
     p.add_argument(
@@ -127,6 +135,19 @@ def _run(args: argparse.Namespace) -> int:
     elif init is not None and not Path(init).is_file():
         raise RnonError(f"--init: no weights file at {init}; give 'default' or a .safetensors path")
     stages = ["repair", "optimize"] if args.stage == "both" else [args.stage]
+    start_step = 0
+    if args.continue_from is not None:
+        from rnon_engine.weights import read_metadata
+
+        if len(stages) != 1 or init is not None or args.resume:
+            raise RnonError("--continue-from needs one --stage and no --init or --resume")
+        meta = read_metadata(args.continue_from)
+        if meta.get("stage") != args.stage or not isinstance(meta.get("step"), int):
+            raise RnonError(
+                f"--continue-from: {args.continue_from} is not a stage-{args.stage!r} export "
+                "with a step in its metadata"
+            )
+        init, start_step = args.continue_from, meta["step"]
     start = time.monotonic()
     for stage in stages:
         budget = None
@@ -152,7 +173,8 @@ def _run(args: argparse.Namespace) -> int:
             val=val,
             device=args.device,
             repair_weights=args.repair_weights,
-            init_weights=init if stage == "repair" else None,
+            init_weights=init if stage == "repair" or args.continue_from else None,
+            init_step=start_step,
             dist_info=dist_info,
         )
         trainer.fit(

@@ -2,7 +2,9 @@
 
 They go through the same :class:`rnon_engine.Inpainter` code path as the network (same
 dtypes, leading axes, intensity mapping, mask-aware windows and the guarantee that pixels
-outside the mask keep their exact values): use ``Inpainter.from_pretrained("telea")`` or
+outside the mask keep their exact values). Their windows are small: each hole (or a few
+close holes) gets its own window with :data:`CONTEXT` px around it, since the methods are
+local; holes larger than a tile use the blended tile grid like the network: use ``Inpainter.from_pretrained("telea")`` or
 :func:`inpaint` below.
 
 How each window is filled (:func:`fill`), on the plane's values mapped to float32 [0, 1]
@@ -25,10 +27,20 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["CLASSICAL_METHODS", "fill", "inpaint"]
+__all__ = ["CLASSICAL_METHODS", "CONTEXT", "WINDOW_COST", "fill", "inpaint"]
 
 CLASSICAL_METHODS = ("telea", "ns", "biharmonic")
 RADIUS = 3
+#: Valid context kept around each hole (px). The three methods are local: a Telea / NS
+#: fill reads known pixels within ``RADIUS`` (plus 1 for the image gradient) of the hole,
+#: a biharmonic fill those within 2 px, so a window of the hole plus this margin gives the
+#: same fill as the whole plane (the biharmonic fill is clipped to the known pixels'
+#: range in its window, which can differ where a fill overshoots).
+CONTEXT = 8
+#: Fixed cost of one window in px² (Python and call overhead, measured as about the cost
+#: of a 64×64 window): holes share a window only when that is cheaper, so the cost of a
+#: plane follows its hole area, not its size (see :func:`rnon_engine.tiling.plan_tiles`).
+WINDOW_COST = 64 * 64
 
 
 def fill(method: str, image: np.ndarray, hole: np.ndarray, radius: int = RADIUS) -> np.ndarray:

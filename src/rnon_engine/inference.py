@@ -42,6 +42,8 @@ import torch
 from torch import nn
 
 from rnon_engine.classical import CLASSICAL_METHODS
+from rnon_engine.classical import CONTEXT as classical_context
+from rnon_engine.classical import WINDOW_COST as classical_window_cost
 from rnon_engine.classical import fill as classical_fill
 from rnon_engine.errors import Cancelled, InputError, WeightsError
 from rnon_engine.intensity import IntensityMap, check_dtype, intensity_map
@@ -189,7 +191,10 @@ class Inpainter:
             device: ``"auto"`` (CUDA, MPS, else CPU) or a torch device; the models are
                 moved there.
             tile_size: Largest window side in pixels.
-            margin: Valid context around packed holes (default ``tile_size // 8``).
+            margin: Valid context around packed holes (default ``tile_size // 8`` for
+                the networks, :data:`rnon_engine.classical.CONTEXT` for the classical
+                methods, which also give each hole its own small window unless sharing
+                one is cheaper, see ``window_cost`` in :func:`rnon_engine.tiling.plan_tiles`).
             overlap: Overlap of blended windows over large holes (default ``tile_size // 4``).
             batch_size: Windows per forward call (default 1 on the CPU, 8 on a GPU).
             stage2_region: ``"band"`` (stage 2 around the holes, composited) or
@@ -205,7 +210,9 @@ class Inpainter:
             raise InputError(f"stage2_region must be one of {_REGIONS}, got {stage2_region!r}")
         if not isinstance(tile_size, int) or tile_size < 16:
             raise InputError(f"tile_size must be an integer >= 16, got {tile_size!r}")
-        margin = tile_size // 8 if margin is None else margin
+        if margin is None:
+            margin = classical_context if repair_model is None else tile_size // 8
+            margin = min(margin, (tile_size - 1) // 2)
         overlap = tile_size // 4 if overlap is None else overlap
         if not 0 <= 2 * margin < tile_size or not 0 <= overlap < tile_size:
             raise InputError(
@@ -227,6 +234,7 @@ class Inpainter:
             self.device = None
             self.repair = self.optimize = None
             self.batch_size = batch_size or 1
+            self.window_cost: int | None = classical_window_cost
         else:
             self.method = "rnon"
             self.device = resolve_device(device)
@@ -235,6 +243,7 @@ class Inpainter:
                 optimize_model.to(self.device).eval() if optimize_model is not None else None
             )
             self.batch_size = batch_size or (1 if self.device.type == "cpu" else 8)
+            self.window_cost = None
         if self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.name = name or self.method
@@ -457,7 +466,12 @@ class Inpainter:
         multiple = self._multiple()
         plans = {
             key: plan_tiles(
-                holes[key], self.tile_size, self.margin, self.overlap, multiple=multiple
+                holes[key],
+                self.tile_size,
+                self.margin,
+                self.overlap,
+                multiple=multiple,
+                window_cost=self.window_cost,
             )
             for key in hole_keys
         }
@@ -541,7 +555,10 @@ class Inpainter:
         if blend:
             x0, x1 = min(w.x0 for w in blend), max(w.x1 for w in blend)
             blender = _Blender(x0, x1, src.shape[-1], write)
-        for batch in _batches(plan.windows, self.batch_size):
+        # Packed windows in any order: grouped by shape so that they batch; the blended
+        # ones last, in raster order (the blender streams them row by row).
+        packed = sorted((w for w in plan.windows if not w.blend), key=lambda w: w.shape)
+        for batch in _batches(packed + blend, self.batch_size):
             if cancel is not None and cancel():
                 raise Cancelled(f"inpainting cancelled after {done} of {total} windows")
             crops = np.stack([imap.to_unit(src[w.slices]) for w in batch])

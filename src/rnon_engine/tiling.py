@@ -13,7 +13,11 @@ The plan for one plane (:func:`plan_tiles`):
    crop). The window is the union box plus ``margin`` on each side, rounded up to a
    multiple of ``multiple`` (the network's padding multiple) and at most ``tile_size``,
    centred on the box and shifted inside the image. One window fills the whole
-   component, so there is no seam.
+   component, so there is no seam. With ``window_cost`` set, a component joins a window
+   only when that costs no more than giving it its own window (cost = window area plus
+   ``window_cost`` px² per window): methods whose cost is proportional to the window
+   area and needing little context (the classical ones) then get about one small window
+   per hole, while networks keep their few tile-sized windows.
 3. Larger components are covered by one grid of ``tile_size`` windows over their boxes
    plus ``margin``, overlapping by ``overlap`` px, placed evenly (the last one flush with
    the end); overlapping large holes share windows. Windows that hold none of their hole
@@ -157,6 +161,7 @@ def plan_tiles(
     overlap: int | None = None,
     multiple: int = 1,
     cell: int = 8,
+    window_cost: int | None = None,
 ) -> TilePlan:
     """Plan the windows that cover every hole pixel of one plane.
 
@@ -168,6 +173,10 @@ def plan_tiles(
         multiple: Packed windows are rounded up to a multiple of this (the network pads its
             input to it anyway, so the extra context is free).
         cell: Coarse-grid cell in pixels.
+        window_cost: None: a component joins the open window it grows least whenever
+            the union still fits a tile. An int: it joins only when the union window's
+            area is at most the two separate windows' areas plus ``window_cost`` (the
+            fixed cost of one window, in px²); otherwise it gets its own window.
 
     Returns:
         The :class:`TilePlan`. No window holds zero hole pixels.
@@ -200,20 +209,35 @@ def plan_tiles(
     open_: list[list] = []  # [y0, x0, y1, x1, [labels]]
     closed: list[list] = []
     large = []
+    def win_area(y0: int, x0: int, y1: int, x1: int) -> int:
+        return _fit_size(y1 - y0 + 2 * margin, multiple, tile, h) * _fit_size(
+            x1 - x0 + 2 * margin, multiple, tile, w
+        )
+
+    # With a window cost, a window whose bottom is this far above a new box can no longer
+    # profitably take it (a heuristic that keeps the open list short; any plan is valid).
+    reach = core if window_cost is None else 2 * margin + math.isqrt(window_cost) + cell
     for y0, x0, y1, x1, lab in boxes:
         if y1 - y0 > core or x1 - x0 > core:
             large.append((y0, x0, y1, x1, lab))
             continue
         still = []
         for win in open_:
-            (still if y0 - win[0] <= core else closed).append(win)
+            keep = y0 - win[0] <= core and (window_cost is None or y0 - win[2] <= reach)
+            (still if keep else closed).append(win)
         open_ = still
+        own = None if window_cost is None else win_area(y0, x0, y1, x1) + window_cost
         best, best_area = None, None
         for win in open_:
             uy0, ux0 = min(win[0], y0), min(win[1], x0)
             uy1, ux1 = max(win[2], y1), max(win[3], x1)
             if uy1 - uy0 <= core and ux1 - ux0 <= core:
-                area = (uy1 - uy0) * (ux1 - ux0)
+                if own is None:
+                    area = (uy1 - uy0) * (ux1 - ux0)
+                else:
+                    area = win_area(uy0, ux0, uy1, ux1) - win_area(*win[:4])
+                    if area > own:
+                        continue
                 if best_area is None or area < best_area:
                     best, best_area = win, area
         if best is None:

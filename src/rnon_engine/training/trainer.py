@@ -134,6 +134,7 @@ class Trainer:
         init_weights: Start the generator from these weights (fine-tuning). Its
             architecture then comes from the weights' metadata; keys of the stage's
             ``model`` section must agree with it (else :class:`ConfigError`).
+        init_step: The step to count from (continuing a run from its exported weights).
         dist_info: Rank information (from :func:`setup_distributed`).
         deterministic: On the CPU, switch torch to deterministic algorithms (process-wide).
             That imports ``torch._inductor`` and triton; inside napari (the Fine-tune
@@ -154,6 +155,7 @@ class Trainer:
         device: str | None = "auto",
         repair_weights: str | Path | None = None,
         init_weights: str | Path | None = None,
+        init_step: int = 0,
         dist_info: DistInfo | None = None,
         deterministic: bool = True,
     ) -> None:
@@ -230,7 +232,7 @@ class Trainer:
             self.d: nn.Module = DDP(self.d_raw, device_ids=ids)
         else:
             self.g, self.d = self.g_raw, self.d_raw
-        self.step = 0
+        self.step = init_step
         self._writer = None
 
     # ------------------------------------------------------------------ paths
