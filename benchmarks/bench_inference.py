@@ -1,6 +1,8 @@
 """Time and peak memory of Inpainter.inpaint vs image size, mask density and method (CPU).
 
-Each case runs in a fresh subprocess so that its peak RSS is its own. Images are uint8 RGB
+Each case runs in a fresh subprocess so that its peak RSS is its own: one timed call, then
+one more call under tracemalloc for the traced peak (tracemalloc slows the many small
+windows of sparse masks down about 3x, so it is kept out of the timing). Images are uint8 RGB
 (a smooth synthetic picture); masks are
 
 - dense: thick random strokes over the whole image, about 20 % of the pixels;
@@ -10,6 +12,7 @@ Usage::
 
     python benchmarks/bench_inference.py                  # the recorded configuration
     python benchmarks/bench_inference.py --sizes 512 2048 --methods telea --no-write
+    python benchmarks/bench_inference.py --threads 1      # CPU shared with other work
 """
 
 from __future__ import annotations
@@ -75,10 +78,11 @@ def run_one(method: str, size: int, kind: str) -> dict:
         inp = Inpainter.from_pretrained(method, device="cpu")
     windows = []
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    tracemalloc.start()
     t = time.perf_counter()
     inp.inpaint(img, mask, progress=lambda d, n: windows.append(n))
     seconds = time.perf_counter() - t
+    tracemalloc.start()
+    inp.inpaint(img, mask)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -88,6 +92,8 @@ def run_one(method: str, size: int, kind: str) -> dict:
         "mask": kind,
         "hole_frac": float(mask.mean()),
         "windows": windows[-1] if windows else 0,
+        "threads": torch.get_num_threads(),
+        "model": _describe(inp),
         "seconds": seconds,
         "traced_peak_mb": peak / 2**20,
         "rss_peak_mb": rss1 / 2**20,
@@ -96,28 +102,65 @@ def run_one(method: str, size: int, kind: str) -> dict:
     }
 
 
+def _describe(inp) -> str:
+    """The network configuration of an Inpainter ('' for classical methods)."""
+    if inp.repair is None:
+        return ""
+    rc = inp.repair.config
+    text = f"repair width {rc.width} depth {rc.depth}"
+    if inp.optimize is not None:
+        oc = inp.optimize.config
+        text += f" + optimize width {oc.width}, {oc.blocks} blocks"
+    if inp.provenance.get("placeholder"):
+        text = "**untrained placeholder**: " + text
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES)
     parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--one", nargs=3, metavar=("METHOD", "SIZE", "MASK"))
+    parser.add_argument("--threads", type=int, default=2, help="torch / OpenMP threads")
+    parser.add_argument("--rnon-max-dense", type=int, default=RNON_MAX_DENSE)
+    parser.add_argument("--rnon-max-sparse", type=int, default=RNON_MAX_SPARSE)
+    parser.add_argument(
+        "--cache",
+        help="JSON-lines file of measured cases: cases found there are not run again, new "
+        "ones are appended (lets a long run be resumed or extended)",
+    )
     args = parser.parse_args()
+    env = dict(os.environ, BENCH_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
     if args.one:
         m, s, k = args.one
         print(json.dumps(run_one(m, int(s), k)))
         return
     rows, skipped = [], []
+    cached = {}
+    if args.cache and os.path.exists(args.cache):
+        with open(args.cache) as fh:
+            for line in fh:
+                row = json.loads(line)
+                if row.get("threads") == args.threads:
+                    cached[(row["method"], row["size"], row["mask"])] = row
     for method in args.methods:
         for size in args.sizes:
             for kind in ("sparse", "dense"):
-                limit = RNON_MAX_DENSE if kind == "dense" else RNON_MAX_SPARSE
+                limit = args.rnon_max_dense if kind == "dense" else args.rnon_max_sparse
                 if method == "default" and size > limit:
                     skipped.append(f"{method} {kind} {size}²")
                     continue
-                cmd = [sys.executable, __file__, "--one", method, str(size), kind]
-                res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-                row = json.loads(res.stdout.strip().splitlines()[-1])
+                key = (method, size, kind)
+                if key in cached:
+                    row = cached[key]
+                else:
+                    cmd = [sys.executable, __file__, "--one", method, str(size), kind]
+                    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+                    row = json.loads(res.stdout.strip().splitlines()[-1])
+                    if args.cache:
+                        with open(args.cache, "a") as fh:
+                            fh.write(json.dumps(row) + "\n")
                 rows.append(row)
                 print(
                     f"{method:10s} {size:5d} {kind:6s} holes {row['hole_frac']:.3f} "
@@ -128,23 +171,46 @@ def main() -> None:
                 )
     if args.no_write:
         return
+    ratios = []
+    for method in args.methods:
+        by = {(r["size"], r["mask"]): r["seconds"] for r in rows if r["method"] == method}
+        both = [s for s in sorted({s for s, _ in by}) if (s, "sparse") in by and (s, "dense") in by]
+        if both:
+            s = both[-1]
+            ratios.append(
+                f"{method} {by[(s, 'sparse')]:.1f} s vs {by[(s, 'dense')]:.1f} s "
+                f"({100 * by[(s, 'sparse')] / by[(s, 'dense')]:.0f} %) at {s}²"
+            )
+    models = sorted({r.get("model", "") for r in rows if r["method"] == "default"} - {""})
     lines = [
         "Inpainter.inpaint on uint8 RGB images (synthetic smooth picture), CPU, one process per",
         "case. dense: random thick strokes, about 20 % of the pixels; sparse: about 1 % of the",
         "pixels in round spots of radius 3-10 px scattered uniformly. `default` is the packaged",
-        "**untrained placeholder** (repair width 0.25 depth 8 + optimize width 1, 16 blocks;",
-        "stage 2 on a band around the holes); tile 512. *traced peak* is the largest",
-        "allocation traced by tracemalloc during the call (numpy and Python buffers; torch's",
-        "own CPU allocations are not traced); *RSS peak* is the process's peak resident size",
-        "(it includes Python, torch and the models: compare with the 512² rows, about 0.7 GB",
-        "for the classical methods and 1.1 GB with the networks). At 8192² the traced peak",
-        "(325-422 MB) is the output copy (192 MB) plus the mask as bool arrays (2 × 64 MB)",
-        "plus the windows in flight: it does not grow with the image beyond the image, its",
-        "output and its mask. Sparse 8192² vs dense 8192²: telea 21 %, ns 12 %,",
-        "biharmonic 24 % of the time. Uniformly scattered spots still put a hole in almost",
-        "every tile-sized area, so windows cover most of the image; the network pays a whole",
-        "window (padded to 256 px for depth 8) per cluster of spots, which is why its sparse",
-        "2048² case is slow here.",
+        f"model ({'; '.join(models) or 'not run'}; stage 2 on a band around the holes);",
+        "tile 512. *windows* is the number of",
+        "windows computed. The classical methods give each hole (or a few close holes) its own",
+        "window with 8 px of context (`rnon_engine.classical.CONTEXT`; they are local, and the",
+        "fill equals the whole-plane fill, see tests/test_classical.py), sharing a window only",
+        "when that is cheaper (`window_cost` in `plan_tiles`), so their cost follows the hole",
+        "area. *time* is one call without tracing; *traced peak* is the largest allocation",
+        "traced by tracemalloc during a second call (numpy and Python buffers; torch's own",
+        "CPU allocations are not traced); *RSS peak* is the process's peak resident size (it",
+        "includes Python, torch, the models and the benchmark's own image and mask: compare",
+        "with the 512² rows). At 8192² the traced peak is the output copy (192 MB) plus the",
+        "mask as bool arrays (2 × 64 MB) plus the windows in flight: it does not grow with the",
+        "image beyond the image, its output and its mask.",
+        "",
+        "The network keeps tile-sized windows: 64 px of context around each group of holes,",
+        "rounded up to the U-Net's padding multiple (256 px at depth 8), and stage 2 on one box",
+        "per group of holes plus its receptive radius. Spots scattered uniformly about 120 px",
+        "apart (the sparse mask) put such windows over most of the image, so for the network",
+        "the sparse case costs a large part of the dense one; holes grouped in a few areas cost",
+        "only their windows (no window is made where there is no hole).",
+        "",
+        "Sparse vs dense time: " + ("; ".join(ratios) if ratios else "n/a") + ".",
+        f"Torch / OpenMP threads: {args.threads}. **The CPU (2 cores) was shared** with a",
+        "background training run while this was measured: the times are upper bounds of",
+        "what the machine gives alone; compare rows with each other only loosely.",
         "",
         "| method | size | mask | hole px | windows | time (s) | traced peak (MB) "
         "| RSS peak (MB) | image (MB) |",
@@ -159,12 +225,14 @@ def main() -> None:
     if skipped:
         lines += [
             "",
-            "Skipped (too slow for the placeholder network on this CPU): "
-            + ", ".join(skipped)
-            + ".",
+            "Skipped (too slow for the network on this CPU): " + ", ".join(skipped) + ".",
         ]
     sys.path.insert(0, os.path.dirname(__file__))
+    import torch
+
     from _report import write_section
+
+    torch.set_num_threads(args.threads)  # the machine line reports the cases' threads
 
     cmd = "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:])
     write_section("inference", "\n".join(lines), cmd.strip())

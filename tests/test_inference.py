@@ -268,6 +268,41 @@ def test_stage2_band_vs_image():
     assert not np.array_equal(band[mask], repair_only[mask])  # stage 2 did act in the hole
 
 
+def test_stage2_band_boxes_equal_stage2_over_the_whole_window():
+    """Stage 2 on one box per hole group (plus halo) gives what it gives on the whole window."""
+    from rnon_engine.inference import _band_boxes
+
+    opt = create_model("rnon-optimize", width=0.125, blocks=2)
+    torch.manual_seed(3)
+    nn.init.normal_(opt.tail.weight, std=0.1)
+    img = smooth(120, 200, 3).astype(np.float32)
+    mask = np.zeros((120, 200), bool)
+    mask[10:16, 10:18] = True
+    mask[90:100, 150:158] = True
+    mask[100:104, 20:40] = True
+    halo = opt.config.halo
+    boxes = _band_boxes(mask, halo)
+    assert len(boxes) == 2  # the two left holes share a box (their halos overlap)
+    assert sum((y.stop - y.start) * (x.stop - x.start) for y, x in boxes) < mask.size / 2
+    inp = Inpainter(_REPAIR, opt, device="cpu", tile_size=256)
+    crops, holes = img[None].copy(), mask[None]
+    crops[holes] = 0.0
+    repaired = inp._fill(crops, holes, band=False)  # stage 1 composited
+    with torch.inference_mode():
+        whole = opt(torch.from_numpy(repaired).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    expected = np.where(holes[..., None], whole.numpy(), repaired)
+    calls = []
+    hook = opt.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[-2:]))
+    try:
+        banded = inp._fill(crops, holes, band=True)
+    finally:
+        hook.remove()
+    assert sorted(calls) == sorted(
+        torch.Size([y.stop - y.start, x.stop - x.start]) for y, x in boxes
+    )
+    np.testing.assert_allclose(banded, expected, atol=1e-5)
+
+
 def test_stage2_alone_equals_the_second_half_of_both():
     opt = create_model("rnon-optimize", width=0.125, blocks=1)
     torch.manual_seed(2)

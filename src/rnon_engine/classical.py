@@ -4,8 +4,8 @@ They go through the same :class:`rnon_engine.Inpainter` code path as the network
 dtypes, leading axes, intensity mapping, mask-aware windows and the guarantee that pixels
 outside the mask keep their exact values). Their windows are small: each hole (or a few
 close holes) gets its own window with :data:`CONTEXT` px around it, since the methods are
-local; holes larger than a tile use the blended tile grid like the network: use ``Inpainter.from_pretrained("telea")`` or
-:func:`inpaint` below.
+local; holes larger than a tile use the blended tile grid like the network. Use
+``Inpainter.from_pretrained("telea")`` or :func:`inpaint` below.
 
 How each window is filled (:func:`fill`), on the plane's values mapped to float32 [0, 1]
 (see :mod:`rnon_engine.intensity`):

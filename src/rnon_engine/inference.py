@@ -19,10 +19,11 @@ What :meth:`Inpainter.inpaint` guarantees:
   before every batch (it raises :class:`~rnon_engine.errors.Cancelled`).
 - Stage 1 (repair) output is composited into the window (``M·I + (1-M)·out``); stage 2
   (optimize) runs on a band around the holes, as wide as its receptive field
-  (``OptimizeConfig.halo``), and is composited again, so the whole-image colour shift
-  that the paper reports cannot happen. ``stage2_region="image"`` restores the paper's
-  behaviour: stage 2 over the whole image, not composited (pixels outside the mask then
-  change too: use it to reproduce the paper, not for data).
+  (``OptimizeConfig.halo``; one box per group of nearby holes), and is composited
+  again, so the whole-image colour shift that the paper reports cannot happen.
+  ``stage2_region="image"`` restores the paper's behaviour: stage 2 over the whole image,
+  not composited (pixels outside the mask then change too: use it to reproduce the paper,
+  not for data).
 - Grayscale planes (and each channel of a multichannel image other than RGB/RGBA) are fed
   to the 3-channel network replicated to 3 channels, and the mean of the 3 output channels
   is taken back.
@@ -605,19 +606,34 @@ class Inpainter:
     def _stage2_band(
         self, comp: torch.Tensor, valid: torch.Tensor, holes: np.ndarray
     ) -> torch.Tensor:
-        """Run stage 2 on the holes' box plus the halo (within the window), composite it."""
+        """Run stage 2 around the holes (within the window) and composite it.
+
+        Stage 2 runs on boxes: each group of holes gets its box plus the halo (the
+        network's receptive radius), and boxes that overlap are merged, so every hole
+        pixel's receptive field lies inside exactly one box. Scattered small holes thus
+        cost their boxes, not the window. When one box over the holes of the whole batch
+        costs at most 1.5 times as much, stage 2 runs once on that box for the batch
+        (fewer, larger calls for a device).
+        """
         halo = int(getattr(getattr(self.optimize, "config", None), "halo", 0) or 0)
-        h, w = holes.shape[1:]
+        n, h, w = holes.shape
+        per_item = [_band_boxes(hole, halo) for hole in holes]
         rows = np.flatnonzero(holes.any(axis=(0, 2)))
         cols = np.flatnonzero(holes.any(axis=(0, 1)))
         ys = slice(max(0, rows[0] - halo), min(h, rows[-1] + 1 + halo))
         xs = slice(max(0, cols[0] - halo), min(w, cols[-1] + 1 + halo))
-        sub = comp[..., ys, xs]
-        vsub = valid[..., ys, xs]
-        refined = self.optimize(sub)
-        comp = comp.clone()
-        comp[..., ys, xs] = vsub * sub + (1 - vsub) * refined
-        return comp
+        boxes_area = sum((y.stop - y.start) * (x.stop - x.start) for b in per_item for y, x in b)
+        out = comp.clone()
+        if n * (ys.stop - ys.start) * (xs.stop - xs.start) <= 1.5 * boxes_area:
+            sub, vsub = comp[..., ys, xs], valid[..., ys, xs]
+            out[..., ys, xs] = vsub * sub + (1 - vsub) * self.optimize(sub)
+            return out
+        for i, boxes in enumerate(per_item):
+            for ys, xs in boxes:
+                sub = comp[i : i + 1, :, ys, xs]
+                vsub = valid[i : i + 1, :, ys, xs]
+                out[i : i + 1, :, ys, xs] = vsub * sub + (1 - vsub) * self.optimize(sub)
+        return out
 
     def _stage2_image_tiles(self, spatial: tuple[int, int]) -> list[tuple[Window, Window]]:
         """(read window with halo, write window) pairs covering the whole plane."""
@@ -686,6 +702,54 @@ def _trainer_sibling(repair_path: Path) -> Path | None:
     if named and Path(named).resolve() != repair_path.resolve():
         return None
     return candidate
+
+
+def _band_boxes(hole: np.ndarray, halo: int) -> list[tuple[slice, slice]]:
+    """Disjoint boxes covering every hole pixel of ``hole`` together with its halo.
+
+    The boxes of the hole's 8-connected components (coarse 8 px cells), grown by
+    ``halo`` and clipped to the window, are merged while any two overlap or touch (or
+    while merging costs less than the two boxes' area plus a 64×64 call overhead).
+    """
+    from scipy import ndimage
+
+    from rnon_engine.tiling import block_any
+
+    h, w = hole.shape
+    cell = 8
+    coarse = block_any(hole, cell)
+    labels, _ = ndimage.label(coarse, structure=np.ones((3, 3), dtype=bool))
+    boxes = []
+    for sl in ndimage.find_objects(labels):
+        if sl is None:
+            continue
+        boxes.append(
+            [
+                max(0, sl[0].start * cell - halo),
+                max(0, sl[1].start * cell - halo),
+                min(h, sl[0].stop * cell + halo),
+                min(w, sl[1].stop * cell + halo),
+            ]
+        )
+    overhead = 64 * 64
+    merged = True
+    while merged and len(boxes) > 1:
+        merged = False
+        for a in range(len(boxes)):
+            for b in range(a + 1, len(boxes)):
+                p, q = boxes[a], boxes[b]
+                u = [min(p[0], q[0]), min(p[1], q[1]), max(p[2], q[2]), max(p[3], q[3])]
+                touch = p[0] <= q[2] and q[0] <= p[2] and p[1] <= q[3] and q[1] <= p[3]
+                area = (u[2] - u[0]) * (u[3] - u[1])
+                separate = sum((r[2] - r[0]) * (r[3] - r[1]) for r in (p, q)) + overhead
+                if touch or area <= separate:
+                    boxes[a] = u
+                    del boxes[b]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [(slice(y0, y1), slice(x0, x1)) for y0, x0, y1, x1 in boxes]
 
 
 def _batches(windows: list[Window], size: int) -> Iterator[list[Window]]:

@@ -209,6 +209,7 @@ def plan_tiles(
     open_: list[list] = []  # [y0, x0, y1, x1, [labels]]
     closed: list[list] = []
     large = []
+
     def win_area(y0: int, x0: int, y1: int, x1: int) -> int:
         return _fit_size(y1 - y0 + 2 * margin, multiple, tile, h) * _fit_size(
             x1 - x0 + 2 * margin, multiple, tile, w
