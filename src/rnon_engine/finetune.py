@@ -502,7 +502,6 @@ def finetune(
             description=f"fine-tuned from {init_path.name} for {trainer.step} steps",
             finetuned_from=str(init_path),
             finetuned_from_sha256=file_sha256(init_path),
-            base_placeholder=bool(base.metadata.get("placeholder", False)),
             step=trainer.step,
             stage="repair",
             config_name=config.name,

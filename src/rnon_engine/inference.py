@@ -32,7 +32,6 @@ What :meth:`Inpainter.inpaint` guarantees:
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,17 +49,13 @@ from rnon_engine.errors import Cancelled, InputError, WeightsError
 from rnon_engine.intensity import IntensityMap, check_dtype, intensity_map
 from rnon_engine.tiling import TilePlan, Window, gaussian_weights, plan_tiles
 
-__all__ = ["Inpainter", "list_methods", "PlaceholderWeightsWarning", "resolve_device"]
+__all__ = ["Inpainter", "list_methods", "resolve_device"]
 
 STAGE2_META_KEY = "stage2_file"
 TRAINER_REPAIR_NAME = "repair_generator.safetensors"
 TRAINER_OPTIMIZE_NAME = "optimize_generator.safetensors"
 _STAGES = ("both", "repair", "optimize")
 _REGIONS = ("band", "image")
-
-
-class PlaceholderWeightsWarning(UserWarning):
-    """The weights loaded are an untrained placeholder: results are not meaningful."""
 
 
 def list_methods() -> list[str]:
@@ -335,7 +330,6 @@ class Inpainter:
             "weights": {"repair": str(path)},
             "sha256": {"repair": repair.weights_sha256},
         }
-        placeholder = bool(meta.get("placeholder"))
         if stage2 is not None:
             optimize = load_model(stage2, dev)
             if optimize.model_name != "rnon-optimize":
@@ -345,15 +339,6 @@ class Inpainter:
                 )
             prov["weights"]["optimize"] = str(stage2)
             prov["sha256"]["optimize"] = file_sha256(stage2)
-            placeholder = placeholder or bool(optimize.metadata.get("placeholder"))
-        prov["placeholder"] = placeholder
-        if placeholder:
-            warnings.warn(
-                f"the weights loaded for {text!r} are an untrained placeholder: results are "
-                "not meaningful until a trained model replaces them",
-                PlaceholderWeightsWarning,
-                stacklevel=2,
-            )
         return cls(
             repair,
             optimize,
