@@ -43,8 +43,6 @@ sys.path.insert(0, str(ROOT))
 
 from _report import write_section  # noqa: E402
 
-CONFIG_DIR = ROOT / "training" / "configs"
-
 
 def synthetic_images(folder: Path, n: int = 12, side: int = 384, seed: int = 0) -> Path:
     """Write ``n`` smooth-plus-texture RGB PNGs of ``side``² into ``folder`` (two sources)."""
@@ -66,9 +64,9 @@ def synthetic_images(folder: Path, n: int = 12, side: int = 384, seed: int = 0) 
 
 
 def _config(name: str, overrides: dict):
-    from rnon_engine.training.config import load_config
+    from rnon_engine.training.config import config_path, load_config
 
-    return load_config(CONFIG_DIR / f"{name}.yaml", overrides)
+    return load_config(config_path(name), overrides)
 
 
 def measure(

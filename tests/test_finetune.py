@@ -14,7 +14,6 @@ import yaml
 from rnon_engine.data import ImageFolderDataset
 from rnon_engine.errors import Cancelled, ConfigError, InputError, WeightsError
 from rnon_engine.finetune import (
-    FINETUNE_CONFIG,
     WEIGHTS_DIR_ENV,
     check_exclude,
     finetune,
@@ -28,12 +27,16 @@ from rnon_engine.intensity import intensity_map
 from rnon_engine.registry import create_model
 from rnon_engine.samples import fluorescence_planes
 from rnon_engine.training.batches import FixedBatches, make_sources
-from rnon_engine.training.config import config_to_dict, load_config
+from rnon_engine.training.config import (
+    CONFIG_DIR,
+    config_path,
+    config_to_dict,
+    load_config,
+    read_config,
+)
 from rnon_engine.training.losses_adapter import build_stage_loss
 from rnon_engine.training.trainer import Trainer
 from rnon_engine.weights import load_model, read_metadata, save_weights
-
-REPO = Path(__file__).resolve().parents[1]
 
 # Small and fast: 32-pixel crops, a 4-level network, no feature networks.
 TINY = {
@@ -68,10 +71,14 @@ def _write_folder(root: Path, planes: np.ndarray) -> Path:
 # ------------------------------------------------------------------------------ config
 
 
-def test_yaml_config_equals_the_engine_config():
-    from_yaml = load_config(REPO / "training" / "configs" / "finetune.yaml")
+def test_finetune_config_is_the_packaged_yaml():
+    from training.run import resolve_config_path
+
+    path = CONFIG_DIR / "finetune.yaml"
+    assert config_path("finetune") == resolve_config_path("finetune") == path
+    from_yaml = load_config(path)
     assert config_to_dict(from_yaml) == config_to_dict(finetune_config())
-    assert FINETUNE_CONFIG["repair"]["model"] == {}
+    assert read_config(path)["repair"]["model"] == {}
     assert from_yaml.repair.trainable == ()
     assert from_yaml.repair.loss.adv == 0 and from_yaml.repair.loss.vgg16_weights == "none"
 

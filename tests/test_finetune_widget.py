@@ -11,7 +11,6 @@ import torch
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari.utils.notifications import notification_manager  # noqa: E402
 from qtpy.QtCore import QTimer  # noqa: E402
 
 from napari_rnon._finetune import FinetuneWidget  # noqa: E402
@@ -31,18 +30,6 @@ TINY = {
     "checkpoint_every": 1000,
     "export_every": 1000,
 }
-
-
-@pytest.fixture
-def notes():
-    seen: list[str] = []
-
-    def record(n):
-        seen.append(str(n.message))
-
-    notification_manager.notification_ready.connect(record)
-    yield seen
-    notification_manager.notification_ready.disconnect(record)
 
 
 @pytest.fixture
@@ -69,10 +56,6 @@ def setup(make_napari_viewer, tmp_path, monkeypatch):
     return viewer, widget, inpaint, init
 
 
-def _wait(qtbot, widget):
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=TIMEOUT_MS)
-
-
 def test_manifest_contributes_the_widget():
     from npe2 import PluginManifest
 
@@ -84,7 +67,7 @@ def test_manifest_contributes_the_widget():
     assert cmd["napari-rnon.finetune_widget"] == "napari_rnon._finetune:FinetuneWidget"
 
 
-def test_trains_stays_responsive_and_registers_weights(setup, qtbot, tmp_path, notes):
+def test_trains_stays_responsive_and_registers_weights(setup, wait_idle, tmp_path, notes):
     viewer, widget, inpaint, init = setup
     widget._images.value = [viewer.layers["stack"], viewer.layers["rgb"]]
     widget._exclude.value = viewer.layers["dead pixels"]
@@ -98,7 +81,7 @@ def test_trains_stays_responsive_and_registers_weights(setup, qtbot, tmp_path, n
     widget._relay.progress.connect(lambda s, t, loss: losses.append((s, t, loss)))
     worker = widget.run()
     assert worker is not None and not widget._train_btn.enabled and widget._cancel_btn.enabled
-    _wait(qtbot, widget)
+    wait_idle(widget, TIMEOUT_MS)
     timer.stop()
     assert widget.last_error is None, widget.last_error
     path = tmp_path / "weights" / "cells v1.safetensors"
@@ -121,17 +104,17 @@ def test_trains_stays_responsive_and_registers_weights(setup, qtbot, tmp_path, n
     assert str(later._weights.value) == str(path)
 
 
-def test_selecting_new_weights_switches_a_classical_inpaint_widget(setup, qtbot):
+def test_selecting_new_weights_switches_a_classical_inpaint_widget(setup, wait_idle):
     viewer, widget, inpaint, _ = setup
     inpaint._method.value = "Telea (OpenCV)"
     widget._images.value = [viewer.layers["rgb"]]
     widget.max_steps = 1
     widget.run()
-    _wait(qtbot, widget)
+    wait_idle(widget, TIMEOUT_MS)
     assert inpaint._method.value == RNON_METHODS[1]
 
 
-def test_cancel_saves_nothing(setup, qtbot, tmp_path, notes):
+def test_cancel_saves_nothing(setup, qtbot, wait_idle, tmp_path, notes):
     viewer, widget, _, _ = setup
     widget._images.value = [viewer.layers["stack"]]
     widget._name.value = "cancelled"
@@ -142,7 +125,7 @@ def test_cancel_saves_nothing(setup, qtbot, tmp_path, notes):
     widget.run()
     qtbot.waitUntil(lambda: len(started) >= 1, timeout=TIMEOUT_MS)
     widget._cancel_btn.clicked.emit()
-    _wait(qtbot, widget)
+    wait_idle(widget, TIMEOUT_MS)
     assert isinstance(widget.last_error, Cancelled)
     assert not (tmp_path / "weights" / "cancelled.safetensors").exists()
     assert widget._status.value == "Cancelled."

@@ -22,6 +22,7 @@ from rnon_engine.losses import (
     OptimizeLossWeights,
     RepairLoss,
     RepairLossWeights,
+    StageLoss,
     composite,
     content_loss,
     discriminator_loss,
@@ -493,3 +494,37 @@ def test_optimize_loss_none_nets_and_eq9(batch):
     _, metrics = loss_fn(out, real, mask, d_fake_logits=fake, d_real_logits=real_logits)
     assert set(metrics) == {"total", "con", "adv"}
     assert metrics["adv"] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("cls", [RepairLoss, OptimizeLoss])
+def test_target_valid_excludes_pixels_in_both_stages(batch, cls):
+    out, real, mask = batch
+    loss_fn = _random_weights(cls, ssim=1.0, adv=0)
+    assert isinstance(loss_fn, StageLoss)
+    tv = torch.ones(2, 1, 64, 64)
+    tv[:, :, 20:30, 10:20] = 0  # inside the hole
+    tv[:, :, 50, :] = 0  # a dead row among known pixels
+    poisoned = torch.where(tv > 0, real, torch.full_like(real, float("nan")))
+
+    def run(target, **kw):
+        o = out.clone().requires_grad_(True)
+        loss, metrics = loss_fn(o, target, mask, **kw)
+        loss.backward()
+        return loss.detach(), metrics, o.grad
+
+    plain = run(real)
+    all_valid = run(real, target_valid=torch.ones(2, 1, 64, 64))
+    assert torch.equal(plain[0], all_valid[0]) and plain[1] == all_valid[1]
+    assert torch.equal(plain[2], all_valid[2])
+    loss, metrics, grad = run(poisoned, target_valid=tv)
+    assert torch.isfinite(loss) and all(math.isfinite(v) for v in metrics.values())
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    assert (grad * (1 - tv) == 0).all()  # no gradient through excluded pixels
+    assert not torch.equal(loss, plain[0])
+
+
+def test_target_valid_shape_is_checked(batch):
+    out, real, mask = batch
+    loss_fn = RepairLoss(RepairLossWeights(vgg16_weights="none", densenet_weights="none", adv=0))
+    with pytest.raises(InputError, match=r"target_valid shape \(2, 1, 32, 32\)"):
+        loss_fn(out, real, mask, target_valid=torch.ones(2, 1, 32, 32))

@@ -13,7 +13,6 @@ pytest.importorskip("pytestqt")
 
 import dask.array as da  # noqa: E402
 from napari.layers import Labels  # noqa: E402
-from napari.utils.notifications import notification_manager  # noqa: E402
 from qtpy.QtCore import QTimer  # noqa: E402
 
 from napari_rnon._commands import add_repair_mask  # noqa: E402
@@ -26,19 +25,6 @@ TIMEOUT_MS = 60_000
 
 
 @pytest.fixture
-def notes():
-    """Messages of napari notifications shown during the test."""
-    seen: list[str] = []
-
-    def record(n):
-        seen.append(str(n.message))
-
-    notification_manager.notification_ready.connect(record)
-    yield seen
-    notification_manager.notification_ready.disconnect(record)
-
-
-@pytest.fixture
 def viewer_widget(make_napari_viewer):
     viewer = make_napari_viewer()
     widget = InpaintWidget(viewer)
@@ -46,14 +32,16 @@ def viewer_widget(make_napari_viewer):
     return viewer, widget
 
 
-def wait_idle(qtbot, widget):
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=TIMEOUT_MS)
+@pytest.fixture
+def run_to_end(wait_idle):
+    """``run_to_end(widget, step)``: start a run, wait until it has ended; returns the worker."""
 
+    def start_and_wait(widget, step="repair"):
+        worker = widget.run(step)
+        wait_idle(widget, TIMEOUT_MS)
+        return worker
 
-def run(qtbot, widget, step="repair"):
-    worker = widget.run(step)
-    wait_idle(qtbot, widget)
-    return worker
+    return start_and_wait
 
 
 class SlowFake:
@@ -82,7 +70,28 @@ def use_fake(widget, fake):
     widget.inpainter_factory = lambda settings: fake
 
 
-def test_sample_new_mask_paint_and_repair(viewer_widget, qtbot):
+@pytest.fixture
+def img_with_mask(viewer_widget):
+    """A 32×32 uint8 image of ones named "img", chosen, with a mask painted at [3:6, 3:6]."""
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(np.ones((32, 32), np.uint8), name="img")
+    widget._image.value = layer
+    widget.new_mask().data[3:6, 3:6] = 1
+    return viewer, widget, layer
+
+
+@pytest.fixture
+def long_run(img_with_mask, qtbot):
+    """``img_with_mask`` with a long fake run (400 tiles of 20 ms) started and under way."""
+    viewer, widget, layer = img_with_mask
+    fake = SlowFake(tiles=400, delay=0.02)
+    use_fake(widget, fake)
+    widget.run()
+    qtbot.waitUntil(fake.started.is_set, timeout=TIMEOUT_MS)
+    return viewer, widget, layer
+
+
+def test_sample_new_mask_paint_and_repair(viewer_widget, run_to_end):
     viewer, widget = viewer_widget
     viewer.open_sample("napari-rnon", "damaged_photo")
     photo = viewer.layers["damaged photo"]
@@ -102,7 +111,7 @@ def test_sample_new_mask_paint_and_repair(viewer_widget, qtbot):
     assert 20 < painted.sum() < 500
 
     widget._method.value = "Telea (OpenCV)"
-    worker = run(qtbot, widget)
+    worker = run_to_end(widget)
     assert worker is not None
     result = viewer.layers["damaged photo repaired"]
     assert result.data.dtype == photo.data.dtype and result.rgb
@@ -117,13 +126,13 @@ def test_sample_new_mask_paint_and_repair(viewer_widget, qtbot):
     new = (mask.data != 0) & ~painted
     assert (result.data[new] == photo.data[new]).all()
     n_layers = len(viewer.layers)
-    run(qtbot, widget)
+    run_to_end(widget)
     assert len(viewer.layers) == n_layers
     assert viewer.layers["damaged photo repaired"] is result
     assert (result.data[new] != photo.data[new]).any()
 
 
-def test_stack_all_planes_and_current_plane_keep_metadata(viewer_widget, qtbot):
+def test_stack_all_planes_and_current_plane_keep_metadata(viewer_widget, run_to_end):
     viewer, widget = viewer_widget
     viewer.open_sample("napari-rnon", "dead_pixel_stack")
     stack = viewer.layers["dead-pixel stack"]
@@ -137,7 +146,7 @@ def test_stack_all_planes_and_current_plane_keep_metadata(viewer_widget, qtbot):
     widget._method.value = "Biharmonic (scikit-image)"
 
     viewer.dims.set_current_step(0, 2)
-    run(qtbot, widget)
+    run_to_end(widget)
     result = viewer.layers["dead-pixel stack repaired"]
     m = mask.data != 0
     changed = [(result.data[z][m] != stack.data[z][m]).any() for z in range(4)]
@@ -148,7 +157,7 @@ def test_stack_all_planes_and_current_plane_keep_metadata(viewer_widget, qtbot):
 
     widget._planes.value = ALL_PLANES
     widget._outline.value = True
-    run(qtbot, widget)
+    run_to_end(widget)
     assert viewer.layers["dead-pixel stack repaired"] is result
     for z in range(4):
         np.testing.assert_array_equal(result.data[z][~m], stack.data[z][~m])
@@ -157,7 +166,7 @@ def test_stack_all_planes_and_current_plane_keep_metadata(viewer_widget, qtbot):
     assert outline.contour == 1 and (outline.data != 0).sum() == m.sum()
 
 
-def test_dask_stack_result_is_lazy(viewer_widget, qtbot):
+def test_dask_stack_result_is_lazy(viewer_widget, run_to_end):
     viewer, widget = viewer_widget
     rng = np.random.default_rng(1)
     data = rng.integers(100, 4000, (5, 64, 64), dtype=np.uint16)
@@ -168,7 +177,7 @@ def test_dask_stack_result_is_lazy(viewer_widget, qtbot):
     widget._image.value, widget._mask.value = layer, mask
     widget._method.value = "Telea (OpenCV)"
     widget._planes.value = ALL_PLANES
-    run(qtbot, widget)
+    run_to_end(widget)
     result = viewer.layers["lazy repaired"]
     assert isinstance(result.data, da.Array)
     out = np.asarray(result.data)
@@ -177,7 +186,7 @@ def test_dask_stack_result_is_lazy(viewer_widget, qtbot):
     assert (out[m] != data[m]).any()
 
 
-def test_multichannel_layers_are_repaired_one_by_one(viewer_widget, qtbot):
+def test_multichannel_layers_are_repaired_one_by_one(viewer_widget, run_to_end):
     viewer, widget = viewer_widget
     rng = np.random.default_rng(2)
     data = rng.integers(0, 255, (2, 48, 48), dtype=np.uint8)
@@ -187,14 +196,14 @@ def test_multichannel_layers_are_repaired_one_by_one(viewer_widget, qtbot):
     assert mask.data.shape == (48, 48)
     mask.data[5:9, 5:9] = 1
     widget._method.value = "Navier-Stokes (OpenCV)"
-    run(qtbot, widget)
+    run_to_end(widget)
     out = viewer.layers["c1 repaired"].data
     np.testing.assert_array_equal(out[mask.data == 0], data[1][mask.data == 0])
     assert viewer.layers["c1 repaired"].colormap.name == c1.colormap.name
     assert "c0 repaired" not in viewer.layers
 
 
-def test_rnon_weights_file_repair_then_optimise(viewer_widget, qtbot, tmp_path):
+def test_rnon_weights_file_repair_then_optimise(viewer_widget, run_to_end, tmp_path):
     from rnon_engine import create_model, save_weights
 
     path = tmp_path / "tiny.safetensors"
@@ -208,7 +217,7 @@ def test_rnon_weights_file_repair_then_optimise(viewer_widget, qtbot, tmp_path):
     mask.data[20:30, 20:30] = 1
     widget._method.value = "RNON repair only"
     widget._weights.value = path
-    run(qtbot, widget)
+    run_to_end(widget)
     result = viewer.layers["img repaired"]
     meta = result.metadata["rnon"]
     assert meta["method"] == "rnon" and meta["weights"]["repair"] == str(path)
@@ -225,16 +234,13 @@ def test_rnon_weights_file_repair_then_optimise(viewer_widget, qtbot, tmp_path):
         fake.inpaint
     )
     use_fake(widget, fake)
-    run(qtbot, widget, "optimise")
+    run_to_end(widget, "optimise")
     assert calls and calls[0] in ("optimize", "both")
     assert viewer.layers["img optimised"].metadata["rnon"]["step"] == "optimise"
 
 
-def test_viewer_stays_responsive_and_progress_moves(viewer_widget, qtbot):
-    viewer, widget = viewer_widget
-    layer = viewer.add_image(np.zeros((32, 32), np.uint8), name="img")
-    widget._image.value = layer
-    widget.new_mask().data[3:6, 3:6] = 1
+def test_viewer_stays_responsive_and_progress_moves(img_with_mask, wait_idle):
+    viewer, widget, _ = img_with_mask
     use_fake(widget, SlowFake(tiles=40, delay=0.025))
     ticks = []
     timer = QTimer()
@@ -243,7 +249,7 @@ def test_viewer_stays_responsive_and_progress_moves(viewer_widget, qtbot):
     worker = widget.run()
     assert widget._cancel_btn.enabled and not widget._repair_btn.enabled
     pbar = widget._pbar
-    wait_idle(qtbot, widget)
+    wait_idle(widget, TIMEOUT_MS)
     timer.stop()
     # the GUI thread ran its event loop many times while the worker was busy
     assert sum(ticks) >= 5, ticks
@@ -251,39 +257,25 @@ def test_viewer_stays_responsive_and_progress_moves(viewer_widget, qtbot):
     assert "img repaired" in viewer.layers and not widget._cancel_btn.enabled
 
 
-def test_cancel_changes_no_layer(viewer_widget, qtbot, notes):
-    viewer, widget = viewer_widget
-    layer = viewer.add_image(np.ones((32, 32), np.uint8), name="img")
-    widget._image.value = layer
-    widget.new_mask().data[3:6, 3:6] = 1
-    fake = SlowFake(tiles=400, delay=0.02)
-    use_fake(widget, fake)
-    widget.run()
-    qtbot.waitUntil(fake.started.is_set, timeout=TIMEOUT_MS)
+def test_cancel_changes_no_layer(notes, long_run, wait_idle):
+    viewer, widget, layer = long_run
     widget._cancel_btn.clicked.emit()
-    wait_idle(qtbot, widget)
+    wait_idle(widget, TIMEOUT_MS)
     assert "img repaired" not in viewer.layers
     assert any("cancelled" in n for n in notes)
     assert (layer.data == 1).all() and widget._repair_btn.enabled
 
 
-def test_layer_removed_during_run(viewer_widget, qtbot, notes):
-    viewer, widget = viewer_widget
-    layer = viewer.add_image(np.ones((32, 32), np.uint8), name="img")
-    widget._image.value = layer
-    widget.new_mask().data[3:6, 3:6] = 1
-    fake = SlowFake(tiles=400, delay=0.02)
-    use_fake(widget, fake)
-    widget.run()
-    qtbot.waitUntil(fake.started.is_set, timeout=TIMEOUT_MS)
+def test_layer_removed_during_run(notes, long_run, wait_idle):
+    viewer, widget, layer = long_run
     viewer.layers.remove(layer)
-    wait_idle(qtbot, widget)
+    wait_idle(widget, TIMEOUT_MS)
     assert "img repaired" not in viewer.layers
     assert any("was removed during the run" in n for n in notes)
     assert widget._image.value is None
 
 
-def test_error_paths_notify_and_change_nothing(viewer_widget, qtbot, notes, tmp_path):
+def test_error_paths_notify_and_change_nothing(viewer_widget, wait_idle, notes, tmp_path):
     viewer, widget = viewer_widget
     image = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)
     layer = viewer.add_image(image, name="img")
@@ -313,7 +305,7 @@ def test_error_paths_notify_and_change_nothing(viewer_widget, qtbot, notes, tmp_
     bad.write_bytes(b"not a safetensors file")
     widget._weights.value = bad
     assert widget.run() is not None  # the engine refuses it in the worker
-    wait_idle(qtbot, widget)
+    wait_idle(widget, TIMEOUT_MS)
     assert "corrupt" in notes[-1] or "safetensors" in notes[-1]
 
     widget._image.value = None

@@ -19,11 +19,16 @@ from skimage import io
 from rnon_engine import load_model
 from rnon_engine.errors import ConfigError
 from rnon_engine.training.batches import make_sources
-from rnon_engine.training.config import config_from_dict, config_to_dict, load_config
+from rnon_engine.training.config import (
+    CONFIG_DIR,
+    config_from_dict,
+    config_path,
+    config_to_dict,
+    load_config,
+)
 from rnon_engine.training.trainer import DistInfo, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "training" / "configs"
 
 TINY = {
     "name": "tiny",
@@ -93,15 +98,28 @@ def _trainer(config, stage, out, image_dir, **kw):
 
 
 # --------------------------------------------------------------------------- config
-@pytest.mark.parametrize("name", ["paper", "cpu-lite"])
+@pytest.mark.parametrize("name", ["paper", "cpu-lite", "finetune"])
 def test_packaged_configs_load_and_round_trip(name):
-    cfg = load_config(CONFIGS / f"{name}.yaml")
+    cfg = load_config(CONFIG_DIR / f"{name}.yaml")
     assert cfg.name == name
     assert config_from_dict(config_to_dict(cfg)) == cfg
 
 
+def test_config_names_resolve_to_the_packaged_files(tmp_path):
+    from training.run import resolve_config_path
+
+    assert CONFIG_DIR.parent.name == "training" and CONFIG_DIR.parent.parent.name == "rnon_engine"
+    for name in ("paper", "cpu-lite", "finetune"):
+        assert resolve_config_path(name) == config_path(name) == CONFIG_DIR / f"{name}.yaml"
+    own = tmp_path / "paper"  # a file path wins over a packaged name
+    own.write_text("name: mine\n")
+    assert resolve_config_path(str(own)) == own
+    with pytest.raises(ConfigError, match=r"no-such-config.*cpu-lite, finetune, paper"):
+        resolve_config_path("no-such-config")
+
+
 def test_paper_config_has_the_papers_numbers():
-    cfg = load_config(CONFIGS / "paper.yaml")
+    cfg = load_config(CONFIG_DIR / "paper.yaml")
     lw = cfg.repair.loss
     assert (lw.valid, lw.hole, lw.per, lw.style, lw.adv, lw.tv) == (
         2.0,
@@ -140,6 +158,8 @@ def test_paper_config_has_the_papers_numbers():
         ({"repair": {"loss": {"vgg16_layers": ["pool9"]}}}, "pool9"),
         ({"repair": {"batch_size": 0}}, "batch_size"),
         ({"amp": "yes"}, "amp"),
+        ({"repair": {"optim": {"lr": -1}}}, "config key 'repair.optim.lr': must be > 0"),
+        ({"optimize": {"optim": {"betas": [1.5, 0.9]}}}, "config key 'optimize.optim.betas'"),
     ],
 )
 def test_bad_config_is_refused_naming_the_key(raw, fragment):
@@ -335,55 +355,41 @@ def test_ddp_two_processes_gloo(image_dir, tmp_path):
 
 
 # --------------------------------------------------------------------------- CLI
+CLI = [sys.executable, "-m", "training.run"]
+
+
+def _cli_env() -> dict[str, str]:
+    return dict(os.environ, OMP_NUM_THREADS="1")
+
+
 def _cli(*args, **kw):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run(
-        [sys.executable, "-m", "training.run", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        **kw,
+        [*CLI, *args], cwd=REPO, env=_cli_env(), capture_output=True, text=True, **kw
     )
 
 
-def _write_tiny_config(tmp_path) -> Path:
+@pytest.fixture
+def tiny_args(tmp_path, image_dir):
+    """``tiny_args(out, *extra, data=None)``: CLI arguments for TINY on ``image_dir``."""
     import yaml
 
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
-    return path
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+
+    def args(out: Path, *extra: str, data: Path | None = None) -> list[str]:
+        data = image_dir if data is None else data
+        return ["--config", str(cfg), "--data", str(data), "--out", str(out), *extra]
+
+    return args
 
 
-def test_cli_both_stages_and_resume(image_dir, tmp_path):
-    cfg = _write_tiny_config(tmp_path)
+def test_cli_both_stages_and_resume(tiny_args, tmp_path):
     out = tmp_path / "run"
-    r = _cli(
-        "--config",
-        str(cfg),
-        "--data",
-        str(image_dir),
-        "--out",
-        str(out),
-        "--no-progress",
-        "--max-steps",
-        "2",
-    )
+    r = _cli(*tiny_args(out, "--no-progress", "--max-steps", "2"))
     assert r.returncode == 0, r.stderr
     assert (out / "weights" / "repair_generator.safetensors").is_file()
     assert (out / "weights" / "optimize_generator.safetensors").is_file()
-    r = _cli(
-        "--config",
-        str(cfg),
-        "--data",
-        str(image_dir),
-        "--out",
-        str(out),
-        "--no-progress",
-        "--resume",
-        "--stage",
-        "repair",
-    )
+    r = _cli(*tiny_args(out, "--no-progress", "--resume", "--stage", "repair"))
     assert r.returncode == 0, r.stderr
     steps = [
         json.loads(s)["step"]
@@ -393,104 +399,51 @@ def test_cli_both_stages_and_resume(image_dir, tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
-def test_cli_continue_from_exported_weights(image_dir, tmp_path):
-    cfg = _write_tiny_config(tmp_path)
+def test_cli_continue_from_exported_weights(tiny_args, tmp_path):
     first = tmp_path / "first"
-    r = _cli(
-        "--config",
-        str(cfg),
-        "--data",
-        str(image_dir),
-        "--out",
-        str(first),
-        "--no-progress",
-        "--stage",
-        "repair",
-        "--max-steps",
-        "2",
-    )
+    r = _cli(*tiny_args(first, "--no-progress", "--stage", "repair", "--max-steps", "2"))
     assert r.returncode == 0, r.stderr
     exported = first / "weights" / "repair_generator.safetensors"
     fresh = tmp_path / "fresh"  # a new machine: no checkpoint, only the exported weights
     r = _cli(
-        "--config",
-        str(cfg),
-        "--data",
-        str(image_dir),
-        "--out",
-        str(fresh),
-        "--no-progress",
-        "--stage",
-        "repair",
-        "--continue-from",
-        str(exported),
-        "--max-steps",
-        "4",
+        *tiny_args(
+            fresh,
+            "--no-progress",
+            "--stage",
+            "repair",
+            "--continue-from",
+            str(exported),
+            "--max-steps",
+            "4",
+        )
     )
     assert r.returncode == 0, r.stderr
     steps = [json.loads(s)["step"] for s in (fresh / "stats.jsonl").read_text().splitlines()]
     assert steps == [3, 4]
     assert load_model(fresh / "weights" / "repair_generator.safetensors").metadata["step"] == 4
     r = _cli(
-        "--config",
-        str(cfg),
-        "--data",
-        str(image_dir),
-        "--out",
-        str(fresh),
-        "--no-progress",
-        "--stage",
-        "optimize",
-        "--continue-from",
-        str(exported),
+        *tiny_args(fresh, "--no-progress", "--stage", "optimize", "--continue-from", str(exported))
     )
     assert r.returncode == 2 and "stage-'optimize'" in r.stderr
 
 
-def test_cli_errors_are_clear(image_dir, tmp_path):
-    cfg = _write_tiny_config(tmp_path)
+def test_cli_errors_are_clear(image_dir, tiny_args, tmp_path):
     r = _cli("--config", "no-such-config", "--data", str(image_dir), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "no-such-config" in r.stderr and "cpu-lite" in r.stderr
-    r = _cli("--config", str(cfg), "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
+    r = _cli(*tiny_args(tmp_path / "o", data=tmp_path / "empty"))
     assert r.returncode == 2 and "empty" in r.stderr
-    r = _cli(
-        "--config",
-        str(cfg),
-        "--data",
-        str(image_dir),
-        "--out",
-        str(tmp_path / "o"),
-        "--set",
-        "repair.loss.hole=-3",
-    )
+    r = _cli(*tiny_args(tmp_path / "o", "--set", "repair.loss.hole=-3"))
     assert r.returncode == 2 and "repair.loss" in r.stderr and "hole" in r.stderr
     assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow
-def test_cli_sigterm_stops_cleanly_with_checkpoint(image_dir, tmp_path):
-    cfg = _write_tiny_config(tmp_path)
+def test_cli_sigterm_stops_cleanly_with_checkpoint(tiny_args, tmp_path):
     out = tmp_path / "run"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "training.run",
-            "--config",
-            str(cfg),
-            "--data",
-            str(image_dir),
-            "--out",
-            str(out),
-            "--stage",
-            "repair",
-            "--no-progress",
-            "--max-steps",
-            "100000",
-        ],
+        [*CLI, *tiny_args(out, "--stage", "repair", "--no-progress", "--max-steps", "100000")],
         cwd=REPO,
-        env=env,
+        env=_cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

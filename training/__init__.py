@@ -1,1 +1,4 @@
-"""Training entry points, configurations and the corpus builder (not part of the wheel)."""
+"""Training entry points and the corpus builder (not part of the wheel).
+
+The YAML configurations live in the package, ``src/rnon_engine/training/configs/``.
+"""

@@ -35,7 +35,7 @@ def package(run: Path, corpus: Path | None = None) -> tuple[Path, Path]:
     repair, optimize = load_model(repair_path), load_model(optimize_path)
     common = {
         "description": (
-            "napari-rnon default model: trained on the CPU with training/configs/cpu-lite.yaml "
+            "napari-rnon default model: trained on the CPU with the packaged cpu-lite config "
             "on the Debian-package corpus (training/corpus.py); see docs/model_card.md"
         ),
         "run": run.name,

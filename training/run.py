@@ -16,8 +16,6 @@ from pathlib import Path
 
 from rnon_engine.errors import RnonError
 
-CONFIG_DIR = Path(__file__).parent / "configs"
-
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options."""
@@ -81,15 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config_path(name: str) -> Path:
-    """A path, or the name of a config in training/configs/."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    packaged = CONFIG_DIR / f"{name}.yaml"
-    if packaged.is_file():
-        return packaged
-    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-    raise RnonError(f"config {name!r} is neither a file nor a packaged config ({', '.join(known)})")
+    """A path, or the name of a packaged config (``rnon_engine/training/configs/``)."""
+    from rnon_engine.training.config import config_path
+
+    return config_path(name)
 
 
 def parse_overrides(items: list[str]) -> dict:

@@ -3,16 +3,15 @@
 Choose image layers (2-D, stacks, RGB, the channel layers of a multichannel image),
 optionally a Labels layer of bad pixels to keep out of training (e.g. the repair mask), a
 time budget and a name. Training runs :func:`rnon_engine.finetune.finetune` in a napari
-worker thread (progress bar, live loss, Cancel); the weights are saved as
-``<name>.safetensors`` in :func:`rnon_engine.finetune.user_weights_dir`, and every open
-Inpaint widget lists and selects them. torch and the engine are imported when the widget
-is created or run, never when napari reads the manifest.
+worker thread (progress bar, live loss, Cancel; see :mod:`napari_rnon._worker`); the
+weights are saved as ``<name>.safetensors`` in :func:`rnon_engine.finetune.user_weights_dir`,
+and every open Inpaint widget lists and selects them. torch and the engine are imported
+when the widget is created or run, never when napari reads the manifest.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,11 +28,11 @@ from magicgui.widgets import (
     Select,
 )
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Signal
+from napari.utils.notifications import show_info
 
 from napari_rnon._layers import META_KEY, layer_data
 from napari_rnon._planes import UserError
+from napari_rnon._worker import WorkerMixin
 
 if TYPE_CHECKING:
     import napari
@@ -42,13 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class _Relay(QObject):
-    """Carries (step, total, loss) from the worker thread to the GUI thread."""
-
-    progress = Signal(int, int, float)
-
-
-class FinetuneWidget(Container):
+class FinetuneWidget(WorkerMixin, Container):
     """Dock widget that fine-tunes the RNON repair generator on chosen image layers.
 
     Attributes:
@@ -61,9 +54,15 @@ class FinetuneWidget(Container):
         viewer: The napari viewer (injected by napari when the widget is opened).
     """
 
+    _what = "Fine-tuning"
+    _busy_message = "Fine-tuning is already running; wait for it or click Cancel."
+    _cancelled_message = "Fine-tuning cancelled; no weights were saved."
+
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from rnon_engine.finetune import user_weights_dir
 
+        # The relay carries (step, total, loss) from the training thread.
+        self._init_worker(int, int, float, on_progress=self._on_progress)
         self._viewer = viewer
         self.max_steps: int | None = None
         self.overrides: dict[str, Any] = {}
@@ -71,10 +70,6 @@ class FinetuneWidget(Container):
         self.device: str = "auto"
         self.last_weights: Path | None = None
         self.last_error: BaseException | None = None
-        self._worker: FunctionWorker | None = None
-        self._cancel_event = threading.Event()
-        self._relay = _Relay()
-        self._relay.progress.connect(self._on_progress)
         self._t0 = 0.0
 
         self._images = Select(
@@ -208,44 +203,19 @@ class FinetuneWidget(Container):
         }
 
     def run(self) -> FunctionWorker | None:
-        """Start training in a worker thread; returns the worker, or None if refused."""
-        from napari.qt.threading import create_worker
+        """Start training in a worker thread; returns the worker, or None if refused.
 
-        if self._worker is not None:
-            show_warning("Fine-tuning is already running; wait for it or click Cancel.")
-            return None
-        try:
-            job = self._prepare()
-        except UserError as exc:
-            show_warning(str(exc))
+        Cancel (:meth:`cancel`) stops training after the current step; nothing is saved.
+        """
+        job = self._prepare_run(self._prepare)
+        if job is None:
             return None
         _preload()
-        self._cancel_event.clear()
         self.last_error = None
-        self._set_running(True)
         self._bar.value = 0
         self._status.value = f"Preparing {len(job['images'])} image(s)..."
         self._t0 = time.perf_counter()
-        worker = create_worker(
-            self._work,
-            job,
-            _start_thread=False,
-            _connect={
-                "returned": self._on_returned,
-                "errored": self._on_errored,
-                "finished": self._on_finished,
-            },
-        )
-        self._worker = worker
-        worker.start()
-        return worker
-
-    def cancel(self) -> None:
-        """Stop training after the current step; nothing is saved."""
-        if self._worker is None:
-            return
-        self._cancel_event.set()
-        self._status.value = "Cancelling..."
+        return self._start_worker(self._work, job, self._on_returned)
 
     # ---------------------------------------------------- worker (other thread)
     def _work(self, job: dict[str, Any]) -> Path:
@@ -262,7 +232,7 @@ class FinetuneWidget(Container):
             overrides=self.overrides or None,
             device=self.device,
             progress=self._relay.progress.emit,
-            cancel=self._cancel_event.is_set,
+            cancel=self._cancelled,
             overwrite=job["overwrite"],
             deterministic=False,  # its import of triton crashed next to napari's OpenGL
         )
@@ -288,26 +258,8 @@ class FinetuneWidget(Container):
         show_info(f"Fine-tuned weights saved to {path}; the Inpaint widget now uses them.")
 
     def _on_errored(self, exc: BaseException) -> None:
-        from rnon_engine.errors import Cancelled, RnonError
-
         self.last_error = exc
-        if isinstance(exc, Cancelled):
-            show_info("Fine-tuning cancelled; no weights were saved.")
-            self._status.value = "Cancelled."
-        elif isinstance(exc, RnonError):
-            show_error(str(exc))
-            self._status.value = f"Error: {exc}"
-        else:
-            logger.error("RNON fine-tuning failed", exc_info=exc)
-            show_error(f"Fine-tuning failed ({type(exc).__name__}): {exc}")
-            self._status.value = f"Error: {exc}"
-
-    def _on_finished(self) -> None:
-        self._worker = None
-        try:
-            self._set_running(False)
-        except RuntimeError:  # widget already deleted
-            pass
+        super()._on_errored(exc)
 
     def _set_running(self, running: bool) -> None:
         self._train_btn.enabled = not running

@@ -2,7 +2,8 @@
 
 The widget is a thin shell over :class:`rnon_engine.inference.Inpainter`: it checks the
 user's choices on the GUI thread, runs the engine plane by plane in a napari worker thread
-(progress in napari's activity dock, Cancel in the widget and in the dock), and writes the
+(progress in napari's activity dock, Cancel in the widget and in the dock; see
+:mod:`napari_rnon._worker`), and writes the
 result into a new Image layer ``"<name> repaired"`` on the GUI thread once the run is
 complete. A cancelled or failed run changes no layer. torch and the engine are imported
 when the widget is created or run, never when napari reads the manifest.
@@ -11,7 +12,6 @@ when the widget is created or run, never when napari reads the manifest.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import weakref
 from dataclasses import asdict, dataclass
@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, SpinBox
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Signal
+from napari.utils.notifications import show_error, show_warning
 
 from napari_rnon._layers import (
     MASK_FOR_KEY,
@@ -37,12 +36,12 @@ from napari_rnon._ome import BatchSection
 from napari_rnon._planes import (
     MaskPlanes,
     PlaneIndex,
-    RunCancelled,
     RunResult,
     UserError,
     plane_label,
     run_planes,
 )
+from napari_rnon._worker import WorkerMixin
 
 if TYPE_CHECKING:
     import napari
@@ -131,12 +130,6 @@ def load_inpainter(settings: EngineSettings) -> Any:
     )
 
 
-class _Relay(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued signal)."""
-
-    progress = Signal(int, int)
-
-
 @dataclass
 class _Job:
     """One prepared run: everything the worker needs, checked on the GUI thread."""
@@ -155,25 +148,24 @@ class _Job:
     method_label: str
 
 
-class InpaintWidget(Container):
+class InpaintWidget(WorkerMixin, Container):
     """Dock widget that repairs the masked pixels of an image layer.
 
     Args:
         viewer: The napari viewer (injected by napari when the widget is opened).
     """
 
+    _what = "Inpainting"
+    _busy_message = "A run is already going on; wait for it or click Cancel."
+    _cancelled_message = "Inpainting cancelled; no layer was changed."
+
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        self._init_worker(int, int, on_progress=self._update_pbar)
         self._viewer = viewer
         self.inpainter_factory = load_inpainter
         self._inpainter: Any = None
         self._inpainter_key: tuple[Any, ...] | None = None
-        self._worker: FunctionWorker | None = None
         self._job: _Job | None = None
-        self._cancel_event = threading.Event()
-        self._cancel_reason = ""
-        self._pbar: Any = None
-        self._relay = _Relay()
-        self._relay.progress.connect(self._on_progress)
 
         self._image = ComboBox(
             label="Image", choices=self._image_choices, nullable=True, tooltip="Image to repair"
@@ -471,51 +463,15 @@ class InpaintWidget(Container):
             The started worker, or None when the choices are not valid (a notification
             then says why) or a run is already going on.
         """
-        from napari.qt.threading import create_worker
-        from napari.utils import cancelable_progress
-
-        if self._worker is not None:
-            show_warning("A run is already going on; wait for it or click Cancel.")
-            return None
-        try:
-            job = self._prepare(step)
-        except UserError as exc:
-            show_warning(str(exc))
+        job = self._prepare_run(self._prepare, step)
+        if job is None:
             return None
         self._job = job
-        self._cancel_event.clear()
-        self._cancel_reason = ""
-        self._pbar = cancelable_progress(
-            total=0, desc=f"RNON: {step} {job.source.name}", cancel_callback=self.cancel
-        )
-        self._set_running(True)
         self._status.value = f"Running {step} on {len(job.planes)} plane(s)..."
         self._t0 = time.perf_counter()
-        worker = create_worker(
-            self._work,
-            job,
-            _start_thread=False,
-            _connect={
-                "returned": self._on_returned,
-                "errored": self._on_errored,
-                "finished": self._on_finished,
-            },
+        return self._start_worker(
+            self._work, job, self._on_returned, progress_desc=f"RNON: {step} {job.source.name}"
         )
-        self._worker = worker
-        worker.start()
-        return worker
-
-    def cancel(self, reason: str = "") -> None:
-        """Ask the running job to stop at the next tile; no layer is changed."""
-        if self._worker is None:
-            return
-        self._cancel_reason = reason or self._cancel_reason
-        self._cancel_event.set()
-        self._status.value = "Cancelling..."
-
-    def _cancelled(self) -> bool:
-        pbar = self._pbar
-        return self._cancel_event.is_set() or bool(pbar is not None and pbar.is_canceled)
 
     # ---------------------------------------------------- worker (other thread)
     def _work(self, job: _Job) -> RunResult:
@@ -550,15 +506,6 @@ class InpaintWidget(Container):
         return result
 
     # --------------------------------------------------------- GUI-thread ends
-    def _on_progress(self, done: int, total: int) -> None:
-        pbar = self._pbar
-        if pbar is None:
-            return
-        if pbar.total != total:
-            pbar.total = total
-        if done > pbar.n:
-            pbar.update(done - pbar.n)
-
     def _on_returned(self, result: RunResult) -> None:
         try:
             self._apply(result)
@@ -611,34 +558,15 @@ class InpaintWidget(Container):
     def _on_errored(self, exc: BaseException) -> None:
         from rnon_engine.errors import Cancelled, RnonError
 
-        if isinstance(exc, (RunCancelled, Cancelled)):
-            if self._cancel_reason:
-                show_warning(self._cancel_reason)
-            else:
-                show_info("Inpainting cancelled; no layer was changed.")
-            self._status.value = "Cancelled."
-        elif isinstance(exc, (RnonError, UserError)):
-            show_error(str(exc))
-            self._status.value = f"Error: {exc}"
-        else:
-            logger.error("RNON inpainting failed", exc_info=exc)
-            show_error(f"Inpainting failed ({type(exc).__name__}): {exc}")
-            self._status.value = f"Error: {exc}"
+        super()._on_errored(exc)
         if isinstance(exc, RnonError) and not isinstance(exc, Cancelled):
             # A failed load must not leave a half-built engine in the cache.
             self._inpainter = None
             self._inpainter_key = None
 
     def _on_finished(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
-        self._pbar = None
-        self._worker = None
         self._job = None
-        try:
-            self._set_running(False)
-        except RuntimeError:  # widget already deleted
-            pass
+        super()._on_finished()
 
     def _on_layer_removed(self, event: Any) -> None:
         job = self._job

@@ -15,11 +15,12 @@ trainer on a folder. What :func:`finetune` does:
 3. **Bad pixels.** Pixels marked in ``exclude_masks`` (nonzero), equal to
    ``exclude_value``, or not finite, are written as exclusion masks: the trainer never
    shows them as input and never uses them as targets (see
-   :class:`rnon_engine.training.losses_adapter.StageLoss`).
+   :meth:`rnon_engine.losses.StageLoss.forward`).
 4. **Training.** The planes go to a temporary folder (float32 TIFF in ``[0, 1]``, masks as
    PNG) and :class:`rnon_engine.training.trainer.Trainer` trains stage 1 from ``init`` with
-   :data:`FINETUNE_CONFIG` (random 128-pixel crops, free-form hole masks, every layer
-   trainable, lr 3e-4) until the time budget, ``max_steps`` or ``cancel()``.
+   the packaged ``finetune`` configuration (:func:`finetune_config`: random 128-pixel
+   crops, free-form hole masks, every layer trainable, lr 3e-4) until the time budget,
+   ``max_steps`` or ``cancel()``.
 5. **Result.** The generator is saved as ``<name>.safetensors`` in ``out_dir`` (default:
    :func:`user_weights_dir`), with metadata naming the starting weights and their SHA-256.
    The Inpaint widget lists that folder.
@@ -30,7 +31,6 @@ Weights folder: ``$RNON_WEIGHTS_DIR`` if set, else ``$XDG_DATA_HOME/napari-rnon/
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shutil
@@ -44,7 +44,6 @@ import numpy as np
 from rnon_engine.errors import Cancelled, ConfigError, InputError
 
 __all__ = [
-    "FINETUNE_CONFIG",
     "WEIGHTS_DIR_ENV",
     "check_exclude",
     "finetune",
@@ -57,62 +56,6 @@ __all__ = [
 
 #: Environment variable that overrides :func:`user_weights_dir`.
 WEIGHTS_DIR_ENV = "RNON_WEIGHTS_DIR"
-
-#: The fine-tuning configuration (the same as ``training/configs/finetune.yaml``; a test
-#: keeps them equal). ``repair.model`` is empty: the architecture comes from ``init``.
-FINETUNE_CONFIG: dict[str, Any] = {
-    "name": "finetune",
-    "seed": 0,
-    "amp": True,
-    "data": {
-        "crop_size": 128,
-        "crop_schedule": [],
-        "scale_jitter": [0.5, 1.0],
-        "flips": True,
-        "balance_sources": False,
-        "mask_ratio": [0.01, 0.6],
-        "num_workers": 0,
-    },
-    "repair": {
-        "model": {},
-        "disc": {"width": 0.125, "blocks": 4, "dense": 16},
-        "trainable": [],
-        "loss": {
-            "valid": 1.0,
-            "hole": 6.0,
-            "per": 0.0,
-            "style": 0.0,
-            "adv": 0.0,
-            "tv": 0.1,
-            "ssim": 1.0,
-            "vgg16_weights": "none",
-            "densenet_weights": "none",
-        },
-        "optim": {"lr": 3.0e-4, "betas": [0.9, 0.999], "weight_decay": 0.0, "grad_clip": 1.0},
-        "batch_size": 4,
-        "steps": 100000,
-    },
-    "optimize": {
-        "model": {"width": 0.5, "blocks": 4, "fuse_kernel": 1},
-        "disc": {"width": 0.125, "blocks": 4, "dense": 16},
-        "loss": {
-            "con": 1.0,
-            "hole": 6.0,
-            "per": 0.0,
-            "adv": 0.0,
-            "ssim": 1.0,
-            "vgg19_weights": "none",
-            "densenet_weights": "none",
-        },
-        "optim": {"lr": 1.0e-4, "betas": [0.9, 0.999], "weight_decay": 0.0, "grad_clip": 1.0},
-        "batch_size": 4,
-        "steps": 0,
-    },
-    "checkpoint_every": 100,
-    "log_every": 5,
-    "image_every": 100000,
-    "export_every": 100,
-}
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}$")
 
@@ -152,17 +95,15 @@ def list_user_weights(folder: str | Path | None = None) -> list[Path]:
 
 
 def finetune_config(overrides: dict[str, Any] | None = None) -> Any:
-    """:data:`FINETUNE_CONFIG` with dotted-key ``overrides``, validated (a ``TrainConfig``)."""
-    from rnon_engine.training.config import config_from_dict
+    """The fine-tuning configuration, validated (a ``TrainConfig``).
 
-    raw = copy.deepcopy(FINETUNE_CONFIG)
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, last = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = value
-    return config_from_dict(raw)
+    It is the packaged ``finetune`` config (``rnon_engine/training/configs/finetune.yaml``,
+    also ``python -m training.run --config finetune``) with dotted-key ``overrides``.
+    ``repair.model`` is empty: the architecture comes from ``init``.
+    """
+    from rnon_engine.training.config import config_from_dict, config_path, read_config
+
+    return config_from_dict(read_config(config_path("finetune"), overrides))
 
 
 # ------------------------------------------------------------------------------ planes
@@ -395,7 +336,7 @@ def finetune(
         exclude_value: Stored value of bad pixels.
         channel_axis: One value for all images or one per image (arrays only).
         out_dir: Where to save (default :func:`user_weights_dir`).
-        overrides: Dotted-key changes to :data:`FINETUNE_CONFIG`, e.g.
+        overrides: Dotted-key changes to the configuration (:func:`finetune_config`), e.g.
             ``{"repair.trainable": []}``.
         device: ``auto``, ``cpu``, ``cuda``...
         progress: Called after every step as ``progress(step, total, loss)``; ``total`` is

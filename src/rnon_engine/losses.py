@@ -29,6 +29,10 @@ The two weighted totals:
   paper's reading.
 
 Both can add an optional ``ssim`` term, ``1 − SSIM(I_com, I_real)`` (weight 0 by default).
+Both are :class:`StageLoss` subclasses: one shared ``forward`` (checks, composite, feature
+maps, weighted sum) runs the stage's list of terms, :attr:`StageLoss.TERMS`. Its
+``target_valid`` argument keeps pixels that may not serve as targets (a user's dead pixels)
+out of every term (:func:`exclude_targets`).
 
 Adversarial terms: the default generator term is the standard non-saturating GAN loss
 ``BCE(D(I_out), 1)``; ``adv_mode="eq9"`` selects the paper's eq. 9,
@@ -42,9 +46,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +69,7 @@ __all__ = [
     "RepairLoss",
     "RepairLossWeights",
     "SSIMLoss",
+    "StageLoss",
     "StyleLoss",
     "TotalVariationLoss",
     "ValidLoss",
@@ -72,6 +77,7 @@ __all__ = [
     "content_loss",
     "discriminator_loss",
     "eq9_adversarial_loss",
+    "exclude_targets",
     "generator_adversarial_loss",
     "gram_matrix",
     "hole_loss",
@@ -111,12 +117,12 @@ def _check_pair(output: Tensor, target: Tensor) -> None:
         )
 
 
-def _check_mask(mask: Tensor, image: Tensor) -> None:
-    _check(mask, "mask", ndim=4)
+def _check_mask(mask: Tensor, image: Tensor, name: str = "mask") -> None:
+    _check(mask, name, ndim=4)
     n, c, h, w = image.shape
     if mask.shape[0] != n or tuple(mask.shape[2:]) != (h, w) or mask.shape[1] not in (1, c):
         raise InputError(
-            f"mask shape {tuple(mask.shape)} does not fit image shape {tuple(image.shape)}: "
+            f"{name} shape {tuple(mask.shape)} does not fit image shape {tuple(image.shape)}: "
             f"expected [{n}, 1 or {c}, {h}, {w}]"
         )
 
@@ -718,11 +724,78 @@ class OptimizeLossWeights(_FromMapping):
         _check_weights_obj(self, ("con", "hole", "per", "adv", "ssim", "vgg_mix", "densenet_mix"))
 
 
-class _WeightedLoss(nn.Module):
-    """Holds the feature networks and does the shared bookkeeping of the two totals."""
+def exclude_targets(output: Tensor, target: Tensor, target_valid: Tensor) -> tuple[Tensor, Tensor]:
+    """Keep pixels that may not serve as targets out of a loss.
 
-    def __init__(self, nets: Mapping[str, tuple[FeatureWeights, Sequence[str], float]], seed: int):
+    Where ``target_valid`` is 0 (e.g. a user's dead pixels) both the output and the target
+    are replaced by the detached output. Their difference is then zero, no gradient flows
+    through them, and the excluded target values enter no term, not even through the
+    windows of SSIM, total variation or feature networks that reach over them from
+    neighbouring pixels (``torch.where``, so even NaN there is harmless).
+
+    Args:
+        output: ``[N, C, H, W]``.
+        target: ``[N, C, H, W]``.
+        target_valid: ``[N, 1|C, H, W]``, 1 = may be a target (values < 0.5 are excluded).
+
+    Returns:
+        ``(output, target)``, the inputs themselves when no pixel is excluded.
+    """
+    if not bool((target_valid < 1).any()):
+        return output, target
+    keep = target_valid >= 0.5
+    stand_in = output.detach()
+    return torch.where(keep, output, stand_in), torch.where(keep, target, stand_in)
+
+
+@dataclass
+class _Inputs:
+    """One call's checked inputs and composite; the feature maps once first needed."""
+
+    output: Tensor
+    target: Tensor
+    mask: Tensor
+    comp: Tensor
+    d_fake_logits: Tensor | None
+    d_real_logits: Tensor | None
+    feats: dict[str, tuple[list[Tensor], list[Tensor], list[Tensor]]] | None = None
+
+
+class _Terms:
+    """Raw term values by name and the weighted parts of the total, in the order added."""
+
+    def __init__(self) -> None:
+        self.raw: dict[str, Tensor] = {}
+        self.weighted: list[Tensor] = []
+
+    def add(self, name: str, value: Tensor, weight: float | None = None) -> None:
+        """Record ``value`` as ``name``; with a ``weight``, ``weight·value`` joins the total."""
+        self.raw[name] = value
+        if weight is not None:
+            self.weighted.append(weight * value)
+
+
+class StageLoss(nn.Module):
+    """A stage's weighted total: the shared checks, bookkeeping and feature networks.
+
+    Subclasses set :attr:`TERMS`, the stage's terms in the order they are computed and
+    reported: ``(weight field, function)`` pairs; a term whose weight is 0 is skipped.
+
+    Args:
+        weights: The stage's loss weights (a frozen dataclass).
+        nets: ``{kind: (weights source, layers, mix)}`` of the feature networks; a mix of
+            0 builds no network.
+    """
+
+    TERMS: ClassVar[tuple[tuple[str, _TermFn], ...]] = ()
+
+    def __init__(
+        self,
+        weights: RepairLossWeights | OptimizeLossWeights,
+        nets: Mapping[str, tuple[FeatureWeights, Sequence[str], float]],
+    ) -> None:
         super().__init__()
+        self.weights = weights
         self.nets = nn.ModuleDict()
         self.mix: dict[str, float] = {}
         self.skipped: dict[str, str] = {}
@@ -730,30 +803,85 @@ class _WeightedLoss(nn.Module):
             if mix == 0:
                 self.skipped[f"per_{kind}"] = "network mix 0 or no feature term"
                 continue
-            net = build_feature_extractor(kind, source, layers, seed=seed)
+            net = build_feature_extractor(kind, source, layers, seed=weights.feature_seed)
             if net is None:
                 self.skipped[f"per_{kind}"] = "no feature network (weights none)"
             else:
                 self.nets[kind] = net
                 self.mix[kind] = mix
+        for name, _ in self.TERMS:
+            if getattr(weights, name) == 0:
+                self.skipped[name] = "weight 0"
+        if not self.nets:
+            for name, _ in self.TERMS:
+                if name in _FEATURE_TERMS and getattr(weights, name) > 0:
+                    self.skipped[name] = "no feature network"
 
     @property
     def feature_sources(self) -> dict[str, str]:
         """Where each feature network's weights came from (for logs and model cards)."""
         return {k: net.weights_source for k, net in self.nets.items()}
 
-    def _features(
-        self, output: Tensor, comp: Tensor, target: Tensor
-    ) -> dict[str, tuple[list[Tensor], list[Tensor], list[Tensor]]]:
-        res = {}
-        n = output.shape[0]
-        for kind, net in self.nets.items():
-            assert isinstance(net, FeatureExtractor)
-            both = net(torch.cat([output, comp]))
-            with torch.no_grad():
-                real = net(target)
-            res[kind] = ([f[:n] for f in both], [f[n:] for f in both], real)
-        return res
+    def forward(
+        self,
+        output: Tensor,
+        target: Tensor,
+        mask: Tensor,
+        d_fake_logits: Tensor | None = None,
+        d_real_logits: Tensor | None = None,
+        *,
+        target_valid: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Compute the stage's weighted loss (eq. 1 or eq. 11).
+
+        Args:
+            output: Generator output ``[N, 3, H, W]`` in [0, 1] (stage 1: the raw
+                ``I_inp``; stage 2: ``I_opt``).
+            target: Ground truth ``I_real`` ``[N, 3, H, W]``.
+            mask: ``[N, 1|3, H, W]``, 1 = valid.
+            d_fake_logits: Discriminator logits of ``output`` (needed when ``adv > 0``).
+            d_real_logits: Discriminator logits of ``target`` (needed by ``adv_mode="eq9"``).
+            target_valid: Optional ``[N, 1|3, H, W]``, 0 = pixel that may not serve as a
+                target: kept out of every term (see :func:`exclude_targets`).
+
+        Returns:
+            ``(loss, metrics)``: the weighted scalar and ``{term: float}`` (raw values,
+            plus ``total``).
+        """
+        w = self.weights
+        _check_triplet(output, target, mask)
+        _check(output, "output", channels=3)
+        if target_valid is not None:
+            _check_mask(target_valid, target, "target_valid")
+        if w.adv > 0:  # refuse before any work
+            if d_fake_logits is None or (w.adv_mode == "eq9" and d_real_logits is None):
+                _adv_term(w.adv_mode, d_fake_logits, d_real_logits)
+        if target_valid is not None:
+            output, target = exclude_targets(output, target, target_valid)
+        mask = mask.to(output.dtype)
+        x = _Inputs(
+            output, target, mask, composite(output, target, mask), d_fake_logits, d_real_logits
+        )
+        acc = _Terms()
+        for name, add_term in self.TERMS:
+            weight = getattr(w, name)
+            if weight > 0:
+                add_term(self, x, weight, acc)
+        return self._finish(acc.raw, acc.weighted, output)
+
+    def _features(self, x: _Inputs) -> dict[str, tuple[list[Tensor], list[Tensor], list[Tensor]]]:
+        """``{kind: (Ψ(I_out), Ψ(I_com), Ψ(I_real))}``, computed once per call."""
+        if x.feats is None:
+            res = {}
+            n = x.output.shape[0]
+            for kind, net in self.nets.items():
+                assert isinstance(net, FeatureExtractor)
+                both = net(torch.cat([x.output, x.comp]))
+                with torch.no_grad():
+                    real = net(x.target)
+                res[kind] = ([f[:n] for f in both], [f[n:] for f in both], real)
+            x.feats = res
+        return x.feats
 
     @staticmethod
     def _finish(
@@ -765,23 +893,87 @@ class _WeightedLoss(nn.Module):
         return total, dict(zip(names, vals.tolist(), strict=True))
 
 
-class RepairLoss(_WeightedLoss):
+_TermFn = Callable[[StageLoss, _Inputs, float, _Terms], None]
+
+#: Terms that need the feature networks (skipped, and said so, when there are none).
+_FEATURE_TERMS = ("per", "style")
+
+
+def _add_valid(loss: StageLoss, x: _Inputs, weight: float, acc: _Terms) -> None:
+    acc.add("valid", valid_loss(x.output, x.target, x.mask), weight)
+
+
+def _add_con(loss: StageLoss, x: _Inputs, weight: float, acc: _Terms) -> None:
+    acc.add("con", content_loss(x.output, x.target, x.mask), weight)
+
+
+def _add_hole(loss: StageLoss, x: _Inputs, weight: float, acc: _Terms) -> None:
+    acc.add("hole", hole_loss(x.output, x.target, x.mask), weight)
+
+
+def _add_per(loss: StageLoss, x: _Inputs, weight: float, acc: _Terms) -> None:
+    """``per`` (= Σ mix·per_net, weighted) and each ``per_<net>`` (reported only)."""
+    if not loss.nets:
+        return
+    per = x.output.new_zeros((), dtype=torch.float32)
+    for kind, (fo, fc, fr) in loss._features(x).items():
+        acc.add(f"per_{kind}", perceptual_loss(fo, fc, fr))
+        per = per + loss.mix[kind] * acc.raw[f"per_{kind}"]
+    acc.add("per", per, weight)
+
+
+def _add_style(loss: StageLoss, x: _Inputs, weight: float, acc: _Terms) -> None:
+    """``style_out`` and ``style_com``, each mixed over the networks like ``per``."""
+    if not loss.nets:
+        return
+    feats = loss._features(x)
+    s_out = sum(loss.mix[k] * style_loss(fo, fr) for k, (fo, _, fr) in feats.items())
+    s_com = sum(loss.mix[k] * style_loss(fc, fr) for k, (_, fc, fr) in feats.items())
+    acc.add("style_out", s_out, weight)  # type: ignore[arg-type]
+    acc.add("style_com", s_com, weight)  # type: ignore[arg-type]
+
+
+def _add_adv(loss: StageLoss, x: _Inputs, weight: float, acc: _Terms) -> None:
+    acc.add("adv", _adv_term(loss.weights.adv_mode, x.d_fake_logits, x.d_real_logits), weight)
+
+
+def _add_tv(loss: StageLoss, x: _Inputs, weight: float, acc: _Terms) -> None:
+    acc.add("tv", total_variation_loss(x.comp, x.mask), weight)
+
+
+def _add_ssim(loss: StageLoss, x: _Inputs, weight: float, acc: _Terms) -> None:
+    acc.add("ssim", ssim_loss(x.comp, x.target), weight)
+
+
+class RepairLoss(StageLoss):
     """Stage 1's weighted loss (eq. 1), holding its frozen feature networks.
 
     Term names in the metrics (raw, unweighted values, plus ``total``, the weighted sum):
     ``valid``, ``hole``, ``per`` (= Σ mix·per_net), ``per_vgg16``, ``per_densenet121``,
     ``style_out``, ``style_com`` (each mixed over the networks like ``per``), ``adv``,
     ``tv``, ``ssim``. A term whose weight is 0, or that has no feature network, is not
-    computed and absent from the metrics; :attr:`skipped` says why.
+    computed and absent from the metrics; :attr:`skipped` says why. Call it as
+    :meth:`StageLoss.forward`.
 
     Args:
         weights: The loss weights; defaults to the paper's (needs the ImageNet files).
     """
 
+    TERMS = (
+        ("valid", _add_valid),
+        ("hole", _add_hole),
+        ("per", _add_per),
+        ("style", _add_style),
+        ("adv", _add_adv),
+        ("tv", _add_tv),
+        ("ssim", _add_ssim),
+    )
+
     def __init__(self, weights: RepairLossWeights | None = None) -> None:
         w = RepairLossWeights() if weights is None else weights
         need = w.per > 0 or w.style > 0
         super().__init__(
+            w,
             {
                 "vgg16": (w.vgg16_weights, w.vgg16_layers, w.vgg_mix if need else 0),
                 "densenet121": (
@@ -790,92 +982,34 @@ class RepairLoss(_WeightedLoss):
                     w.densenet_mix if need else 0,
                 ),
             },
-            w.feature_seed,
         )
-        self.weights = w
-        for name in ("valid", "hole", "per", "style", "adv", "tv", "ssim"):
-            if getattr(w, name) == 0:
-                self.skipped[name] = "weight 0"
-        if need and not self.nets:
-            for name in ("per", "style"):
-                self.skipped.setdefault(name, "no feature network")
-
-    def forward(
-        self,
-        output: Tensor,
-        target: Tensor,
-        mask: Tensor,
-        d_fake_logits: Tensor | None = None,
-        d_real_logits: Tensor | None = None,
-    ) -> tuple[Tensor, dict[str, float]]:
-        """Compute eq. 1.
-
-        Args:
-            output: Raw generator output ``I_inp`` ``[N, 3, H, W]`` in [0, 1].
-            target: Ground truth ``I_real`` ``[N, 3, H, W]``.
-            mask: ``[N, 1|3, H, W]``, 1 = valid.
-            d_fake_logits: Discriminator logits of ``output`` (needed when ``adv > 0``).
-            d_real_logits: Discriminator logits of ``target`` (needed by ``adv_mode="eq9"``).
-
-        Returns:
-            ``(loss, metrics)``: the weighted scalar and ``{term: float}``.
-        """
-        w = self.weights
-        _check_triplet(output, target, mask)
-        _check(output, "output", channels=3)
-        if w.adv > 0:  # refuse before any work
-            if d_fake_logits is None or (w.adv_mode == "eq9" and d_real_logits is None):
-                _adv_term(w.adv_mode, d_fake_logits, d_real_logits)
-        mask = mask.to(output.dtype)
-        comp = composite(output, target, mask)
-        terms: dict[str, Tensor] = {}
-        weighted: list[Tensor] = []
-
-        def add(name: str, value: Tensor, weight: float) -> None:
-            terms[name] = value
-            weighted.append(weight * value)
-
-        if w.valid > 0:
-            add("valid", valid_loss(output, target, mask), w.valid)
-        if w.hole > 0:
-            add("hole", hole_loss(output, target, mask), w.hole)
-        if self.nets:
-            feats = self._features(output, comp, target)
-            if w.per > 0:
-                per = output.new_zeros((), dtype=torch.float32)
-                for kind, (fo, fc, fr) in feats.items():
-                    terms[f"per_{kind}"] = perceptual_loss(fo, fc, fr)
-                    per = per + self.mix[kind] * terms[f"per_{kind}"]
-                add("per", per, w.per)
-            if w.style > 0:
-                s_out = sum(self.mix[k] * style_loss(fo, fr) for k, (fo, _, fr) in feats.items())
-                s_com = sum(self.mix[k] * style_loss(fc, fr) for k, (_, fc, fr) in feats.items())
-                add("style_out", s_out, w.style)  # type: ignore[arg-type]
-                add("style_com", s_com, w.style)  # type: ignore[arg-type]
-        if w.adv > 0:
-            add("adv", _adv_term(w.adv_mode, d_fake_logits, d_real_logits), w.adv)
-        if w.tv > 0:
-            add("tv", total_variation_loss(comp, mask), w.tv)
-        if w.ssim > 0:
-            add("ssim", ssim_loss(comp, target), w.ssim)
-        return self._finish(terms, weighted, output)
 
 
-class OptimizeLoss(_WeightedLoss):
+class OptimizeLoss(StageLoss):
     """Stage 2's weighted loss (eq. 11), holding its frozen feature networks.
 
     Term names in the metrics (raw values, plus ``total``): ``con``, ``hole``, ``per``
     (= 1.25·per_vgg19 + 50·per_densenet121 by default), ``per_vgg19``, ``per_densenet121``,
-    ``adv``, ``ssim``. Skipped terms are absent; :attr:`skipped` says why.
+    ``adv``, ``ssim``. Skipped terms are absent; :attr:`skipped` says why. Call it as
+    :meth:`StageLoss.forward`.
 
     Args:
         weights: The loss weights; defaults to the paper's (needs the ImageNet files).
     """
 
+    TERMS = (
+        ("con", _add_con),
+        ("hole", _add_hole),
+        ("per", _add_per),
+        ("adv", _add_adv),
+        ("ssim", _add_ssim),
+    )
+
     def __init__(self, weights: OptimizeLossWeights | None = None) -> None:
         w = OptimizeLossWeights() if weights is None else weights
         need = w.per > 0
         super().__init__(
+            w,
             {
                 "vgg19": (w.vgg19_weights, w.vgg19_layers, w.vgg_mix if need else 0),
                 "densenet121": (
@@ -884,62 +1018,4 @@ class OptimizeLoss(_WeightedLoss):
                     w.densenet_mix if need else 0,
                 ),
             },
-            w.feature_seed,
         )
-        self.weights = w
-        for name in ("con", "hole", "per", "adv", "ssim"):
-            if getattr(w, name) == 0:
-                self.skipped[name] = "weight 0"
-        if need and not self.nets:
-            self.skipped["per"] = "no feature network"
-
-    def forward(
-        self,
-        output: Tensor,
-        target: Tensor,
-        mask: Tensor,
-        d_fake_logits: Tensor | None = None,
-        d_real_logits: Tensor | None = None,
-    ) -> tuple[Tensor, dict[str, float]]:
-        """Compute eq. 11.
-
-        Args:
-            output: Stage-2 output ``I_opt`` ``[N, 3, H, W]`` in [0, 1].
-            target: Ground truth ``I_real`` ``[N, 3, H, W]``.
-            mask: ``[N, 1|3, H, W]``, 1 = valid.
-            d_fake_logits: Discriminator logits of ``output`` (needed when ``adv > 0``).
-            d_real_logits: Discriminator logits of ``target`` (needed by ``adv_mode="eq9"``).
-
-        Returns:
-            ``(loss, metrics)``: the weighted scalar and ``{term: float}``.
-        """
-        w = self.weights
-        _check_triplet(output, target, mask)
-        _check(output, "output", channels=3)
-        if w.adv > 0:
-            if d_fake_logits is None or (w.adv_mode == "eq9" and d_real_logits is None):
-                _adv_term(w.adv_mode, d_fake_logits, d_real_logits)
-        mask = mask.to(output.dtype)
-        comp = composite(output, target, mask)
-        terms: dict[str, Tensor] = {}
-        weighted: list[Tensor] = []
-
-        def add(name: str, value: Tensor, weight: float) -> None:
-            terms[name] = value
-            weighted.append(weight * value)
-
-        if w.con > 0:
-            add("con", content_loss(output, target, mask), w.con)
-        if w.hole > 0:
-            add("hole", hole_loss(output, target, mask), w.hole)
-        if w.per > 0 and self.nets:
-            per = output.new_zeros((), dtype=torch.float32)
-            for kind, (fo, fc, fr) in self._features(output, comp, target).items():
-                terms[f"per_{kind}"] = perceptual_loss(fo, fc, fr)
-                per = per + self.mix[kind] * terms[f"per_{kind}"]
-            add("per", per, w.per)
-        if w.adv > 0:
-            add("adv", _adv_term(w.adv_mode, d_fake_logits, d_real_logits), w.adv)
-        if w.ssim > 0:
-            add("ssim", ssim_loss(comp, target), w.ssim)
-        return self._finish(terms, weighted, output)

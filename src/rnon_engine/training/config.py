@@ -3,6 +3,9 @@
 Every key of a YAML file must name a field; every value must have the field's type and
 pass its check. Anything else is refused with a :class:`~rnon_engine.errors.ConfigError`
 naming the key path (``repair.loss.hole``) before any work starts.
+
+The packaged configurations (``paper``, ``cpu-lite``, ``finetune``) are YAML files in
+:data:`CONFIG_DIR`, shipped in the wheel; :func:`config_path` finds them by name.
 """
 
 from __future__ import annotations
@@ -20,14 +23,21 @@ from rnon_engine.errors import ConfigError
 from rnon_engine.losses import OptimizeLossWeights, RepairLossWeights
 
 __all__ = [
+    "CONFIG_DIR",
     "DataConfig",
     "OptimConfig",
     "StageConfig",
     "TrainConfig",
     "load_config",
     "config_from_dict",
+    "config_path",
+    "packaged_configs",
+    "read_config",
     "config_to_dict",
 ]
+
+#: Folder of the packaged YAML configurations (inside the package, so the wheel has them).
+CONFIG_DIR = Path(__file__).parent / "configs"
 
 FEATURE_CHOICES = ("imagenet", "random", "none")
 """Named feature-network sources; any other ``*_weights`` value must be an existing file."""
@@ -275,6 +285,11 @@ def _build(cls: type, raw: dict[str, Any], prefix: str = "", loss_cls: type | No
     except ConfigError as exc:
         msg = str(exc)
         if prefix and "config key '" in msg and f"'{prefix}." not in msg:
+            # Sections name their keys from their own name ("optim.lr"); nested ones
+            # ("repair.optim") add only the part before it.
+            parent, _, last = prefix.rpartition(".")
+            if parent and f"config key '{last}." in msg:
+                raise ConfigError(msg.replace("config key '", f"config key '{parent}.", 1)) from None
             raise ConfigError(msg.replace("config key '", f"config key '{prefix}.", 1)) from None
         if prefix and "config key '" not in msg and prefix not in msg:
             raise ConfigError(f"config section {prefix!r}: {msg}") from None
@@ -288,8 +303,34 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
     return _build(TrainConfig, raw)
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Load a YAML config file; ``overrides`` (dotted keys) are applied before validation."""
+def packaged_configs() -> list[str]:
+    """Names of the packaged configurations (the YAML files in :data:`CONFIG_DIR`)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def config_path(name: str | Path) -> Path:
+    """``name`` itself if it is a file, else the packaged config of that name.
+
+    Raises:
+        ConfigError: Neither (the message lists the packaged names).
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = CONFIG_DIR / f"{name}.yaml"
+    if packaged.is_file():
+        return packaged
+    raise ConfigError(
+        f"config {str(name)!r} is neither a file nor a packaged config "
+        f"({', '.join(packaged_configs())})"
+    )
+
+
+def read_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The raw mapping of a YAML config file with ``overrides`` (dotted keys) applied.
+
+    Not validated: see :func:`load_config` and :func:`config_from_dict`.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -303,6 +344,13 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         for p in parents:
             node = node.setdefault(p, {})
         node[last] = value
+    return raw
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Load a YAML config file; ``overrides`` (dotted keys) are applied before validation."""
+    path = Path(path)
+    raw = read_config(path, overrides)
     try:
         return config_from_dict(raw)
     except ConfigError as exc:
