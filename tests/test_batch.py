@@ -456,6 +456,59 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
     assert tree(tmp_path) == before
 
 
+def _weights_zoo(tmp_path: Path) -> dict[str, Path]:
+    """A tiny repair generator and broken variants of it."""
+    from safetensors.torch import load_file, save_file
+
+    from rnon_engine import create_model, read_metadata, save_weights
+
+    good = save_weights(create_model("rnon-repair", width=0.125, depth=5), tmp_path / "w.st")
+    data = good.read_bytes()
+    (tmp_path / "trunc.st").write_bytes(data[: len(data) // 2])
+    save_file({"w": load_file(str(good))[next(iter(load_file(str(good))))]}, tmp_path / "f.st")
+    opt = save_weights(create_model("rnon-optimize", width=0.125, blocks=1), tmp_path / "o.st")
+    # metadata that reads fine but describes another network than its tensors
+    meta = read_metadata(good)
+    raw = {"format": "napari-rnon-weights", "format_version": "1", "model_name": "rnon-repair"}
+    raw["config"] = json.dumps({**meta["config"], "width": 0.25})
+    save_file(load_file(str(good)), tmp_path / "mismatch.st", metadata=raw)
+    return {
+        "good": good,
+        "missing": tmp_path / "nope.st",
+        "trunc": tmp_path / "trunc.st",
+        "foreign": tmp_path / "f.st",
+        "optimize": opt,
+        "mismatch": tmp_path / "mismatch.st",
+    }
+
+
+def test_bad_weights_exit_2_and_write_nothing(tmp_path, capsys):
+    wdir = tmp_path / "w"
+    wdir.mkdir()
+    zoo = _weights_zoo(wdir)
+    img, m = stack((2, 48, 64)), yx_mask()
+    zarr_array(tmp_path / "in.zarr", img, (1, 48, 64))
+    zarr_array(tmp_path / "m.zarr", m, (48, 64))
+    before = tree(tmp_path)
+    base = [str(tmp_path / "in.zarr"), "--mask", str(tmp_path / "m.zarr"), "--no-progress"]
+    cases = {
+        "missing": "weights file not found",
+        "trunc": "corrupt or truncated",
+        "foreign": "not napari-rnon weights",
+        "optimize": "holds a 'rnon-optimize' model",
+        "mismatch": "the model expects",  # found when the model is loaded, before writing
+    }
+    for key, needle in cases.items():
+        argv = [*base, "-o", str(tmp_path / "o.zarr"), "--model", str(zoo[key])]
+        assert main(argv) == 2, key
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err, (key, err)
+    argv = [*base, "-o", str(tmp_path / "o.zarr"), "--model", str(zoo["good"])]
+    assert main([*argv, "--stage2", str(zoo["good"])]) == 2
+    assert "not 'rnon-optimize'" in capsys.readouterr().err
+    assert tree(tmp_path) == before
+
+
 def test_help_explains_every_option(capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["--help"])
@@ -553,3 +606,37 @@ def test_local_cluster_two_workers_equals_single_process(tmp_path):
     b = zarr.open_array(str(tmp_path / "dist.zarr"))[...]
     assert np.array_equal(a, b)
     assert np.array_equal(a, reference(img, m))
+
+
+@pytest.mark.slow
+def test_workers_load_the_network_before_writing_and_the_driver_skips_torch(tmp_path, capsys):
+    zoo = _weights_zoo(tmp_path)
+    img, m = stack((3, 40, 48)), yx_mask(40, 48)
+    zarr_array(tmp_path / "in.zarr", img, (1, 40, 48))
+    zarr_array(tmp_path / "m.zarr", m, (40, 48))
+    base = [str(tmp_path / "in.zarr"), "--mask", str(tmp_path / "m.zarr"), "--no-progress"]
+    # A file whose tensors do not fit its config passes the driver's metadata check; the
+    # worker fails to load it before anything is written.
+    before = tree(tmp_path)
+    bad = [*base, "-o", str(tmp_path / "bad.zarr"), "--model", str(zoo["mismatch"])]
+    assert main([*bad, "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "the model expects" in err and "Traceback" not in err
+    assert tree(tmp_path) == before
+    # A network on a LocalCluster: the same pixels as the engine, and no torch in the driver.
+    out = tmp_path / "out.zarr"
+    args = [*base, "-o", str(out), "--model", str(zoo["good"]), "--workers", "1"]
+    code = (
+        "import sys; from rnon_engine.batch.cli import main; rc = main(sys.argv[1:]); "
+        "print('torch' in sys.modules); sys.exit(rc)"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
+    inp = Inpainter.from_pretrained(str(zoo["good"]), "cpu")
+    res = zarr.open_array(str(out))[...]
+    for p in range(3):
+        assert np.array_equal(res[p], inp.inpaint(img[p], m, channel_axis=None))

@@ -174,6 +174,70 @@ def test_tiles_without_holes_are_never_computed():
     assert np.array_equal(out[~mask], img[~mask])
 
 
+class CountingPad(Counting):
+    """Like Counting, for a model that can compute unpadded windows (``pad_to``)."""
+
+    def forward(self, image, mask, pad_to=None):
+        self.calls.append((tuple(image.shape), pad_to))
+        return self.inner(image, mask, pad_to=pad_to)
+
+
+def _spots(size, centres, radius=3):
+    yy, xx = np.mgrid[:size, :size]
+    mask = np.zeros((size, size), bool)
+    for cy, cx in centres:
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+    return mask
+
+
+def test_small_holes_get_compact_windows_batched_together():
+    from rnon_engine.inference import NET_CONTEXT, NET_WINDOW_MULTIPLE
+
+    rep = CountingPad(_REPAIR)
+    inp = Inpainter(rep, device="cpu", tile_size=256)
+    assert (inp.margin, inp.window_multiple) == (NET_CONTEXT, NET_WINDOW_MULTIPLE)
+    # Three spots in separate 8-px cells, each box 8x8 (one cell) -> 8 + 2*32 = 72 -> 80.
+    img = (smooth(512, 512, 3) * 255).astype(np.uint8)
+    mask = _spots(512, [(100, 100), (300, 420), (452, 36)], radius=2)
+    out = inp.inpaint(img, mask, stages="repair")
+    assert rep.calls == [((3, 3, 80, 80), NET_WINDOW_MULTIPLE)]  # one batch, unpadded
+    assert np.array_equal(out[~mask], img[~mask])
+    # Each hole is the network's output on its own window, computed at 80x80.
+    for cy, cx in [(100, 100), (300, 420)]:
+        ys, xs = (
+            slice(cy // 8 * 8 - 36, cy // 8 * 8 + 44),
+            slice(cx // 8 * 8 - 36, cx // 8 * 8 + 44),
+        )
+        crop = torch.from_numpy(img[ys, xs] / 255.0).float().permute(2, 0, 1)[None]
+        valid = torch.from_numpy(~mask[ys, xs])[None, None].float()
+        with torch.inference_mode():
+            net = _REPAIR(crop * valid, valid, pad_to=NET_WINDOW_MULTIPLE)
+        want = np.round(net[0].permute(1, 2, 0).numpy() * 255)
+        hole = mask[ys, xs]
+        assert np.abs(out[ys, xs][hole].astype(float) - want[hole]).max() <= 1
+
+
+def test_window_multiple_of_the_network_gives_padded_windows():
+    rep = CountingPad(_REPAIR)
+    inp = Inpainter(rep, device="cpu", tile_size=256, window_multiple=_REPAIR.multiple)
+    img = (smooth(512, 512, 3) * 255).astype(np.uint8)
+    mask = _spots(512, [(100, 100), (300, 420)], radius=2)
+    inp.inpaint(img, mask, stages="repair")
+    # Padded windows cost the same whatever they hold, so the holes are packed freely:
+    # windows are multiples of 2**depth (32) and the model pads them itself.
+    assert rep.calls and all(pad is None for _, pad in rep.calls)
+    assert all(h % 32 == 0 and w % 32 == 0 for (_, _, h, w), _ in rep.calls)
+
+
+def test_window_multiple_is_checked():
+    with pytest.raises(InputError, match="power of two"):
+        Inpainter(CountingPad(_REPAIR), device="cpu", window_multiple=24)
+    # A model without pad_to cannot compute windows smaller than its multiple.
+    with pytest.raises(InputError, match="pad_to"):
+        Inpainter(Counting(_REPAIR), device="cpu", window_multiple=8)
+    assert Inpainter(Counting(_REPAIR), device="cpu").window_multiple == _REPAIR.multiple
+
+
 def test_progress_and_cancel():
     img = smooth(200, 200).astype(np.float32)
     mask = np.zeros((200, 200), bool)

@@ -140,6 +140,41 @@ def test_repair_pad_modes_differ_only_through_the_border() -> None:
         assert not torch.allclose(hole(image, mask), refl(image, mask))
 
 
+@pytest.mark.parametrize("variant", _repair_variants(), ids=str)
+def test_repair_pad_to_is_the_same_computation_at_a_multiple_of_2_pow_depth(variant) -> None:
+    # pad_to only changes how far the input is padded: at a multiple of 2**depth nothing
+    # is padded either way and every level has exactly half the size of the one above.
+    model = small("rnon-repair", **variant).eval()
+    side = model.multiple
+    image, mask = make_inputs(model, 2, side, 2 * side)
+    with torch.no_grad():
+        ref = model(image, mask)
+        for pad_to in (1, 8, side):
+            assert torch.equal(model(image, mask, pad_to=pad_to), ref)
+
+
+@pytest.mark.parametrize("variant", _repair_variants(), ids=str)
+@pytest.mark.parametrize("size", [(37, 53), (1, 5), (48, 48)])
+def test_repair_pad_to_computes_any_size_unpadded(variant, size) -> None:
+    model = small("rnon-repair", **variant).eval()
+    nn.init.normal_(model.head.weight, std=0.5)  # a prefill model's head starts at zero
+    image, mask = make_inputs(model, 2, *size)
+    noisy = torch.where(mask.bool(), image, torch.randn_like(image) * 100)
+    with torch.no_grad():
+        out = model(image, mask, pad_to=1)
+        assert out.shape == image.shape and out.min() >= 0 and out.max() <= 1
+        assert torch.equal(out, model(noisy, mask, pad_to=1))
+        if size == (37, 53):  # padded differently: a different (but valid) computation
+            assert not torch.equal(out, model(image, mask))
+
+
+@pytest.mark.parametrize("pad_to", [0, 3, 24, -16])
+def test_repair_pad_to_must_be_a_power_of_two(pad_to) -> None:
+    model = small("rnon-repair").eval()
+    with pytest.raises(InputError, match="power of two"):
+        model(torch.rand(1, 3, 32, 32), torch.ones(1, 1, 32, 32), pad_to=pad_to)
+
+
 def test_repair_shape_errors() -> None:
     model = small("rnon-repair").eval()
     with pytest.raises(InputError):

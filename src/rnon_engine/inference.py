@@ -17,6 +17,12 @@ What :meth:`Inpainter.inpaint` guarantees:
 - Only windows that hold hole pixels are computed (:mod:`rnon_engine.tiling`), in batches;
   ``progress(done, total)`` is called after every window and ``cancel()`` is checked
   before every batch (it raises :class:`~rnon_engine.errors.Cancelled`).
+- Small holes (up to ``tile_size - 2*margin`` across) get windows of their own size plus
+  ``margin`` px of context (:data:`NET_CONTEXT` for the networks), rounded up to
+  :data:`NET_WINDOW_MULTIPLE` and computed at that size rather than padded to the U-Net's
+  ``2**depth`` (``RepairGenerator.forward(pad_to=...)``): the cost of scattered small holes
+  follows their area. Equal-sized small windows are batched up to ``tile_size²`` pixels.
+  ``window_multiple=2**depth`` gives the padded windows back.
 - Stage 1 (repair) output is composited into the window (``M·I + (1-M)·out``); stage 2
   (optimize) runs on a band around the holes, as wide as its receptive field
   (``OptimizeConfig.halo``; one box per group of nearby holes), and is composited
@@ -31,10 +37,10 @@ What :meth:`Inpainter.inpaint` guarantees:
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,20 +48,32 @@ import torch
 from torch import nn
 
 from rnon_engine.classical import CLASSICAL_METHODS
-from rnon_engine.classical import CONTEXT as classical_context
 from rnon_engine.classical import WINDOW_COST as classical_window_cost
 from rnon_engine.classical import fill as classical_fill
-from rnon_engine.errors import Cancelled, InputError, WeightsError
+from rnon_engine.errors import Cancelled, InputError
 from rnon_engine.intensity import IntensityMap, check_dtype, intensity_map
+from rnon_engine.provenance import (  # noqa: F401  (constants kept importable from here)
+    NET_CONTEXT,
+    STAGE2_META_KEY,
+    TRAINER_OPTIMIZE_NAME,
+    TRAINER_REPAIR_NAME,
+    build_provenance,
+    check_settings,
+    default_margin,
+    describe,
+    resolve_weights,
+)
 from rnon_engine.tiling import TilePlan, Window, gaussian_weights, plan_tiles
 
-__all__ = ["Inpainter", "list_methods", "resolve_device"]
+__all__ = ["Inpainter", "describe", "list_methods", "resolve_device"]
 
-STAGE2_META_KEY = "stage2_file"
-TRAINER_REPAIR_NAME = "repair_generator.safetensors"
-TRAINER_OPTIMIZE_NAME = "optimize_generator.safetensors"
 _STAGES = ("both", "repair", "optimize")
-_REGIONS = ("band", "image")
+#: Networks: small-hole windows are rounded up to a multiple of this and computed at that
+#: size (``pad_to``), not padded to the U-Net's ``2**depth``.
+NET_WINDOW_MULTIPLE = 16
+#: Networks: the fixed cost of one more small window, in px² (holes share a window when
+#: that costs less than this plus the area it adds).
+NET_WINDOW_COST = 32 * 32
 
 
 def list_methods() -> list[str]:
@@ -172,6 +190,7 @@ class Inpainter:
         margin: int | None = None,
         overlap: int | None = None,
         batch_size: int | None = None,
+        window_multiple: int | None = None,
         stage2_region: str = "band",
         threads: int | None = None,
         name: str | None = None,
@@ -187,12 +206,19 @@ class Inpainter:
             device: ``"auto"`` (CUDA, MPS, else CPU) or a torch device; the models are
                 moved there.
             tile_size: Largest window side in pixels.
-            margin: Valid context around packed holes (default ``tile_size // 8`` for
-                the networks, :data:`rnon_engine.classical.CONTEXT` for the classical
-                methods, which also give each hole its own small window unless sharing
-                one is cheaper, see ``window_cost`` in :func:`rnon_engine.tiling.plan_tiles`).
+            margin: Valid context around small (packed) holes (default
+                :data:`NET_CONTEXT` for the networks, :data:`rnon_engine.classical.CONTEXT`
+                for the classical methods). Each small hole gets its own window unless
+                sharing one is cheaper (``window_cost`` in
+                :func:`rnon_engine.tiling.plan_tiles`).
             overlap: Overlap of blended windows over large holes (default ``tile_size // 4``).
-            batch_size: Windows per forward call (default 1 on the CPU, 8 on a GPU).
+            batch_size: Windows per forward call (default 1 on the CPU, 8 on a GPU); small
+                windows of one size are batched further, up to ``tile_size²`` pixels.
+            window_multiple: Networks: small-hole windows are rounded up to a multiple of
+                this and computed at that size (default :data:`NET_WINDOW_MULTIPLE` when
+                the repair model's ``forward`` takes ``pad_to``, else its padding
+                multiple). The U-Net's ``2**depth`` (256 for the default model) gives
+                windows padded as in training, at several times the cost for small holes.
             stage2_region: ``"band"`` (stage 2 around the holes, composited) or
                 ``"image"`` (the paper: stage 2 over the whole image, not composited).
             threads: If given, ``torch.set_num_threads(threads)`` (a process-wide setting).
@@ -202,13 +228,9 @@ class Inpainter:
         Raises:
             InputError: Unknown method, bad tile settings or stage-2 region.
         """
-        if stage2_region not in _REGIONS:
-            raise InputError(f"stage2_region must be one of {_REGIONS}, got {stage2_region!r}")
-        if not isinstance(tile_size, int) or tile_size < 16:
-            raise InputError(f"tile_size must be an integer >= 16, got {tile_size!r}")
+        check_settings(tile_size, stage2_region)
         if margin is None:
-            margin = classical_context if repair_model is None else tile_size // 8
-            margin = min(margin, (tile_size - 1) // 2)
+            margin = default_margin(repair_model is not None, tile_size)
         overlap = tile_size // 4 if overlap is None else overlap
         if not 0 <= 2 * margin < tile_size or not 0 <= overlap < tile_size:
             raise InputError(
@@ -231,6 +253,7 @@ class Inpainter:
             self.repair = self.optimize = None
             self.batch_size = batch_size or 1
             self.window_cost: int | None = classical_window_cost
+            self.window_multiple = 1
         else:
             self.method = "rnon"
             self.device = resolve_device(device)
@@ -239,24 +262,37 @@ class Inpainter:
                 optimize_model.to(self.device).eval() if optimize_model is not None else None
             )
             self.batch_size = batch_size or (1 if self.device.type == "cpu" else 8)
-            self.window_cost = None
+            native = int(getattr(repair_model, "multiple", 1))
+            takes_pad = "pad_to" in inspect.signature(repair_model.forward).parameters
+            if window_multiple is None:
+                window_multiple = NET_WINDOW_MULTIPLE if takes_pad else native
+            elif window_multiple < native and not takes_pad:
+                raise InputError(
+                    f"window_multiple={window_multiple} needs a repair model whose forward "
+                    f"takes pad_to; this one pads to {native}: leave window_multiple unset"
+                )
+            if window_multiple < 1 or window_multiple & (window_multiple - 1):
+                raise InputError(f"window_multiple must be a power of two, got {window_multiple}")
+            self.window_multiple = int(window_multiple)
+            # Padded windows cost the same whatever holes they hold: pack freely then.
+            self.window_cost = NET_WINDOW_COST if self.window_multiple < native else None
         if self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.name = name or self.method
-        from rnon_engine import __version__
-
-        self.provenance: dict[str, Any] = {
-            "method": self.method,
-            "name": self.name,
-            "package_version": __version__,
-            "stages": ["repair", "optimize"] if self.optimize is not None else ["repair"],
-            "stage2_region": stage2_region,
-            "tile_size": tile_size,
-            "intensity": "uint8: v/255; others: 0.1-99.9 percentile of valid pixels per plane",
-        }
         if self.method != "rnon":
-            self.provenance["stages"] = [self.method]
-        self.provenance.update(provenance or {})
+            stages = [self.method]
+        else:
+            stages = ["repair", "optimize"] if self.optimize is not None else ["repair"]
+        # Built by the same function as describe(): the two cannot drift.
+        self.provenance: dict[str, Any] = build_provenance(
+            self.method,
+            self.name,
+            stages,
+            stage2_region=stage2_region,
+            tile_size=tile_size,
+            context=margin,
+            extra=provenance,
+        )
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -291,54 +327,16 @@ class Inpainter:
             InputError: Unknown method name or device.
             WeightsError: A weights file is missing, foreign, corrupt or of the wrong model.
         """
-        from rnon_engine.weights import file_sha256, load_model
+        from rnon_engine.weights import load_model
 
         text = os.fspath(name_or_path)
         if text in CLASSICAL_METHODS:
             return cls(method=text, tile_size=tile_size, threads=threads, name=text, **kwargs)
         dev = resolve_device(device)
-        if text == "default":
-            from rnon_engine.pretrained import default_paths
-
-            path, default_stage2 = default_paths()
-            stage2 = default_stage2 if stage2 is None else stage2
-        else:
-            path = Path(text)
-            if not path.exists() and path.suffix == "" and os.sep not in text and "/" not in text:
-                raise InputError(
-                    f"unknown method {text!r}; choose one of {list_methods()} or give the path "
-                    "of a repair-generator .safetensors file"
-                )
-        repair = load_model(path, dev)
-        if repair.model_name != "rnon-repair":
-            raise WeightsError(
-                f"{path} holds a {repair.model_name!r} model; from_pretrained needs the "
-                "repair generator ('rnon-repair') first (pass the optimize file as stage2=)"
-            )
-        meta = repair.metadata
-        if stage2 is None and meta.get(STAGE2_META_KEY):
-            stage2 = Path(path).parent / str(meta[STAGE2_META_KEY])
-            if not stage2.is_file():
-                raise WeightsError(
-                    f"{path} names its stage-2 file {meta[STAGE2_META_KEY]!r} but {stage2} does "
-                    "not exist; copy it next to the repair file or pass stage2= explicitly"
-                )
-        if stage2 is None:
-            stage2 = _trainer_sibling(Path(path))
-        optimize = None
-        prov: dict[str, Any] = {
-            "weights": {"repair": str(path)},
-            "sha256": {"repair": repair.weights_sha256},
-        }
-        if stage2 is not None:
-            optimize = load_model(stage2, dev)
-            if optimize.model_name != "rnon-optimize":
-                raise WeightsError(
-                    f"stage-2 file {stage2} holds a {optimize.model_name!r} model, not "
-                    "'rnon-optimize'"
-                )
-            prov["weights"]["optimize"] = str(stage2)
-            prov["sha256"]["optimize"] = file_sha256(stage2)
+        # The files and their checks come from the metadata alone, as in describe().
+        src = resolve_weights(text, stage2)
+        repair = load_model(src.repair, dev)
+        optimize = load_model(src.optimize, dev) if src.optimize is not None else None
         return cls(
             repair,
             optimize,
@@ -346,7 +344,7 @@ class Inpainter:
             tile_size=tile_size,
             threads=threads,
             name=text,
-            provenance=prov,
+            provenance=src.files(),
             **kwargs,
         )
 
@@ -449,14 +447,13 @@ class Inpainter:
             groups = [slice(0, 3)]
         else:
             groups = [slice(c, c + 1) for c in range(nchan)]
-        multiple = self._multiple()
         plans = {
             key: plan_tiles(
                 holes[key],
                 self.tile_size,
                 self.margin,
                 self.overlap,
-                multiple=multiple,
+                multiple=self.window_multiple,
                 window_cost=self.window_cost,
             )
             for key in hole_keys
@@ -512,11 +509,6 @@ class Inpainter:
     __call__ = inpaint
 
     # ------------------------------------------------------------------ internals
-    def _multiple(self) -> int:
-        if self.repair is None:
-            return 1
-        return int(getattr(self.repair, "multiple", 1))
-
     def _run_plan(
         self,
         plan: TilePlan,
@@ -543,15 +535,17 @@ class Inpainter:
             blender = _Blender(x0, x1, src.shape[-1], write)
         # Packed windows in any order: grouped by shape so that they batch; the blended
         # ones last, in raster order (the blender streams them row by row).
-        packed = sorted((w for w in plan.windows if not w.blend), key=lambda w: w.shape)
-        for batch in _batches(packed + blend, self.batch_size):
+        alone = sorted((w for w in plan.windows if not w.blend), key=lambda w: (w.packed, w.shape))
+        budget = self.tile_size**2
+        for batch in _batches(alone + blend, self.batch_size, budget):
             if cancel is not None and cancel():
                 raise Cancelled(f"inpainting cancelled after {done} of {total} windows")
             crops = np.stack([imap.to_unit(src[w.slices]) for w in batch])
             hmask = np.stack([hole[w.slices] for w in batch])
             if repair:
                 crops[hmask] = 0.0
-            results = self._fill(crops, hmask, band, repair=repair)
+            pad_to = self.window_multiple if batch[0].packed else None
+            results = self._fill(crops, hmask, band, repair=repair, pad_to=pad_to)
             for win, res in zip(batch, results, strict=True):
                 if win.blend:
                     blender.add(win, res)
@@ -565,11 +559,17 @@ class Inpainter:
         return done
 
     def _fill(
-        self, crops: np.ndarray, holes: np.ndarray, band: bool, repair: bool = True
+        self,
+        crops: np.ndarray,
+        holes: np.ndarray,
+        band: bool,
+        repair: bool = True,
+        pad_to: int | None = None,
     ) -> np.ndarray:
         """Fill a batch ``[N,h,w,C]`` float32 in [0,1] with holes ``[N,h,w]``.
 
-        ``repair=False`` skips stage 1 (the crops' holes are already filled).
+        ``repair=False`` skips stage 1 (the crops' holes are already filled); ``pad_to``
+        is passed to the repair network when it is smaller than the network's own multiple.
         """
         if self.repair is None:
             return np.stack(
@@ -581,7 +581,12 @@ class Inpainter:
             if gray:
                 x = x.expand(-1, 3, -1, -1)
             valid = torch.from_numpy(~holes).to(self.device)[:, None].to(x.dtype)
-            comp = valid * x + (1 - valid) * self.repair(x, valid) if repair else x
+            if not repair:
+                comp = x
+            elif pad_to is not None and pad_to < getattr(self.repair, "multiple", 1):
+                comp = valid * x + (1 - valid) * self.repair(x, valid, pad_to=pad_to)
+            else:
+                comp = valid * x + (1 - valid) * self.repair(x, valid)
             if band:
                 comp = self._stage2_band(comp, valid, holes)
             if gray:
@@ -674,21 +679,6 @@ class Inpainter:
         return done
 
 
-def _trainer_sibling(repair_path: Path) -> Path | None:
-    """The trainer's stage-2 export beside its stage-1 export, if it was trained on it."""
-    from rnon_engine.weights import read_metadata
-
-    if repair_path.name != TRAINER_REPAIR_NAME:
-        return None
-    candidate = repair_path.parent / TRAINER_OPTIMIZE_NAME
-    if not candidate.is_file():
-        return None
-    named = read_metadata(candidate).get("repair_weights")
-    if named and Path(named).resolve() != repair_path.resolve():
-        return None
-    return candidate
-
-
 def _band_boxes(hole: np.ndarray, halo: int) -> list[tuple[slice, slice]]:
     """Disjoint boxes covering every hole pixel of ``hole`` together with its halo.
 
@@ -737,13 +727,23 @@ def _band_boxes(hole: np.ndarray, halo: int) -> list[tuple[slice, slice]]:
     return [(slice(y0, y1), slice(x0, x1)) for y0, x0, y1, x1 in boxes]
 
 
-def _batches(windows: list[Window], size: int) -> Iterator[list[Window]]:
-    """Consecutive runs of windows of equal shape, at most ``size`` long."""
+def _batches(windows: list[Window], size: int, budget: int = 0) -> Iterator[list[Window]]:
+    """Consecutive runs of windows of equal shape and kind.
+
+    A run is at most ``size`` windows long, or longer for small windows: as many as fit in
+    ``budget`` pixels.
+    """
     batch: list[Window] = []
+    limit = size
     for win in windows:
-        if batch and (len(batch) == size or win.shape != batch[0].shape):
+        if batch and (
+            len(batch) >= limit or win.shape != batch[0].shape or win.packed != batch[0].packed
+        ):
             yield batch
             batch = []
+        if not batch:
+            h, w = win.shape
+            limit = max(size, budget // (h * w)) if win.packed else size
         batch.append(win)
     if batch:
         yield batch

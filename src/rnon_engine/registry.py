@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from rnon_engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["ModelSpec", "register_model", "create_model", "list_models", "get_spec"]
 

@@ -55,6 +55,9 @@ class Window:
             blended window: it writes the hole pixels of every large component).
         blend: True for a window of the large components' grid (its result is blended
             with its neighbours' with :func:`gaussian_weights`); False when it writes alone.
+        packed: True for a window of packed (small) components, sized to its holes plus
+            ``margin`` (rounded up to ``multiple``); False for the large components'
+            grid and for the single whole-plane window.
     """
 
     y0: int
@@ -63,6 +66,7 @@ class Window:
     x1: int
     labels: tuple[int, ...]
     blend: bool = False
+    packed: bool = False
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -252,7 +256,7 @@ def plan_tiles(
         sw = _fit_size(x1 - x0 + 2 * margin, multiple, tile, w)
         wy0, wy1 = _place(y0, y1, sh, h)
         wx0, wx1 = _place(x0, x1, sw, w)
-        plan.windows.append(Window(wy0, wy1, wx0, wx1, tuple(sorted(labs))))
+        plan.windows.append(Window(wy0, wy1, wx0, wx1, tuple(sorted(labs)), packed=True))
     plan.windows.sort(key=lambda win: (win.y0, win.x0))
     # Large components: one grid of overlapping tiles over the plane, kept where they hold
     # large-component hole pixels, blended (overlapping large holes share their windows).

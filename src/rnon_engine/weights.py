@@ -12,12 +12,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from rnon_engine.errors import WeightsError
+
+if TYPE_CHECKING:  # torch is imported where it is used: read_metadata works without it
+    import torch
+    from torch import nn
 
 __all__ = [
     "FORMAT_NAME",
@@ -107,7 +108,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             "by rnon_engine.save_weights or python -m training.run"
         )
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             raw = f.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for bad headers
         raise WeightsError(

@@ -7,6 +7,12 @@ scheduler (``scheduler=ADDRESS``). Each task opens what it reads and writes itse
 its :class:`~rnon_engine.inference.Inpainter` from a per-process cache keyed by the model
 name, weights hash and settings, so a model is loaded once per worker process.
 
+The driver (this process) never builds a network for a run on dask workers, nor imports
+torch: the provenance and the early refusal of bad weights files come from the files'
+metadata (:func:`rnon_engine.provenance.describe`). Before the first write, every worker
+(or, without dask, this process) loads the model, so weights or a device that cannot be
+loaded stop the run with nothing written.
+
 Resumption: the output records a fingerprint of everything that decides its pixels. After a
 block's data is written, an empty marker file ``<state>/done/<index>`` is created; a run
 that finds an output with the same fingerprint skips the blocks with markers. A killed run
@@ -49,7 +55,7 @@ from rnon_engine.batch.io import (
     write_image_file,
 )
 from rnon_engine.batch.plan import Block, Plan, fingerprint, make_blocks, scan_holes
-from rnon_engine.errors import Cancelled, InputError
+from rnon_engine.errors import Cancelled, InputError, RnonError
 
 __all__ = [
     "BatchOptions",
@@ -98,17 +104,32 @@ class BatchOptions:
 
 @dataclass
 class BatchReport:
-    """What a run did (returned by :func:`run_batch`)."""
+    """What a run did (returned by :func:`run_batch`).
+
+    Attributes:
+        output: The output path.
+        form: ``"zarr"``, ``"ome-zarr"``, ``"tiff"``, ``"folder"`` or ``"image"``.
+        units: Blocks (or image files) in the plan.
+        computed: Units that were inpainted in this run.
+        copied: Units run in this run that had no hole pixels (copied).
+        skipped: Units already done by an earlier run (resume, complete output).
+        hole_planes: Planes with hole pixels (block forms; 0 when unknown).
+        planes: Planes (or image files) in the input.
+        seconds: Wall time of the call.
+        dry_run: True for ``--dry-run`` (nothing written).
+        estimate_s: The dry run's estimated time.
+        plan_text: The dry run's plan.
+    """
 
     output: str
     form: str
     units: int
-    computed: int
-    copied: int
-    skipped: int
-    hole_planes: int
-    planes: int
-    seconds: float
+    computed: int = 0
+    copied: int = 0
+    skipped: int = 0
+    hole_planes: int = 0
+    planes: int = 0
+    seconds: float = 0.0
     dry_run: bool = False
     estimate_s: float | None = None
     plan_text: str = ""
@@ -179,11 +200,16 @@ def _inpaint_array(
     image: ImageInfo,
     data: np.ndarray,
     m: np.ndarray,
-    inner: tuple[slice, ...],
     stages: str,
+    inner: tuple[slice, ...] | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Inpaint every plane of ``data`` with holes inside ``inner``; return ``data[inner]``."""
+    """Inpaint every plane of ``data`` with holes inside ``inner`` (default: all of it).
+
+    Returns ``data[inner]`` repaired, and the number of planes inpainted.
+    """
     nd = data.ndim
+    if inner is None:
+        inner = tuple(slice(None) for _ in data.shape)
     y, x, c = image.y, image.x, image.color_axis
     lead = [d for d in range(nd) if d not in (y, x, c)]
     order = lead + [y, x] + ([c] if c is not None else [])
@@ -211,6 +237,17 @@ def _inpaint_array(
     return np.transpose(result, np.argsort(order)), n
 
 
+def _read_window(
+    image: ImageInfo, mask: MaskInfo, window: tuple[slice, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """INPUT's values in ``window`` and the boolean repair mask there (see mask_window)."""
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(open_array(image.ref))
+        marr = stack.enter_context(open_array(mask.ref)) if mask.ref is not None else None
+        data = np.asarray(src[window])
+        return data, mask_window(mask, image, window, marr, data)
+
+
 def process_block(job: BlockJob, block: Block) -> dict[str, Any]:
     """Compute (or copy) one block and record it as done. Runs in any worker."""
     _delay()
@@ -220,25 +257,21 @@ def process_block(job: BlockJob, block: Block) -> dict[str, Any]:
     image = job.image
     region = block.slices()
     computed = 0
-    with contextlib.ExitStack() as stack:
-        src = stack.enter_context(open_array(image.ref))
-        marr = stack.enter_context(open_array(job.mask.ref)) if job.mask.ref is not None else None
-        if block.holes == 0:
+    if block.holes == 0:
+        with open_array(image.ref) as src:
             result = np.asarray(src[region])
+    else:
+        data, m = _read_window(image, job.mask, block.slices("window"))
+        inner = tuple(
+            slice(a - w0, b - w0)
+            for (a, b), (w0, _) in zip(block.region, block.window, strict=False)
+        )
+        m_inner = m[tuple(s if m.shape[d] > 1 else slice(None) for d, s in enumerate(inner))]
+        if not m_inner.any():
+            result = data[inner]
         else:
-            window = block.slices("window")
-            data = np.asarray(src[window])
-            m = mask_window(job.mask, image, window, marr, data)
-            inner = tuple(
-                slice(a - w0, b - w0)
-                for (a, b), (w0, _) in zip(block.region, block.window, strict=False)
-            )
-            m_inner = m[tuple(s if m.shape[d] > 1 else slice(None) for d, s in enumerate(inner))]
-            if not m_inner.any():
-                result = data[inner]
-            else:
-                inp = get_inpainter(job.model)
-                result, computed = _inpaint_array(inp, image, data, m, inner, job.stages)
+            inp = get_inpainter(job.model)
+            result, computed = _inpaint_array(inp, image, data, m, job.stages, inner)
     with open_array(job.out, "r+") as out:
         out[region] = result
     (Path(job.state) / "done" / str(block.index)).touch()
@@ -311,6 +344,16 @@ def default_axes_safe(shape: tuple[int, ...]) -> str:
         return "Q" * len(shape)
 
 
+def _load_file(
+    src: str, mpath: str | None, axes: str | None, mask_value: float | None
+) -> tuple[np.ndarray, ImageInfo, np.ndarray]:
+    """An image file, its description and its boolean mask (from ``mpath`` or the value)."""
+    data = read_image_file(src)
+    info = _file_info(src, data, axes)
+    mask = read_image_file(mpath) if mpath is not None else None
+    return data, info, _file_mask(info, mask, mask_value, data)
+
+
 def process_file(job: FileJob, pair: tuple[str, str | None, str]) -> dict[str, Any]:
     """Repair one image file into its output file (written atomically)."""
     _delay()
@@ -318,20 +361,28 @@ def process_file(job: FileJob, pair: tuple[str, str | None, str]) -> dict[str, A
         raise Cancelled("stopped")
     t0 = time.perf_counter()
     src, mpath, dst = pair
-    data = read_image_file(src)
-    info = _file_info(src, data, job.axes)
-    mask = read_image_file(mpath) if mpath is not None else None
-    m = _file_mask(info, mask, job.mask_value, data)
+    data, info, m = _load_file(src, mpath, job.axes, job.mask_value)
     computed = 0
     if m.any():
-        inp = get_inpainter(job.model)
-        inner = tuple(slice(None) for _ in data.shape)
-        data, computed = _inpaint_array(inp, info, data, m, inner, job.stages)
+        data, computed = _inpaint_array(get_inpainter(job.model), info, data, m, job.stages)
     write_image_file(dst, data, color=info.color_axis is not None, description=job.description)
     return {"index": dst, "planes": computed, "seconds": time.perf_counter() - t0}
 
 
 # --------------------------------------------------------------------------- executors
+
+
+def _load_model(spec: ModelSpec) -> RnonError | None:
+    """Load ``spec``'s inpainter into this process's cache (on a worker: ``client.run``).
+
+    Returns the user's error (bad weights, device...) instead of raising it, so that the
+    worker does not log it with a traceback; the driver raises it.
+    """
+    try:
+        get_inpainter(spec)
+    except RnonError as exc:
+        return exc
+    return None
 
 
 class _Pool:
@@ -363,6 +414,19 @@ class _Pool:
 
             self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="rnon-batch")
         return self
+
+    def load(self, spec: ModelSpec) -> None:
+        """Load the model in every worker (or this process) now, before anything is written.
+
+        Bad weights, a device the workers lack, a path they cannot see: the error is raised
+        here, in the driver. Each process keeps the model for its tasks.
+        """
+        if self.client is None:
+            get_inpainter(spec)
+            return
+        for error in self.client.run(_load_model, spec).values():
+            if error is not None:
+                raise error
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self.client is not None:
@@ -400,16 +464,31 @@ class _Pool:
 
 
 def _execute(
-    opts: BatchOptions, fn: Callable[..., Any], job: Any, units: list[Any], unit_name: str
+    opts: BatchOptions,
+    fn: Callable[..., Any],
+    units: list[Any],
+    unit_name: str,
+    *,
+    model: ModelSpec | None,
+    start: Callable[[], Any],
 ) -> list[dict[str, Any]]:
-    """Run ``fn(job, unit)`` for every unit with a progress bar; Ctrl-C stops cleanly."""
+    """Run ``fn(job, unit)`` for every unit with a progress bar; Ctrl-C stops cleanly.
+
+    The executor starts first and loads ``model`` where the units run (if any unit may
+    need it); only then ``job = start()`` makes the first write (the output, its
+    provenance), so a model that cannot be loaded leaves nothing behind.
+    """
     from tqdm.auto import tqdm
 
     results: list[dict[str, Any]] = []
     if not units:
+        start()
         return results
     threads = 2 if opts.threads is None else max(1, opts.threads)
     with _Pool(opts.workers, opts.scheduler, threads) as pool:
+        if model is not None:
+            pool.load(model)
+        job = start()
         futures: list[Any] = []
         bar = tqdm(
             total=len(units),
@@ -588,19 +667,16 @@ def run_batch(opts: BatchOptions) -> BatchReport:
     return _run_blocks(opts, image, mask_path, out_path, t_start)
 
 
-def _model_spec(opts: BatchOptions) -> tuple[ModelSpec, Any]:
-    import warnings
+def _model_spec(opts: BatchOptions) -> tuple[ModelSpec, dict[str, Any]]:
+    """How workers build the model, and its provenance: from the weights' metadata only.
 
-    from rnon_engine.inference import Inpainter
+    Bad weights (missing, corrupt, foreign, the wrong model) are refused here, before any
+    work; the networks are built (and the device checked) only where blocks run, see
+    :meth:`_Pool.load`. This process never imports torch for it.
+    """
+    from rnon_engine.provenance import describe
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        inp = Inpainter.from_pretrained(
-            opts.model, opts.device, stage2=opts.stage2, tile_size=opts.tile, threads=opts.threads
-        )
-    for w in caught:
-        opts.log(f"rnon-batch: warning: {w.message}")
-    prov = _json_safe(inp.provenance)
+    prov = _json_safe(describe(opts.model, stage2=opts.stage2, tile_size=opts.tile))
     key = fingerprint(
         {
             "model": opts.model,
@@ -611,19 +687,16 @@ def _model_spec(opts: BatchOptions) -> tuple[ModelSpec, Any]:
             "threads": opts.threads,
         }
     )
+    absolute = prov["method"] == "rnon" and Path(opts.model).exists()
     spec = ModelSpec(
-        opts.model
-        if prov.get("method") != "rnon"
-        else str(Path(opts.model).resolve() if Path(opts.model).exists() else opts.model),
-        opts.device,
-        opts.tile,
-        opts.threads,
-        opts.stage2,
-        key,
+        name=str(Path(opts.model).resolve()) if absolute else opts.model,
+        device=opts.device,
+        tile=opts.tile,
+        threads=opts.threads,
+        stage2=str(Path(opts.stage2).resolve()) if opts.stage2 else None,
+        key=key,
     )
-    with _MODELS_LOCK:
-        _MODELS.setdefault(key, inp)
-    return spec, inp
+    return spec, prov
 
 
 def _provenance(opts: BatchOptions, prov: dict[str, Any], fp: str, extra: dict[str, Any]) -> dict:
@@ -668,7 +741,6 @@ def _decide_existing(
 
 def _estimate(
     opts: BatchOptions,
-    inp: Any,
     probe: Callable[[], float],
     n_compute: int,
     n_copy: int,
@@ -681,10 +753,88 @@ def _estimate(
     return (t_compute * n_compute + t_copy * n_copy) / par
 
 
+def _what(opts: BatchOptions, input_path: str, mask_path: Path | None) -> dict[str, Any]:
+    """What a run reads and how: part of the fingerprint and of the output's attributes."""
+    return {
+        "input": input_path,
+        "mask": str(mask_path) if mask_path else None,
+        "mask_value": opts.mask_value,
+        "stages": opts.stages,
+    }
+
+
+def _mask_text(mask_path: Path | None, opts: BatchOptions) -> str:
+    return str(mask_path) if mask_path else f"INPUT == {opts.mask_value}"
+
+
+@dataclass
+class _Reporter:
+    """Builds the :class:`BatchReport` of one run from what all its reports share."""
+
+    output: Path
+    form: str
+    units: int
+    planes: int
+    hole_planes: int
+    t_start: float
+
+    def __call__(self, **counts: Any) -> BatchReport:
+        return BatchReport(
+            output=str(self.output),
+            form=self.form,
+            units=self.units,
+            planes=self.planes,
+            hole_planes=self.hole_planes,
+            seconds=time.perf_counter() - self.t_start,
+            **counts,
+        )
+
+
+def _early_exit(
+    opts: BatchOptions,
+    text: str,
+    status: str,
+    report: _Reporter,
+    estimate: Callable[[], tuple[float, str]],
+    planned: tuple[int, int] = (0, 0),
+) -> BatchReport | None:
+    """``--dry-run``: print the plan and the estimate; a complete output: nothing to do.
+
+    Returns the report in those two cases (a dry run's ``computed, copied`` are the
+    ``planned`` counts), None when there is work to do.
+    """
+    if opts.dry_run:
+        est, how = estimate()
+        text += f"\nestimated time: {_fmt_s(est)} ({how})"
+        print(text)
+        computed, copied = planned
+        return report(
+            computed=computed, copied=copied, dry_run=True, estimate_s=est, plan_text=text
+        )
+    opts.log(text)
+    if status == "complete":
+        opts.log(f"rnon-batch: {report.output} is already complete (same command); nothing to do.")
+        return report(skipped=report.units)
+    return None
+
+
+def _ran(
+    opts: BatchOptions,
+    report: _Reporter,
+    results: list[dict[str, Any]],
+    skipped: int,
+    summary: str,
+) -> BatchReport:
+    """The report of a run that executed ``results`` (and says so)."""
+    computed = sum(1 for r in results if r["planes"] > 0)
+    done = report(computed=computed, copied=len(results) - computed, skipped=skipped)
+    opts.log(f"rnon-batch: wrote {done.output} ({summary}) in {_fmt_s(done.seconds)}.")
+    return done
+
+
 def _run_blocks(
     opts: BatchOptions, image: ImageInfo, mask_path: Path | None, out_path: Path, t_start: float
 ) -> BatchReport:
-    log = opts.log
     mask = (
         _describe_mask(mask_path, image, from_label=opts.mask is None)
         if mask_path is not None
@@ -707,24 +857,20 @@ def _run_blocks(
     if form == "tiff" and image.form not in ("tiff", "ome-tiff"):
         raise InputError("a TIFF --output needs a TIFF INPUT; give a .zarr --output.")
     plan = make_blocks(image, halo=opts.halo, max_block_mb=opts.max_block_mb)
-    dry = opts.dry_run
-    if mask.ref is not None or dry:
+    if mask.ref is not None or opts.dry_run:
         # Before the fingerprint: it holds the mask's digest, so a mask saved again (from
         # napari, say) makes a different output, never a "complete" old one.
         plan = scan_holes(image, mask, plan, tile=opts.tile)
-    spec, inp = _model_spec(opts)
-    prov = _json_safe(inp.provenance)
+    spec, prov = _model_spec(opts)
+    what = _what(opts, image.path, mask_path)
     fp = fingerprint(
         {
-            "input": image.path,
+            **what,
             "ref": image.ref.path,
             "shape": image.shape,
             "axes": image.axes,
-            "mask": str(mask_path) if mask_path else None,
-            "mask_value": opts.mask_value,
             "mask_digest": plan.mask_digest if mask.ref is not None else None,
             "model": prov,
-            "stages": opts.stages,
             "tile": opts.tile,
             "form": form,
             "step": plan.step,
@@ -745,10 +891,12 @@ def _run_blocks(
     n_hole = sum(1 for b in blocks if b.holes != 0)
     hole_planes = sum(max(0, b.hole_planes) for b in blocks)
     text = _plan_text(image, mask, mask_path, out_path, form, plan, status, opts, spec)
-    if dry:
+    report = _Reporter(out_path, form, len(blocks), image.planes, hole_planes, t_start)
 
+    def estimate() -> tuple[float, str]:
         def probe() -> float:
             b = next(b for b in blocks if b.holes > 0)
+            inp = get_inpainter(spec)
             return _probe_block(image, mask, b, inp, opts.stages) * max(1, b.hole_planes)
 
         def copy_probe() -> float:
@@ -758,110 +906,60 @@ def _run_blocks(
                 np.asarray(src[b.slices()])
             return 2 * (time.perf_counter() - t0)
 
-        est = _estimate(opts, inp, probe, n_hole, len(blocks) - n_hole, copy_probe)
-        text += f"\nestimated time: {_fmt_s(est)} (from a probe of one plane; writes not timed)"
-        print(text)
-        return BatchReport(
-            str(out_path),
-            form,
-            len(blocks),
-            n_hole,
-            len(blocks) - n_hole,
-            0,
-            hole_planes,
-            image.planes,
-            time.perf_counter() - t_start,
-            True,
-            est,
-            text,
-        )
-    log(text)
-    if status == "complete":
-        log(f"rnon-batch: {out_path} is already complete (same command); nothing to do.")
-        return BatchReport(
-            str(out_path),
-            form,
-            len(blocks),
-            0,
-            0,
-            len(blocks),
-            hole_planes,
-            image.planes,
-            time.perf_counter() - t_start,
-        )
-    if status == "overwrite":
-        _remove(out_path)
-        if form == "tiff":
-            _remove(work)
-    if status == "resume" and form == "tiff" and out_path.exists():
-        _remove(work)
-    attrs = _provenance(
-        opts,
-        prov,
-        fp,
-        {
-            "input": image.path,
-            "mask": str(mask_path) if mask_path else None,
-            "mask_value": opts.mask_value,
-            "stages": opts.stages,
-            "axes": image.axes,
-            "output_form": form,
-        },
-    )
+        est = _estimate(opts, probe, n_hole, len(blocks) - n_hole, copy_probe)
+        return est, "from a probe of one plane; writes not timed"
+
+    planned = (n_hole, len(blocks) - n_hole)
+    early = _early_exit(opts, text, status, report, estimate, planned)
+    if early is not None:
+        return early
+    attrs = _provenance(opts, prov, fp, {**what, "axes": image.axes, "output_form": form})
     state = state_root / STATE_DIR
-    if status in ("new", "overwrite") or not work.exists():
-        out_ref = _create_output(image, work, form, attrs)
-        (state / "done").mkdir(parents=True, exist_ok=True)
-    else:
-        out_ref = _output_ref(image, work, form)
-        (state / "done").mkdir(parents=True, exist_ok=True)
-    done = {p.name for p in (state / "done").iterdir()}
+    # A TIFF output left by the same command but not marked complete: start again.
+    restart_tiff = status == "resume" and form == "tiff" and out_path.exists()
+    fresh = status in ("new", "overwrite") or restart_tiff or not work.exists()
+    markers = state / "done"
+    done = set() if fresh or not markers.is_dir() else {p.name for p in markers.iterdir()}
     todo = [b for b in blocks if str(b.index) not in done]
     if status == "resume":
-        log(
+        opts.log(
             f"rnon-batch: resuming {out_path}: {len(blocks) - len(todo)} of {len(blocks)} "
             "blocks already done."
         )
-    job = BlockJob(image, mask, out_ref, str(state), spec, opts.stages)
-    results = _execute(opts, process_block, job, todo, "block")
+
+    def start() -> BlockJob:
+        if status == "overwrite":
+            _remove(out_path)
+            if form == "tiff":
+                _remove(work)
+        if restart_tiff:
+            _remove(work)
+        out_ref = (
+            _create_output(image, work, form, attrs) if fresh else _output_ref(image, work, form)
+        )
+        markers.mkdir(parents=True, exist_ok=True)
+        return BlockJob(image, mask, out_ref, str(state), spec, opts.stages)
+
+    model = spec if any(b.holes != 0 for b in todo) else None
+    results = _execute(opts, process_block, todo, "block", model=model, start=start)
     _finish(image, work, out_path, form, attrs, state)
-    computed = sum(1 for r in results if r["planes"] > 0)
-    secs = time.perf_counter() - t_start
-    log(
-        f"rnon-batch: wrote {out_path} ({len(results)} blocks run, "
-        f"{sum(r['planes'] for r in results)} planes inpainted) in {_fmt_s(secs)}."
-    )
-    return BatchReport(
-        str(out_path),
-        form,
-        len(blocks),
-        computed,
-        len(results) - computed,
-        len(blocks) - len(todo),
-        hole_planes,
-        image.planes,
-        secs,
-    )
+    inpainted = sum(r["planes"] for r in results)
+    summary = f"{len(results)} blocks run, {inpainted} planes inpainted"
+    return _ran(opts, report, results, len(blocks) - len(todo), summary)
 
 
 def _probe_block(image: ImageInfo, mask: MaskInfo, b: Block, inp: Any, stages: str) -> float:
     """Seconds to inpaint one plane of block ``b`` (read included)."""
-    window = b.slices("window")
-    with contextlib.ExitStack() as stack:
-        src = stack.enter_context(open_array(image.ref))
-        marr = stack.enter_context(open_array(mask.ref)) if mask.ref is not None else None
-        # first plane only
-        one = tuple(
-            s if d in (image.y, image.x, image.color_axis) else slice(s.start, s.start + 1)
-            for d, s in enumerate(window)
-        )
-        t0 = time.perf_counter()
-        data = np.asarray(src[one])
-        m = mask_window(mask, image, one, marr, data)
-        if not m.any():
-            return 0.0
-        _inpaint_array(inp, image, data, m, tuple(slice(None) for _ in one), stages)
-        return time.perf_counter() - t0
+    one = tuple(  # the window's first plane only
+        s if d in (image.y, image.x, image.color_axis) else slice(s.start, s.start + 1)
+        for d, s in enumerate(b.slices("window"))
+    )
+    t0 = time.perf_counter()
+    data, m = _read_window(image, mask, one)
+    if not m.any():
+        return 0.0
+    _inpaint_array(inp, image, data, m, stages)
+    return time.perf_counter() - t0
 
 
 def _fmt_s(s: float) -> str:
@@ -883,7 +981,7 @@ def _plan_text(
     lines = [
         f"input:  {image.path} [{image.form}] shape {image.shape} {image.dtype}, axes "
         f"{image.axes} (from {image.axes_source}), chunks {image.chunks}",
-        f"mask:   {mask_path if mask_path else f'INPUT == {opts.mask_value}'}"
+        f"mask:   {_mask_text(mask_path, opts)}"
         + (f" shape {mask.shape} (broadcast over leading axes)" if mask.broadcast else ""),
         f"output: {out} [{form}] ({status})",
         f"model:  {opts.model} (stages {opts.stages}, tile {opts.tile}, device {opts.device})",
@@ -1075,7 +1173,6 @@ def _run_files(
     image: ImageInfo | None,
     t_start: float,
 ) -> BatchReport:
-    log = opts.log
     if kind == "folder":
         if mask_path is not None and not mask_path.is_dir():
             raise InputError(
@@ -1108,117 +1205,58 @@ def _run_files(
     # validate every pair before any work (shapes from headers)
     for s, m in pairs:
         _check_file_pair(s, m, opts.axes)
-    spec, inp = _model_spec(opts)
-    prov = _json_safe(inp.provenance)
-    fp = fingerprint(
-        {
-            "input": str(inp_path),
-            "mask": str(mask_path) if mask_path else None,
-            "mask_value": opts.mask_value,
-            "model": prov,
-            "stages": opts.stages,
-            "tile": opts.tile,
-            "axes": opts.axes,
-            "kind": kind,
-        }
-    )
+    spec, prov = _model_spec(opts)
+    what = _what(opts, str(inp_path), mask_path)
+    fp = fingerprint({**what, "model": prov, "tile": opts.tile, "axes": opts.axes, "kind": kind})
     existing = read_json(manifest)
     existing = existing.get(ATTRS_KEY) if existing else None
     if kind == "folder" and out_path.is_dir() and not any(out_path.iterdir()):
         status = "new"
     else:
         status = _decide_existing(out_path, existing, fp, opts)
-    attrs = _provenance(
-        opts,
-        prov,
-        fp,
-        {
-            "input": str(inp_path),
-            "mask": str(mask_path) if mask_path else None,
-            "mask_value": opts.mask_value,
-            "stages": opts.stages,
-        },
-    )
+    attrs = _provenance(opts, prov, fp, what)
     text = "\n".join(
         [
             f"input:  {inp_path} [{kind}], {len(units)} image(s)",
-            f"mask:   {mask_path if mask_path else f'INPUT == {opts.mask_value}'}",
+            f"mask:   {_mask_text(mask_path, opts)}",
             f"output: {out_path} ({status})",
             f"model:  {opts.model} (stages {opts.stages}, tile {opts.tile}, device {opts.device})",
         ]
     )
-    if opts.dry_run:
+    report = _Reporter(out_path, kind, len(units), len(units), 0, t_start)
 
+    def estimate() -> tuple[float, str]:
         def probe() -> float:
+            inp = get_inpainter(spec)
             t0 = time.perf_counter()
             s, m, _ = units[0]
-            data = read_image_file(s)
-            info = _file_info(s, data, opts.axes)
-            mm = _file_mask(info, read_image_file(m) if m else None, opts.mask_value, data)
+            data, info, mm = _load_file(s, m, opts.axes, opts.mask_value)
             if mm.any():
-                _inpaint_array(
-                    inp, info, data, mm, tuple(slice(None) for _ in data.shape), opts.stages
-                )
+                _inpaint_array(inp, info, data, mm, opts.stages)
             return time.perf_counter() - t0
 
-        est = _estimate(opts, inp, probe, len(units), 0, None)
-        text += f"\nestimated time: {_fmt_s(est)} (from a probe of the first image)"
-        print(text)
-        return BatchReport(
-            str(out_path),
-            kind,
-            len(units),
-            0,
-            0,
-            0,
-            0,
-            len(units),
-            time.perf_counter() - t_start,
-            True,
-            est,
-            text,
-        )
-    log(text)
-    if status == "complete":
-        log(f"rnon-batch: {out_path} is already complete (same command); nothing to do.")
-        return BatchReport(
-            str(out_path),
-            kind,
-            len(units),
-            0,
-            0,
-            len(units),
-            0,
-            len(units),
-            time.perf_counter() - t_start,
-        )
-    if status == "overwrite":
-        _remove(out_path)
-        _remove(manifest)
-    if kind == "folder":
-        out_path.mkdir(parents=True, exist_ok=True)
-    else:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-    if status != "resume":
-        manifest.write_text(json.dumps({ATTRS_KEY: attrs}, indent=1))
+        return _estimate(opts, probe, len(units), 0, None), "from a probe of the first image"
+
+    early = _early_exit(opts, text, status, report, estimate)
+    if early is not None:
+        return early
     todo = [u for u in units if not (status == "resume" and Path(u[2]).exists())]
-    job = FileJob(opts.axes, spec, opts.stages, opts.mask_value, attrs)
-    results = _execute(opts, process_file, job, todo, "image")
+
+    def start() -> FileJob:
+        if status == "overwrite":
+            _remove(out_path)
+            _remove(manifest)
+        if kind == "folder":
+            out_path.mkdir(parents=True, exist_ok=True)
+        else:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+        if status != "resume":
+            manifest.write_text(json.dumps({ATTRS_KEY: attrs}, indent=1))
+        return FileJob(opts.axes, spec, opts.stages, opts.mask_value, attrs)
+
+    results = _execute(opts, process_file, todo, "image", model=spec, start=start)
     manifest.write_text(json.dumps({ATTRS_KEY: {**attrs, "complete": True}}, indent=1))
-    secs = time.perf_counter() - t_start
-    log(f"rnon-batch: wrote {out_path} ({len(results)} image(s)) in {_fmt_s(secs)}.")
-    computed = sum(1 for r in results if r["planes"] > 0)
-    return BatchReport(
-        str(out_path),
-        kind,
-        len(units),
-        computed,
-        len(results) - computed,
-        len(units) - len(todo),
-        0,
-        len(units),
-        secs,
-    )
+    return _ran(opts, report, results, len(units) - len(todo), f"{len(results)} image(s)")
 
 
 def _check_file_pair(src: str, mask: str | None, axes: str | None) -> None:

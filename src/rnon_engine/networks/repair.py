@@ -127,12 +127,17 @@ class RepairGenerator(nn.Module):
         """Input sides are padded to a multiple of this."""
         return 2**self.config.depth
 
-    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, image: Tensor, mask: Tensor, pad_to: int | None = None) -> Tensor:
         """Repair the holes of ``image``.
 
         Args:
             image: ``[N, 3, H, W]`` in [0, 1]; values in holes are ignored.
             mask: ``[N, 1, H, W]`` or ``[N, 3, H, W]``; 1 = valid, 0 = hole.
+            pad_to: Pad the input to a multiple of this instead of :attr:`multiple`
+                (a power of two). Smaller inputs are then computed as they are: the
+                deepest levels shrink to 1×1 and the decoder upsamples to each skip's size.
+                Inference uses it for small windows around small holes (a 48×48 window
+                costs 1/28 of a 256×256 one); the default is what training sees.
 
         Returns:
             ``[N, 3, H, W]`` in [0, 1], the raw network output everywhere (callers
@@ -153,12 +158,15 @@ class RepairGenerator(nn.Module):
             fill = pushpull_fill(image * valid1, valid1)
             image = torch.cat([fill, 1.0 - valid1], dim=1)
             mask = torch.ones_like(valid1)
+        multiple = self.multiple if pad_to is None else int(pad_to)
+        if multiple < 1 or multiple & (multiple - 1):
+            raise InputError(f"pad_to must be a power of two, got {pad_to!r}")
         if self.config.pad_mode == "reflect":
-            image, h, w = pad_to_multiple(image * mask, self.multiple, "reflect")
-            mask, _, _ = pad_to_multiple(mask, self.multiple, "reflect")
+            image, h, w = pad_to_multiple(image * mask, multiple, "reflect")
+            mask, _, _ = pad_to_multiple(mask, multiple, "reflect")
         else:
-            image, h, w = pad_to_multiple(image, self.multiple)
-            mask, _, _ = pad_to_multiple(mask, self.multiple)
+            image, h, w = pad_to_multiple(image, multiple)
+            mask, _, _ = pad_to_multiple(mask, multiple)
         x, m = image, mask
         feats: list[tuple[Tensor, Tensor]] = [(x, m)]
         for block in self.encoder:
@@ -167,8 +175,11 @@ class RepairGenerator(nn.Module):
         feats.pop()  # the bottleneck is x itself
         for block in self.decoder:
             skip_x, skip_m = feats.pop()
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-            m = F.interpolate(m, scale_factor=2, mode="nearest")
+            # Nearest ×2; to the skip's size when a side was odd (inputs not padded to
+            # ``multiple``), which is the same thing for padded ones.
+            size = skip_x.shape[-2:]
+            x = F.interpolate(x, size=size, mode="nearest")
+            m = F.interpolate(m, size=size, mode="nearest")
             m = torch.cat(
                 [m.expand(-1, x.shape[1], -1, -1), skip_m.expand(-1, skip_x.shape[1], -1, -1)],
                 dim=1,

@@ -288,9 +288,8 @@ def _build(cls: type, raw: dict[str, Any], prefix: str = "", loss_cls: type | No
             # Sections name their keys from their own name ("optim.lr"); nested ones
             # ("repair.optim") add only the part before it.
             parent, _, last = prefix.rpartition(".")
-            if parent and f"config key '{last}." in msg:
-                raise ConfigError(msg.replace("config key '", f"config key '{parent}.", 1)) from None
-            raise ConfigError(msg.replace("config key '", f"config key '{prefix}.", 1)) from None
+            head = parent if parent and f"config key '{last}." in msg else prefix
+            raise ConfigError(msg.replace("config key '", f"config key '{head}.", 1)) from None
         if prefix and "config key '" not in msg and prefix not in msg:
             raise ConfigError(f"config section {prefix!r}: {msg}") from None
         raise
