@@ -237,6 +237,29 @@ def test_inpainting_pairs_and_exclude_masks(tmp_path):
     assert not torch.equal(ds[SampleKey(0, 12, 32)]["hole"], s["hole"])
 
 
+def test_fine_damage_probability(tmp_path):
+    root = tmp_path / "img"
+    root.mkdir()
+    Image.fromarray(_rgb(64, 64, 1)).save(root / "p.png")
+    images = ImageFolderDataset(root, crop_size=64, scale_jitter=None, hflip=False)
+    plain = InpaintingDataset(images, ratio_range=(0.2, 0.3))
+    never = InpaintingDataset(images, ratio_range=(0.2, 0.3), fine_damage=0.0)
+    always = InpaintingDataset(images, ratio_range=(0.2, 0.3), fine_damage=1.0)
+    half = InpaintingDataset(images, ratio_range=(0.2, 0.3), fine_damage=0.5)
+    fine = 0
+    for seed in range(40):
+        key = SampleKey(0, seed, 64)
+        # Probability 0 draws exactly the masks drawn without the option.
+        torch.testing.assert_close(never[key]["hole"], plain[key]["hole"])
+        assert 0.002 < always[key]["hole"].mean().item() <= 0.03
+        r = half[key]["hole"].mean().item()
+        assert 0.002 < r <= 0.03 or 0.2 < r <= 0.3
+        fine += r <= 0.03
+    assert 10 <= fine <= 30
+    with pytest.raises(InputError, match="fine_damage"):
+        InpaintingDataset(images, fine_damage=1.5)
+
+
 def test_exclude_mask_shape_mismatch_is_refused(tmp_path):
     root = tmp_path / "img"
     root.mkdir()

@@ -11,6 +11,7 @@ from rnon_engine.errors import InputError
 from rnon_engine.masks import (
     BUCKETS,
     bucket_mask,
+    fine_damage_mask,
     free_form_mask,
     get_eval_masks,
     hole_ratio,
@@ -190,3 +191,21 @@ def test_save_mask_round_trip(tmp_path, ext):
     m = random_mask((20, 30), np.random.default_rng(1))
     path = save_mask(tmp_path / f"m{ext}", m)
     np.testing.assert_array_equal(load_mask(path, (20, 30)), m)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fine_damage_is_fine_in_range_and_seeded(seed):
+    from scipy import ndimage
+
+    m = fine_damage_mask((192, 160), np.random.default_rng(seed))
+    assert m.shape == (192, 160) and m.dtype == bool
+    assert 0.002 < hole_ratio(m) <= 0.03
+    # Fine: no hole pixel lies farther than ~4 px from a known one (dust of radius <= 4,
+    # scratches <= 3 px wide; overlaps add little).
+    assert ndimage.distance_transform_edt(m).max() <= 5
+    np.testing.assert_array_equal(m, fine_damage_mask((192, 160), np.random.default_rng(seed)))
+
+
+def test_fine_damage_range_is_checked():
+    with pytest.raises(InputError):
+        fine_damage_mask(64, np.random.default_rng(0), (0.03, 0.01))

@@ -69,7 +69,7 @@ import torch
 from torch.utils.data import Dataset, Sampler, WeightedRandomSampler
 
 from rnon_engine.errors import InputError
-from rnon_engine.masks import MASK_EXTENSIONS, load_mask, random_mask
+from rnon_engine.masks import MASK_EXTENSIONS, fine_damage_mask, load_mask, random_mask
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -522,15 +522,28 @@ class InpaintingDataset(Dataset):
     Args:
         images: The image dataset.
         ratio_range: Hole-ratio range of :func:`rnon_engine.masks.random_mask`.
+        fine_damage: Probability that a sample's mask is fine damage
+            (:func:`rnon_engine.masks.fine_damage_mask`: dust, dead pixels, thin scratches)
+            instead of free-form strokes and blobs. At 0 the masks are exactly those drawn
+            without the option.
+        fine_ratio: Hole-ratio range of the fine-damage masks.
     """
 
     def __init__(
-        self, images: ImageFolderDataset, ratio_range: tuple[float, float] = (0.01, 0.60)
+        self,
+        images: ImageFolderDataset,
+        ratio_range: tuple[float, float] = (0.01, 0.60),
+        fine_damage: float = 0.0,
+        fine_ratio: tuple[float, float] = (0.002, 0.03),
     ) -> None:
         self.images = images
         self.ratio_range = (float(ratio_range[0]), float(ratio_range[1]))
         if not (0.0 <= self.ratio_range[0] < self.ratio_range[1] <= 1.0):
             raise InputError(f"ratio_range must satisfy 0 <= low < high <= 1, got {ratio_range}.")
+        if not 0.0 <= fine_damage <= 1.0:
+            raise InputError(f"fine_damage must be a probability in [0, 1], got {fine_damage}.")
+        self.fine_damage = float(fine_damage)
+        self.fine_ratio = (float(fine_ratio[0]), float(fine_ratio[1]))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -540,7 +553,14 @@ class InpaintingDataset(Dataset):
         sample = self.images.sample(key)
         size = sample["image"].shape[-1]
         rng = np.random.default_rng([key.seed, 0x6D61736B])  # independent of the crop's stream
-        hole = random_mask((size, size), rng, self.ratio_range)
+        fine = (
+            self.fine_damage > 0
+            and np.random.default_rng([key.seed, 0x66696E65]).random() < self.fine_damage
+        )
+        if fine:
+            hole = fine_damage_mask((size, size), rng, self.fine_ratio)
+        else:
+            hole = random_mask((size, size), rng, self.ratio_range)
         hole_t = torch.from_numpy(hole[None].astype(np.float32))
         sample["hole"] = hole_t
         sample["mask"] = (1.0 - hole_t) * sample["valid_target"]

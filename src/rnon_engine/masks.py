@@ -51,6 +51,7 @@ __all__ = [
     "GENERATOR_VERSION",
     "MASK_EXTENSIONS",
     "bucket_mask",
+    "fine_damage_mask",
     "free_form_mask",
     "get_eval_masks",
     "hole_ratio",
@@ -272,6 +273,73 @@ def free_form_mask(
             if rejects >= _REJECTS_BEFORE_SHRINK:
                 scale *= 0.5
                 rejects = 0
+    return canvas.astype(bool)
+
+
+def fine_damage_mask(
+    shape: Sequence[int] | int,
+    rng: np.random.Generator,
+    ratio_range: Sequence[float] = (0.002, 0.03),
+) -> np.ndarray:
+    """Draw fine damage: dust (disks of radius 0-4 px), dead pixels and thin scratches.
+
+    This is the damage napari users paint most often and that free-form stroke masks
+    rarely contain (their strokes are 2-17 px wide on a 192-px crop). Shapes are added
+    until the hole ratio reaches a target drawn uniformly in ``(low, high]``; a shape
+    that would exceed ``high`` is dropped (single pixels finish the job).
+
+    Args:
+        shape: ``(height, width)`` or a single side.
+        rng: Source of randomness; the same generator state gives the same mask.
+        ratio_range: ``(low, high)`` hole ratio.
+
+    Returns:
+        Boolean ``(H, W)`` hole mask (True = hole) with ``low < ratio <= high``.
+
+    Raises:
+        InputError: Bad shape or range, or a range no pixel count of this shape can hit.
+    """
+    h, w = _check_shape(shape)
+    npix = h * w
+    low, high = _check_range(ratio_range, npix)
+    need = max(math.ceil(float(rng.uniform(low, high)) * npix - 1e-9), math.floor(low * npix) + 1)
+    limit = math.floor(high * npix)
+    need = min(need, limit)
+    canvas = np.zeros((h, w), dtype=np.uint8)
+    count, rejects = 0, 0
+    side = min(h, w)
+    while count < need:
+        candidate = canvas.copy()
+        if rejects >= _REJECTS_BEFORE_SHRINK:
+            candidate[int(rng.integers(h)), int(rng.integers(w))] = 1
+        else:
+            kind = rng.random()
+            if kind < 0.45:  # dust
+                centre = (int(rng.integers(w)), int(rng.integers(h)))
+                cv2.circle(candidate, centre, int(rng.integers(0, 5)), 1, thickness=-1)
+            elif kind < 0.6:  # a cluster of dead pixels
+                y, x = int(rng.integers(h)), int(rng.integers(w))
+                for _ in range(int(rng.integers(1, 6))):
+                    yy = min(h - 1, max(0, y + int(rng.integers(-3, 4))))
+                    xx = min(w - 1, max(0, x + int(rng.integers(-3, 4))))
+                    candidate[yy, xx] = 1
+            else:  # a thin scratch: a gently bending polyline 1-3 px wide
+                n = int(rng.integers(2, 5))
+                x, y = rng.uniform(0, w), rng.uniform(0, h)
+                angle = rng.uniform(0, 2 * np.pi)
+                pts = [(x, y)]
+                for _ in range(n):
+                    angle += rng.uniform(-0.4, 0.4)
+                    step = rng.uniform(0.05, 0.25) * side
+                    x, y = x + step * np.cos(angle), y + step * np.sin(angle)
+                    pts.append((x, y))
+                arr = np.round(np.asarray(pts)).astype(np.int32).reshape(-1, 1, 2)
+                cv2.polylines(candidate, [arr], False, 1, thickness=int(rng.integers(1, 4)))
+        new_count = int(np.count_nonzero(candidate))
+        if new_count <= limit:
+            canvas, count, rejects = candidate, new_count, 0
+        else:
+            rejects += 1
     return canvas.astype(bool)
 
 

@@ -36,7 +36,7 @@ STAGE2_META_KEY = "stage2_file"
 TRAINER_REPAIR_NAME = "repair_generator.safetensors"
 TRAINER_OPTIMIZE_NAME = "optimize_generator.safetensors"
 #: Networks: valid context (px) kept around small holes, on every side of their box.
-NET_CONTEXT = 32
+NET_CONTEXT = 24
 REGIONS = ("band", "image")
 INTENSITY = "uint8: v/255; others: 0.1-99.9 percentile of valid pixels per plane"
 

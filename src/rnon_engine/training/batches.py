@@ -176,7 +176,7 @@ def make_sources(
     )
     schedule = CropSchedule({0: dc.crop_size, **dict(dc.crop_schedule)})
     train = TrainBatches(
-        InpaintingDataset(images, dc.mask_ratio),
+        InpaintingDataset(images, dc.mask_ratio, dc.fine_damage, dc.fine_ratio),
         batch_size,
         schedule,
         seed=config.seed,

@@ -55,6 +55,10 @@ class DataConfig:
         flips: Random horizontal flips.
         balance_sources: Give each top-level source folder the same sampling weight.
         mask_ratio: Hole ratio of the training masks, drawn uniformly in this range.
+        fine_damage: Probability that a training mask is fine damage (dust, dead pixels,
+            1-3 px scratches; :func:`rnon_engine.masks.fine_damage_mask`) instead of
+            strokes and blobs. Validation masks are never fine damage (comparable curves).
+        fine_ratio: Hole ratio range of the fine-damage masks.
         num_workers: DataLoader worker processes (0 = in the training process).
     """
 
@@ -64,6 +68,8 @@ class DataConfig:
     flips: bool = True
     balance_sources: bool = True
     mask_ratio: tuple[float, float] = (0.01, 0.6)
+    fine_damage: float = 0.0
+    fine_ratio: tuple[float, float] = (0.002, 0.03)
     num_workers: int = 0
 
     def __post_init__(self) -> None:
@@ -79,6 +85,9 @@ class DataConfig:
         _check(0 < lo <= hi, "data.scale_jitter", "must be [low, high] with 0 < low <= high")
         lo, hi = self.mask_ratio
         _check(0 < lo < hi < 1, "data.mask_ratio", "must be [low, high] with 0 < low < high < 1")
+        _check(0 <= self.fine_damage <= 1, "data.fine_damage", "must be a probability in [0, 1]")
+        lo, hi = self.fine_ratio
+        _check(0 < lo < hi < 1, "data.fine_ratio", "must be [low, high] with 0 < low < high < 1")
         _check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
 
     def crop_at(self, step: int) -> int:
