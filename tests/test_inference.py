@@ -196,18 +196,18 @@ def test_small_holes_get_compact_windows_batched_together():
     rep = CountingPad(_REPAIR)
     inp = Inpainter(rep, device="cpu", tile_size=256)
     assert (inp.margin, inp.window_multiple) == (NET_CONTEXT, NET_WINDOW_MULTIPLE)
-    # Three spots in separate 8-px cells, each box 8x8 (one cell) -> 8 + 2*32 = 72 -> 80.
+    # Three spots in separate 8-px cells, each box 8x8 (one cell): windows of 8 + 2*context
+    # px rounded up to 16 (64 with the default context of 24).
+    side = -(-(8 + 2 * NET_CONTEXT) // NET_WINDOW_MULTIPLE) * NET_WINDOW_MULTIPLE
     img = (smooth(512, 512, 3) * 255).astype(np.uint8)
     mask = _spots(512, [(100, 100), (300, 420), (452, 36)], radius=2)
     out = inp.inpaint(img, mask, stages="repair")
-    assert rep.calls == [((3, 3, 80, 80), NET_WINDOW_MULTIPLE)]  # one batch, unpadded
+    assert rep.calls == [((3, 3, side, side), NET_WINDOW_MULTIPLE)]  # one batch, unpadded
     assert np.array_equal(out[~mask], img[~mask])
-    # Each hole is the network's output on its own window, computed at 80x80.
+    # Each hole is the network's output on its own window (centred on the hole's cell).
     for cy, cx in [(100, 100), (300, 420)]:
-        ys, xs = (
-            slice(cy // 8 * 8 - 36, cy // 8 * 8 + 44),
-            slice(cx // 8 * 8 - 36, cx // 8 * 8 + 44),
-        )
+        y0, x0 = cy // 8 * 8 + 4 - side // 2, cx // 8 * 8 + 4 - side // 2
+        ys, xs = slice(y0, y0 + side), slice(x0, x0 + side)
         crop = torch.from_numpy(img[ys, xs] / 255.0).float().permute(2, 0, 1)[None]
         valid = torch.from_numpy(~mask[ys, xs])[None, None].float()
         with torch.inference_mode():
