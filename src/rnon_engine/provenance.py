@@ -22,6 +22,7 @@ from rnon_engine.errors import InputError, WeightsError
 
 __all__ = [
     "NET_CONTEXT",
+    "NET_WINDOW_MULTIPLE",
     "STAGE2_META_KEY",
     "WeightsSource",
     "build_provenance",
@@ -37,6 +38,9 @@ TRAINER_REPAIR_NAME = "repair_generator.safetensors"
 TRAINER_OPTIMIZE_NAME = "optimize_generator.safetensors"
 #: Networks: valid context (px) kept around small holes, on every side of their box.
 NET_CONTEXT = 24
+#: Networks: small-hole windows are rounded up to a multiple of this and computed at that
+#: size (``pad_to``), not padded to the U-Net's ``2**depth``.
+NET_WINDOW_MULTIPLE = 16
 REGIONS = ("band", "image")
 INTENSITY = "uint8: v/255; others: 0.1-99.9 percentile of valid pixels per plane"
 
@@ -106,6 +110,7 @@ def build_provenance(
     stage2_region: str,
     tile_size: int,
     context: int,
+    window_multiple: int,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The provenance dict of an inpainter (what outputs record), ``extra`` merged last."""
@@ -119,6 +124,7 @@ def build_provenance(
         "stage2_region": stage2_region,
         "tile_size": tile_size,
         "context": context,
+        "window_multiple": window_multiple,
         "intensity": INTENSITY,
     }
     prov.update(extra or {})
@@ -190,6 +196,7 @@ def describe(
     tile_size: int = 512,
     stage2_region: str = "band",
     margin: int | None = None,
+    window_multiple: int | None = None,
 ) -> dict[str, Any]:
     """``Inpainter.from_pretrained(name_or_path, ...).provenance``, without loading anything.
 
@@ -213,6 +220,7 @@ def describe(
         stage2_region=stage2_region,
         tile_size=tile_size,
         context=default_margin(src.method == "rnon", tile_size) if margin is None else margin,
+        window_multiple=window_multiple or (NET_WINDOW_MULTIPLE if src.method == "rnon" else 1),
         extra=src.files(),
     )
 
