@@ -88,6 +88,7 @@ class Run:
     worker_peaks: list[int] = field(default_factory=list)
     other_peak: int = 0
     digest: str = ""
+    vs_first: str = ""
     outside_ok: bool = False
 
 
@@ -172,6 +173,22 @@ def check_output(r: Run, stack: Path, mask: Path, out: Path, hole_planes: list[i
     r.digest, r.outside_ok = h.hexdigest()[:16], ok
 
 
+def compare(ref: Path, out: Path, hole_planes: list[int]) -> str:
+    """How the hole planes of ``out`` differ from those of ``ref`` (max |diff|, pixels)."""
+    import zarr
+
+    a, b = (zarr.open_array(str(p), mode="r") for p in (ref, out))
+    worst, count, planes = 0, 0, []
+    for p in hole_planes:
+        d = np.abs(a[p].astype(np.int64) - b[p].astype(np.int64))
+        if d.any():
+            worst, count = max(worst, int(d.max())), count + int(np.count_nonzero(d))
+            planes.append(p)
+    if not planes:
+        return "identical"
+    return f"max |diff| {worst}, {count} px in planes {planes}"
+
+
 def gb(n: int) -> str:
     return f"{n / 1e9:.2f}"
 
@@ -209,6 +226,7 @@ def main() -> None:
     }
     skip = {s.strip() for s in a.skip.split(",") if s.strip()}
     rows: list[Run] = []
+    first: Path | None = None  # the first run of the model: later runs are compared with it
     try:
         t0 = time.perf_counter()
         stack, mask, hole_planes = make_stack(scratch, a.planes, a.height, a.width, a.every)
@@ -220,14 +238,21 @@ def main() -> None:
             out = scratch / f"out{i}.zarr"
             r = run(name, [str(stack), "--mask", str(mask), "-o", str(out), *extra])
             check_output(r, stack, mask, out, hole_planes)
+            if name.startswith(f"{a.model},") and r.rc == 0:
+                if first is None:
+                    first = out
+                else:
+                    r.vs_first = compare(first, out, hole_planes)
             print(
                 f"{name}: {r.wall:.1f} s, rc {r.rc}, peak RSS sum {gb(r.tree_peak)} GB, driver "
                 f"{gb(r.driver_peak)}, workers {[gb(w) for w in r.worker_peaks]}, other "
-                f"{gb(r.other_peak)}; outside mask unchanged {r.outside_ok}, digest {r.digest}",
+                f"{gb(r.other_peak)}; outside mask unchanged {r.outside_ok}, digest {r.digest}"
+                f"{'; vs the first run: ' + r.vs_first if r.vs_first else ''}",
                 flush=True,
             )
             rows.append(r)
-            shutil.rmtree(out, ignore_errors=True)
+            if out != first:
+                shutil.rmtree(out, ignore_errors=True)
     finally:
         if not a.keep:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -269,8 +294,17 @@ def main() -> None:
     if same:
         body.append(
             f"\nThe {a.model} runs' hole planes are "
-            + ("identical across executors." if len(same) == 1 else "**not identical**.")
+            + ("identical across executors." if len(same) == 1 else "**not identical**:")
         )
+        for r in rows:
+            if r.vs_first and r.vs_first != "identical":
+                body.append(f"- {r.name} vs the first {a.model} run: {r.vs_first}.")
+        if len(same) > 1:
+            body.append(
+                "\nDask workers run torch with one thread each, the single process with "
+                "the machine's threads: another float summation order can flip the rounding "
+                "of a pixel by one grey level."
+            )
     body.append(
         f"\nHole-free blocks ({a.every - 1} planes in {a.every}) are copied, not computed. "
         "Peak RSS sum: the largest sum over the process tree at one instant (0.1 s samples); "
