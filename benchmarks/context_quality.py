@@ -81,6 +81,10 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=640)
     ap.add_argument("--contexts", type=int, nargs="+", default=[16, 24, 32])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--weights", default="default", help="the model: 'default' or a repair-generator file"
+    )
+    ap.add_argument("--stage2", help="optimize-generator file to pair with --weights")
     ap.add_argument("--out", help="Markdown file to write the table to")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -92,10 +96,14 @@ def main() -> None:
         names = {p.name for p in paths}
         paths += [p for p in found if p.name not in names]
     variants = {
-        "padded": Inpainter.from_pretrained("default", "cpu", window_multiple=256, margin=64)
+        "padded": Inpainter.from_pretrained(
+            args.weights, "cpu", stage2=args.stage2, window_multiple=256, margin=64
+        )
     }
     for c in args.contexts:
-        variants[f"context {c}"] = Inpainter.from_pretrained("default", "cpu", margin=c)
+        variants[f"context {c}"] = Inpainter.from_pretrained(
+            args.weights, "cpu", stage2=args.stage2, margin=c
+        )
     for m in ("telea", "biharmonic"):
         variants[m] = Inpainter.from_pretrained(m)
     res: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
@@ -119,7 +127,7 @@ def main() -> None:
                 )
         print(f"{used}/{args.limit} {path.name}", flush=True)
     lines = [
-        f"{used} pictures (longer side {args.side} px), default model, both stages, CPU "
+        f"{used} pictures (longer side {args.side} px), model {args.weights}, both stages, CPU "
         f"{args.threads} thread(s).",
         "",
         "| damage | windows | hole PSNR (dB) | vs padded (dB) | SSIM | time (s) |",
