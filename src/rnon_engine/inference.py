@@ -54,6 +54,7 @@ from rnon_engine.errors import Cancelled, InputError
 from rnon_engine.intensity import IntensityMap, check_dtype, intensity_map
 from rnon_engine.provenance import (  # noqa: F401  (constants kept importable from here)
     NET_CONTEXT,
+    NET_WINDOW_COST,
     NET_WINDOW_MULTIPLE,
     STAGE2_META_KEY,
     TRAINER_OPTIMIZE_NAME,
@@ -69,9 +70,6 @@ from rnon_engine.tiling import TilePlan, Window, gaussian_weights, plan_tiles
 __all__ = ["Inpainter", "describe", "list_methods", "resolve_device"]
 
 _STAGES = ("both", "repair", "optimize")
-#: Networks: the fixed cost of one more small window, in px² (holes share a window when
-#: that costs less than this plus the area it adds).
-NET_WINDOW_COST = 32 * 32
 
 
 def list_methods() -> list[str]:

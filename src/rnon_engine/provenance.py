@@ -22,6 +22,7 @@ from rnon_engine.errors import InputError, WeightsError
 
 __all__ = [
     "NET_CONTEXT",
+    "NET_WINDOW_COST",
     "NET_WINDOW_MULTIPLE",
     "STAGE2_META_KEY",
     "WeightsSource",
@@ -41,6 +42,9 @@ NET_CONTEXT = 24
 #: Networks: small-hole windows are rounded up to a multiple of this and computed at that
 #: size (``pad_to``), not padded to the U-Net's ``2**depth``.
 NET_WINDOW_MULTIPLE = 16
+#: Networks: the fixed cost of one more small window, in px² (holes share a window when
+#: that costs less than this plus the area it adds).
+NET_WINDOW_COST = 32 * 32
 REGIONS = ("band", "image")
 INTENSITY = "uint8: v/255; others: 0.1-99.9 percentile of valid pixels per plane"
 
