@@ -2,7 +2,7 @@
 
 Trains on synthetic 16-bit fluorescence planes (:func:`rnon_engine.samples.fluorescence_planes`,
 seed 1), evaluates on held-out planes (seed 2, never seen in training) with the paper's
-four hole-ratio buckets (:func:`rnon_engine.masks.make_eval_masks`, seed 0), before and
+four hole-ratio buckets (:func:`rnon_engine.train.masks.make_eval_masks`, seed 0), before and
 after fine-tuning, beside OpenCV Telea / Navier-Stokes and scikit-image biharmonic::
 
     python benchmarks/bench_finetune.py --init BASE.safetensors --minutes 5 --out DIR
@@ -27,7 +27,7 @@ import numpy as np
 
 
 def _unit(truth: np.ndarray, values: np.ndarray) -> np.ndarray:
-    from rnon_engine.intensity import intensity_map
+    from rnon_engine.inference.intensity import intensity_map
 
     return intensity_map(truth, np.ones(truth.shape, bool)).to_unit(values).astype(np.float64)
 
@@ -85,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from rnon_engine.finetune import finetune
-    from rnon_engine.inference import Inpainter
-    from rnon_engine.masks import make_eval_masks
+    from rnon_engine.inference.inpainter import Inpainter
     from rnon_engine.samples import fluorescence_planes
+    from rnon_engine.train.finetune import finetune
+    from rnon_engine.train.masks import make_eval_masks
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)

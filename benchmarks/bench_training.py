@@ -1,6 +1,6 @@
 """Training throughput (samples per second) of the trainer's configurations.
 
-Measures, with the real :class:`rnon_engine.training.Trainer` and batch sources (seeded
+Measures, with the real :class:`rnon_engine.train.Trainer` and batch sources (seeded
 crops, scale jitter, flips and free-form masks from ``make_sources``) on synthetic images
 written to a temporary folder:
 
@@ -64,7 +64,7 @@ def synthetic_images(folder: Path, n: int = 12, side: int = 384, seed: int = 0) 
 
 
 def _config(name: str, overrides: dict):
-    from rnon_engine.training.config import config_path, load_config
+    from rnon_engine.train.config import config_path, load_config
 
     return load_config(config_path(name), overrides)
 
@@ -82,8 +82,8 @@ def measure(
     repair_weights: Path | None = None,
 ) -> dict:
     """Warm up, then time ``steps`` trainer steps; returns the figures of one row."""
-    from rnon_engine.training.batches import make_sources
-    from rnon_engine.training.trainer import Trainer
+    from rnon_engine.train.batches import make_sources
+    from rnon_engine.train.trainer import Trainer
 
     ov = {"data.crop_size": crop, "data.crop_schedule": [], **(overrides or {})}
     config = _config(config_name, ov)
@@ -129,7 +129,7 @@ def measure(
 def _paper_features() -> dict:
     """``*_weights: random`` overrides when the ImageNet weights are not in the cache."""
     from rnon_engine.errors import RnonError
-    from rnon_engine.features import imagenet_weights_file
+    from rnon_engine.train.features import imagenet_weights_file
 
     try:
         for kind in ("vgg16", "vgg19", "densenet121"):

@@ -72,7 +72,7 @@ def hole_psnr(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:
 def main() -> None:
     import torch
 
-    from rnon_engine.inference import Inpainter
+    from rnon_engine.inference.inpainter import Inpainter
     from rnon_engine.metrics import ssim
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -18,7 +18,7 @@ import zarr
 from rnon_engine.batch.cli import build_parser, main
 from rnon_engine.batch.io import default_axes, describe_input, describe_mask
 from rnon_engine.batch.plan import make_blocks, scan_holes
-from rnon_engine.inference import Inpainter
+from rnon_engine.inference.inpainter import Inpainter
 
 RNG = np.random.default_rng(0)
 TELEA = ["--model", "telea", "--no-progress"]

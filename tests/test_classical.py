@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from rnon_engine import InputError
-from rnon_engine.classical import CLASSICAL_METHODS, fill, inpaint
-from rnon_engine.inference import Inpainter
-from rnon_engine.tiling import plan_tiles
+from rnon_engine.inference.classical import CLASSICAL_METHODS, fill, inpaint
+from rnon_engine.inference.inpainter import Inpainter
+from rnon_engine.inference.tiling import plan_tiles
 
 
 def smooth(h, w):

@@ -16,7 +16,7 @@ import pytest
 import zarr
 
 from rnon_engine.batch.cli import main
-from rnon_engine.inference import Inpainter
+from rnon_engine.inference.inpainter import Inpainter
 
 SHAPE = (3, 64, 64)
 TELEA = ["--model", "telea", "--no-progress"]

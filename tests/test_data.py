@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from rnon_engine.data import (
+from rnon_engine.errors import InputError
+from rnon_engine.train.data import (
     CropSchedule,
     ImageFolderDataset,
     InpaintingDataset,
@@ -21,7 +22,6 @@ from rnon_engine.data import (
     source_weights,
     to_unit_float,
 )
-from rnon_engine.errors import InputError
 
 
 def _rgb(h, w, seed=0):
@@ -77,7 +77,7 @@ def test_to_unit_float_rules():
 
 
 def test_dataset_lists_recursively_and_skips_corrupt(folder, caplog):
-    with caplog.at_level(logging.WARNING, logger="rnon_engine.data"):
+    with caplog.at_level(logging.WARNING, logger="rnon_engine.train.data"):
         ds = ImageFolderDataset(folder, crop_size=16)
     names = sorted(p.name for p in ds.paths)
     assert names == ["gray.png", "rgba.png", "top.png", "w.webp", "x.png", "y.jpg", "z16.tif"]
@@ -156,7 +156,7 @@ def test_file_failing_at_decode_is_replaced_with_warning(tmp_path, caplog):
     ds = ImageFolderDataset(tmp_path, crop_size=8)
     data = (tmp_path / "a.png").read_bytes()
     (tmp_path / "a.png").write_bytes(data[:60])  # header intact, pixels truncated
-    with caplog.at_level(logging.WARNING, logger="rnon_engine.data"):
+    with caplog.at_level(logging.WARNING, logger="rnon_engine.train.data"):
         s = ds[0]
     assert s["index"] == 1
     assert any("a.png" in r.getMessage() for r in caplog.records)

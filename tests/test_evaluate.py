@@ -13,8 +13,8 @@ import torch
 from training import evaluate as ev
 
 from rnon_engine import create_model, save_weights
-from rnon_engine.masks import BUCKETS, load_eval_masks, make_eval_masks
-from rnon_engine.weights import file_sha256
+from rnon_engine.nn.weights import file_sha256
+from rnon_engine.train.masks import BUCKETS, load_eval_masks, make_eval_masks
 
 SIZE = 64
 

@@ -11,9 +11,21 @@ import tifffile
 import torch
 import yaml
 
-from rnon_engine.data import ImageFolderDataset
 from rnon_engine.errors import Cancelled, ConfigError, InputError, WeightsError
-from rnon_engine.finetune import (
+from rnon_engine.inference.intensity import intensity_map
+from rnon_engine.nn.registry import create_model
+from rnon_engine.nn.weights import load_model, read_metadata, save_weights
+from rnon_engine.samples import fluorescence_planes
+from rnon_engine.train.batches import FixedBatches, make_sources
+from rnon_engine.train.config import (
+    CONFIG_DIR,
+    config_path,
+    config_to_dict,
+    load_config,
+    read_config,
+)
+from rnon_engine.train.data import ImageFolderDataset
+from rnon_engine.train.finetune import (
     WEIGHTS_DIR_ENV,
     check_exclude,
     finetune,
@@ -23,20 +35,8 @@ from rnon_engine.finetune import (
     user_weights_dir,
     write_training_folder,
 )
-from rnon_engine.intensity import intensity_map
-from rnon_engine.registry import create_model
-from rnon_engine.samples import fluorescence_planes
-from rnon_engine.training.batches import FixedBatches, make_sources
-from rnon_engine.training.config import (
-    CONFIG_DIR,
-    config_path,
-    config_to_dict,
-    load_config,
-    read_config,
-)
-from rnon_engine.training.losses_adapter import build_stage_loss
-from rnon_engine.training.trainer import Trainer
-from rnon_engine.weights import load_model, read_metadata, save_weights
+from rnon_engine.train.losses_adapter import build_stage_loss
+from rnon_engine.train.trainer import Trainer
 
 # Small and fast: 32-pixel crops, a 4-level network, no feature networks.
 TINY = {
@@ -302,7 +302,7 @@ def test_write_training_folder_layout(tmp_path):
 
 def _fixed_loss(model, folder: Path, cfg) -> float:
     images = ImageFolderDataset(folder, crop_size=32, scale_jitter=None, hflip=False)
-    from rnon_engine.data import InpaintingDataset
+    from rnon_engine.train.data import InpaintingDataset
 
     fixed = FixedBatches(InpaintingDataset(images, (0.1, 0.4)), 4, 32, 8, seed=7)
     loss = build_stage_loss("repair", cfg.repair.loss)

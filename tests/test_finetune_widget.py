@@ -16,10 +16,10 @@ from qtpy.QtCore import QTimer  # noqa: E402
 from napari_rnon._finetune import FinetuneWidget  # noqa: E402
 from napari_rnon._widget import RNON_METHODS, InpaintWidget  # noqa: E402
 from rnon_engine.errors import Cancelled  # noqa: E402
-from rnon_engine.finetune import WEIGHTS_DIR_ENV  # noqa: E402
-from rnon_engine.registry import create_model  # noqa: E402
+from rnon_engine.nn.registry import create_model  # noqa: E402
+from rnon_engine.nn.weights import read_metadata, save_weights  # noqa: E402
 from rnon_engine.samples import fluorescence_planes  # noqa: E402
-from rnon_engine.weights import read_metadata, save_weights  # noqa: E402
+from rnon_engine.train.finetune import WEIGHTS_DIR_ENV  # noqa: E402
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000

@@ -9,7 +9,7 @@ from torch import nn
 
 import rnon_engine
 from rnon_engine import Cancelled, InputError, WeightsError, create_model, save_weights
-from rnon_engine.inference import Inpainter, list_methods
+from rnon_engine.inference.inpainter import Inpainter, list_methods
 
 torch.manual_seed(0)
 _REPAIR = create_model("rnon-repair", width=0.125, depth=5)
@@ -148,13 +148,13 @@ def test_hole_straddling_tiles_shows_no_seam(monkeypatch):
     mask[40:56, :] = True  # a band crossing every tile border
     identity_opt = create_model("rnon-optimize", width=0.125, blocks=1)  # identity at init
     inp = Inpainter(_REPAIR, identity_opt, device="cpu", tile_size=64, margin=8, overlap=16)
-    from rnon_engine.tiling import plan_tiles
+    from rnon_engine.inference.tiling import plan_tiles
 
     windows = plan_tiles(mask, 64, 8, 16, multiple=32).windows
     assert len({w.x0 for w in windows}) > 3
     assert _seam_score(inp.inpaint(img, mask), mask, windows) < 2.5
     # The check can fail: plain averaging (no Gaussian weights) leaves seams.
-    import rnon_engine.inference as inference
+    import rnon_engine.inference.inpainter as inference
 
     monkeypatch.setattr(inference, "gaussian_weights", lambda shape: np.ones(shape, np.float32))
     hard = inp.inpaint(img, mask)
@@ -191,7 +191,7 @@ def _spots(size, centres, radius=3):
 
 
 def test_small_holes_get_compact_windows_batched_together():
-    from rnon_engine.inference import NET_CONTEXT, NET_WINDOW_MULTIPLE
+    from rnon_engine.inference.inpainter import NET_CONTEXT, NET_WINDOW_MULTIPLE
 
     rep = CountingPad(_REPAIR)
     inp = Inpainter(rep, device="cpu", tile_size=256)
@@ -334,7 +334,7 @@ def test_stage2_band_vs_image():
 
 def test_stage2_band_boxes_equal_stage2_over_the_whole_window():
     """Stage 2 on one box per hole group (plus halo) gives what it gives on the whole window."""
-    from rnon_engine.inference import _band_boxes
+    from rnon_engine.inference.inpainter import _band_boxes
 
     opt = create_model("rnon-optimize", width=0.125, blocks=2)
     torch.manual_seed(3)

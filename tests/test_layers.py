@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnon_engine.errors import InputError
-from rnon_engine.layers import PartialConv2d
+from rnon_engine.nn.partial_conv import PartialConv2d
 
 
 def _random_mask(n: int, c: int, h: int, w: int, p_hole: float = 0.4) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Tests of rnon_engine.losses and rnon_engine.features (random-init feature nets, 64² images)."""
+"""Tests of rnon_engine.train.losses and rnon_engine.train.features (random-init feature nets, 64² images)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import torch
 from skimage.metrics import structural_similarity
 
 from rnon_engine.errors import ConfigError, InputError, WeightsError
-from rnon_engine.features import (
+from rnon_engine.train.features import (
     FEATURE_LAYERS,
     FeatureWeightsWarning,
     build_feature_extractor,
     imagenet_weights_file,
 )
-from rnon_engine.losses import (
+from rnon_engine.train.losses import (
     OptimizeLoss,
     OptimizeLossWeights,
     RepairLoss,

@@ -8,7 +8,7 @@ import tifffile
 from PIL import Image
 
 from rnon_engine.errors import InputError
-from rnon_engine.masks import (
+from rnon_engine.train.masks import (
     BUCKETS,
     bucket_mask,
     fine_damage_mask,

@@ -11,7 +11,7 @@ from torch import nn
 
 import rnon_engine
 from rnon_engine import ConfigError, InputError, create_model, list_models, register_model
-from rnon_engine.registry import get_spec
+from rnon_engine.nn.registry import get_spec
 
 DEVICES = [
     "cpu",

@@ -10,7 +10,7 @@ import pytest
 
 from rnon_engine import create_model, save_weights
 from rnon_engine.errors import InputError, WeightsError
-from rnon_engine.inference import Inpainter, describe
+from rnon_engine.inference.inpainter import Inpainter, describe
 
 
 def tiny(kind: str):
@@ -97,7 +97,7 @@ def test_describe_refuses_what_from_pretrained_refuses(tmp_path):
 def test_describe_and_the_batch_driver_do_not_import_torch(trainer_run):
     code = (
         "import sys\n"
-        "from rnon_engine.provenance import describe\n"
+        "from rnon_engine.inference.provenance import describe\n"
         "import rnon_engine.batch.run, rnon_engine.batch.cli\n"
         f"describe('default'); describe({str(trainer_run / 'repair_generator.safetensors')!r})\n"
         "print('torch' in sys.modules)\n"

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnon_engine.tiling import block_any, gaussian_weights, plan_tiles
+from rnon_engine.inference.tiling import block_any, gaussian_weights, plan_tiles
 
 
 def _coverage(plan, hole):

@@ -18,15 +18,15 @@ from skimage import io
 
 from rnon_engine import load_model
 from rnon_engine.errors import ConfigError
-from rnon_engine.training.batches import make_sources
-from rnon_engine.training.config import (
+from rnon_engine.train.batches import make_sources
+from rnon_engine.train.config import (
     CONFIG_DIR,
     config_from_dict,
     config_path,
     config_to_dict,
     load_config,
 )
-from rnon_engine.training.trainer import DistInfo, Trainer
+from rnon_engine.train.trainer import DistInfo, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,7 +108,7 @@ def test_packaged_configs_load_and_round_trip(name):
 def test_config_names_resolve_to_the_packaged_files(tmp_path):
     from training.run import resolve_config_path
 
-    assert CONFIG_DIR.parent.name == "training" and CONFIG_DIR.parent.parent.name == "rnon_engine"
+    assert CONFIG_DIR.parent.name == "train" and CONFIG_DIR.parent.parent.name == "rnon_engine"
     for name in ("paper", "cpu-lite", "finetune"):
         assert resolve_config_path(name) == config_path(name) == CONFIG_DIR / f"{name}.yaml"
     own = tmp_path / "paper"  # a file path wins over a packaged name

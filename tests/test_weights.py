@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from rnon_engine import WeightsError, create_model, load_model, read_metadata, save_weights
-from rnon_engine.weights import FORMAT_VERSION, file_sha256
+from rnon_engine.nn.weights import FORMAT_VERSION, file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 

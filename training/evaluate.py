@@ -10,7 +10,7 @@ Protocol (also written into ``docs/evaluation.md``):
 
 Images
     Every file under ``--data`` (recursive, sorted by relative path, hidden entries skipped)
-    that :func:`rnon_engine.data.read_image` reads (PNG, JPEG, TIFF, WebP, BMP; 8/16-bit;
+    that :func:`rnon_engine.train.data.read_image` reads (PNG, JPEG, TIFF, WebP, BMP; 8/16-bit;
     grayscale replicated to RGB, alpha dropped). Each is brought to ``size×size``: resized
     so its *shorter* side is ``size`` (OpenCV ``INTER_AREA`` when shrinking,
     ``INTER_CUBIC`` when enlarging), then centre-cropped, then quantised to 8 bits
@@ -19,7 +19,7 @@ Images
     Unreadable files are reported and skipped.
 
 Masks
-    :func:`rnon_engine.masks.make_eval_masks`: ``per_bucket`` fixed, seeded irregular masks
+    :func:`rnon_engine.train.masks.make_eval_masks`: ``per_bucket`` fixed, seeded irregular masks
     in each of the paper's four hole-ratio buckets (0.01,0.25], (0.25,0.40], (0.40,0.50],
     (0.50,0.60]; mask ``i`` of a bucket depends only on ``(seed, bucket, i)``. They are
     written to ``OUT/masks`` (or read from / written to ``--masks DIR``, which is checked
@@ -175,7 +175,7 @@ def list_image_files(folder: str | Path) -> list[Path]:
     Raises:
         InputError: The folder does not exist or holds no image file.
     """
-    from rnon_engine.data import IMAGE_EXTENSIONS
+    from rnon_engine.train.data import IMAGE_EXTENSIONS
 
     root = Path(folder)
     if not root.is_dir():
@@ -202,7 +202,7 @@ def prepare_image(image: np.ndarray, size: int) -> np.ndarray:
     (the extra pixel of an odd excess goes to the bottom/right), quantise ``round(255·x)``.
 
     Args:
-        image: ``(H, W, 3)`` float in [0, 1] (as from :func:`rnon_engine.data.read_image`).
+        image: ``(H, W, 3)`` float in [0, 1] (as from :func:`rnon_engine.train.data.read_image`).
         size: Side of the result.
 
     Returns:
@@ -230,7 +230,7 @@ def load_images(folder: str | Path, size: int) -> tuple[list[EvalImage], list[st
     Raises:
         InputError: No image under the folder could be read.
     """
-    from rnon_engine.data import read_image
+    from rnon_engine.train.data import read_image
 
     root = Path(folder)
     images: list[EvalImage] = []
@@ -692,7 +692,7 @@ def _check_args(args: argparse.Namespace) -> list[str]:
 
 def _load_rnon(args: argparse.Namespace) -> Any:
     """The RNON inpainter (band or the requested region)."""
-    from rnon_engine.inference import Inpainter
+    from rnon_engine.inference.inpainter import Inpainter
 
     return Inpainter.from_pretrained(
         args.weights,
@@ -705,7 +705,7 @@ def _load_rnon(args: argparse.Namespace) -> Any:
 
 def _rnon_methods(args: argparse.Namespace, inp: Any) -> tuple[list[MethodSpec], str]:
     """RNON rows and the sentence that says what stage 2 did."""
-    from rnon_engine.inference import Inpainter
+    from rnon_engine.inference.inpainter import Inpainter
 
     has2 = inp.optimize is not None
     if args.stages == "repair":
@@ -773,8 +773,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
-    from rnon_engine.inference import Inpainter
-    from rnon_engine.masks import BUCKETS, get_eval_masks, make_eval_masks, save_eval_masks
+    from rnon_engine.inference.inpainter import Inpainter
+    from rnon_engine.train.masks import BUCKETS, get_eval_masks, make_eval_masks, save_eval_masks
 
     classical = _check_args(args)
     inp = _load_rnon(args)

@@ -24,8 +24,8 @@ def package(run: Path, corpus: Path | None = None) -> tuple[Path, Path]:
     """Write the default weights from ``run``; returns their paths."""
     import torch
 
+    from rnon_engine.nn.weights import load_model, save_weights
     from rnon_engine.pretrained import DIRECTORY, OPTIMIZE_FILE, REPAIR_FILE
-    from rnon_engine.weights import load_model, save_weights
 
     repair_path = run / "weights" / "repair_generator.safetensors"
     optimize_path = run / "weights" / "optimize_generator.safetensors"

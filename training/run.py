@@ -79,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config_path(name: str) -> Path:
-    """A path, or the name of a packaged config (``rnon_engine/training/configs/``)."""
-    from rnon_engine.training.config import config_path
+    """A path, or the name of a packaged config (``rnon_engine/train/configs/``)."""
+    from rnon_engine.train.config import config_path
 
     return config_path(name)
 
@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from rnon_engine.training.batches import make_sources
-    from rnon_engine.training.config import load_config
-    from rnon_engine.training.trainer import Trainer, setup_distributed
+    from rnon_engine.train.batches import make_sources
+    from rnon_engine.train.config import load_config
+    from rnon_engine.train.trainer import Trainer, setup_distributed
 
     config = load_config(resolve_config_path(args.config), parse_overrides(args.set))
     if args.threads:
@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     stages = ["repair", "optimize"] if args.stage == "both" else [args.stage]
     start_step = 0
     if args.continue_from is not None:
-        from rnon_engine.weights import read_metadata
+        from rnon_engine.nn.weights import read_metadata
 
         if len(stages) != 1 or init is not None or args.resume:
             raise RnonError("--continue-from needs one --stage and no --init or --resume")

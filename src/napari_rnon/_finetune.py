@@ -2,9 +2,9 @@
 
 Choose image layers (2-D, stacks, RGB, the channel layers of a multichannel image),
 optionally a Labels layer of bad pixels to keep out of training (e.g. the repair mask), a
-time budget and a name. Training runs :func:`rnon_engine.finetune.finetune` in a napari
+time budget and a name. Training runs :func:`rnon_engine.train.finetune.finetune` in a napari
 worker thread (progress bar, live loss, Cancel; see :mod:`napari_rnon._worker`); the
-weights are saved as ``<name>.safetensors`` in :func:`rnon_engine.finetune.user_weights_dir`,
+weights are saved as ``<name>.safetensors`` in :func:`rnon_engine.train.finetune.user_weights_dir`,
 and every open Inpaint widget lists and selects them. torch and the engine are imported
 when the widget is created or run, never when napari reads the manifest.
 """
@@ -59,7 +59,7 @@ class FinetuneWidget(WorkerMixin, Container):
     _cancelled_message = "Fine-tuning cancelled; no weights were saved."
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from rnon_engine.finetune import user_weights_dir
+        from rnon_engine.train.finetune import user_weights_dir
 
         # The relay carries (step, total, loss) from the training thread.
         self._init_worker(int, int, float, on_progress=self._on_progress)
@@ -153,7 +153,7 @@ class FinetuneWidget(WorkerMixin, Container):
         import numpy as np
 
         from rnon_engine.errors import InputError
-        from rnon_engine.finetune import _NAME_RE, check_exclude, user_weights_dir
+        from rnon_engine.train.finetune import _NAME_RE, check_exclude, user_weights_dir
 
         layers = [ly for ly in (self._images.value or []) if ly in self._viewer.layers]
         if not layers:
@@ -219,7 +219,7 @@ class FinetuneWidget(WorkerMixin, Container):
 
     # ---------------------------------------------------- worker (other thread)
     def _work(self, job: dict[str, Any]) -> Path:
-        from rnon_engine.finetune import finetune
+        from rnon_engine.train.finetune import finetune
 
         return finetune(
             job["images"],
@@ -286,9 +286,9 @@ def _preload() -> None:
         import torch.utils.tensorboard  # noqa: F401
         import torchvision  # noqa: F401
 
-        import rnon_engine.finetune  # noqa: F401
-        import rnon_engine.losses  # noqa: F401
-        import rnon_engine.training.trainer  # noqa: F401
+        import rnon_engine.train.finetune  # noqa: F401
+        import rnon_engine.train.losses  # noqa: F401
+        import rnon_engine.train.trainer  # noqa: F401
     finally:
         if blocked and sys.modules.get("triton", 0) is None:
             del sys.modules["triton"]

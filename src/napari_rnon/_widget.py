@@ -76,7 +76,7 @@ def register_weights(path: str | Path) -> None:
 
 def _saved_weights_choices(_widget: Any = None) -> list[tuple[str, str]]:
     """Weights in the user weights folder (fine-tuned models), newest first."""
-    from rnon_engine.finetune import list_user_weights
+    from rnon_engine.train.finetune import list_user_weights
 
     return [(p.stem, str(p)) for p in list_user_weights()]
 
@@ -120,7 +120,7 @@ def available_devices() -> list[str]:
 
 def load_inpainter(settings: EngineSettings) -> Any:
     """Build the engine's Inpainter for ``settings`` (runs in the worker thread)."""
-    from rnon_engine.inference import Inpainter
+    from rnon_engine.inference.inpainter import Inpainter
 
     return Inpainter.from_pretrained(
         name_or_path=settings.name_or_path,

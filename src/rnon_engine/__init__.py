@@ -1,8 +1,8 @@
 """napari-rnon's engine: RNON networks, losses, training, inference. No GUI imports here."""
 
 from rnon_engine.errors import Cancelled, ConfigError, InputError, RnonError, WeightsError
-from rnon_engine.registry import create_model, list_models, register_model
-from rnon_engine.weights import load_model, read_metadata, save_weights
+from rnon_engine.nn.registry import create_model, list_models, register_model
+from rnon_engine.nn.weights import load_model, read_metadata, save_weights
 
 __version__ = "0.1.0.dev0"
 
@@ -26,7 +26,7 @@ __all__ = [
 
 def __getattr__(name: str):  # lazy: importing the package stays cheap
     if name in ("Inpainter", "list_methods"):
-        from rnon_engine import inference
+        from rnon_engine.inference import inpainter
 
-        return getattr(inference, name)
+        return getattr(inpainter, name)
     raise AttributeError(f"module 'rnon_engine' has no attribute {name!r}")

@@ -31,7 +31,7 @@ def before_after(image: np.ndarray, mask: np.ndarray, repaired: np.ndarray) -> n
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m rnon_engine.demo``."""
     from rnon_engine.errors import RnonError
-    from rnon_engine.inference import Inpainter, list_methods
+    from rnon_engine.inference.inpainter import Inpainter, list_methods
     from rnon_engine.samples import damaged_photo
 
     parser = argparse.ArgumentParser(prog="python -m rnon_engine.demo", description=__doc__)

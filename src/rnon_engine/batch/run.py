@@ -9,7 +9,7 @@ name, weights hash and settings, so a model is loaded once per worker process.
 
 The driver (this process) never builds a network for a run on dask workers, nor imports
 torch: the provenance and the early refusal of bad weights files come from the files'
-metadata (:func:`rnon_engine.provenance.describe`). Before the first write, every worker
+metadata (:func:`rnon_engine.inference.provenance.describe`). Before the first write, every worker
 (or, without dask, this process) loads the model, so weights or a device that cannot be
 loaded stop the run with nothing written.
 
@@ -148,7 +148,7 @@ class ModelSpec:
 
     def build(self) -> Any:
         """Load the inpainter (no cache)."""
-        from rnon_engine.inference import Inpainter
+        from rnon_engine.inference.inpainter import Inpainter
 
         return Inpainter.from_pretrained(
             self.name, self.device, stage2=self.stage2, tile_size=self.tile, threads=self.threads
@@ -674,7 +674,7 @@ def _model_spec(opts: BatchOptions) -> tuple[ModelSpec, dict[str, Any]]:
     work; the networks are built (and the device checked) only where blocks run, see
     :meth:`_Pool.load`. This process never imports torch for it.
     """
-    from rnon_engine.provenance import describe
+    from rnon_engine.inference.provenance import describe
 
     prov = _json_safe(describe(opts.model, stage2=opts.stage2, tile_size=opts.tile))
     key = fingerprint(

@@ -13,8 +13,8 @@ What :meth:`Inpainter.inpaint` guarantees:
 - Bad input is refused with :class:`~rnon_engine.errors.InputError` before any work; an
   empty mask returns a copy at once without running anything.
 - Intensities are mapped to [0, 1] once per plane from its valid pixels
-  (:mod:`rnon_engine.intensity`) and back with rounding and clipping.
-- Only windows that hold hole pixels are computed (:mod:`rnon_engine.tiling`), in batches;
+  (:mod:`rnon_engine.inference.intensity`) and back with rounding and clipping.
+- Only windows that hold hole pixels are computed (:mod:`rnon_engine.inference.tiling`), in batches;
   ``progress(done, total)`` is called after every window and ``cancel()`` is checked
   before every batch (it raises :class:`~rnon_engine.errors.Cancelled`).
 - Small holes (up to ``tile_size - 2*margin`` across) get windows of their own size plus
@@ -47,12 +47,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnon_engine.classical import CLASSICAL_METHODS
-from rnon_engine.classical import WINDOW_COST as classical_window_cost
-from rnon_engine.classical import fill as classical_fill
 from rnon_engine.errors import Cancelled, InputError
-from rnon_engine.intensity import IntensityMap, check_dtype, intensity_map
-from rnon_engine.provenance import (  # noqa: F401  (constants kept importable from here)
+from rnon_engine.inference.classical import CLASSICAL_METHODS
+from rnon_engine.inference.classical import WINDOW_COST as classical_window_cost
+from rnon_engine.inference.classical import fill as classical_fill
+from rnon_engine.inference.intensity import IntensityMap, check_dtype, intensity_map
+from rnon_engine.inference.provenance import (  # noqa: F401  (constants kept importable from here)
     NET_CONTEXT,
     NET_WINDOW_COST,
     NET_WINDOW_MULTIPLE,
@@ -65,7 +65,7 @@ from rnon_engine.provenance import (  # noqa: F401  (constants kept importable f
     describe,
     resolve_weights,
 )
-from rnon_engine.tiling import TilePlan, Window, gaussian_weights, plan_tiles
+from rnon_engine.inference.tiling import TilePlan, Window, gaussian_weights, plan_tiles
 
 __all__ = ["Inpainter", "describe", "list_methods", "resolve_device"]
 
@@ -203,10 +203,10 @@ class Inpainter:
                 moved there.
             tile_size: Largest window side in pixels.
             margin: Valid context around small (packed) holes (default
-                :data:`NET_CONTEXT` for the networks, :data:`rnon_engine.classical.CONTEXT`
+                :data:`NET_CONTEXT` for the networks, :data:`rnon_engine.inference.classical.CONTEXT`
                 for the classical methods). Each small hole gets its own window unless
                 sharing one is cheaper (``window_cost`` in
-                :func:`rnon_engine.tiling.plan_tiles`).
+                :func:`rnon_engine.inference.tiling.plan_tiles`).
             overlap: Overlap of blended windows over large holes (default ``tile_size // 4``).
             batch_size: Windows per forward call (default 1 on the CPU, 8 on a GPU); small
                 windows of one size are batched further, up to ``tile_size²`` pixels.
@@ -324,7 +324,7 @@ class Inpainter:
             InputError: Unknown method name or device.
             WeightsError: A weights file is missing, foreign, corrupt or of the wrong model.
         """
-        from rnon_engine.weights import load_model
+        from rnon_engine.nn.weights import load_model
 
         text = os.fspath(name_or_path)
         if text in CLASSICAL_METHODS:
@@ -685,7 +685,7 @@ def _band_boxes(hole: np.ndarray, halo: int) -> list[tuple[slice, slice]]:
     """
     from scipy import ndimage
 
-    from rnon_engine.tiling import block_any
+    from rnon_engine.inference.tiling import block_any
 
     h, w = hole.shape
     cell = 8

@@ -2,7 +2,7 @@
 
 One :class:`Trainer` trains one stage. Stage 2 trains on the outputs of a frozen stage-1
 generator. Each step's batch is a pure function of ``(seed, step)`` (see
-:class:`~rnon_engine.training.batches.BatchSource`), so a run that is stopped and resumed
+:class:`~rnon_engine.train.batches.BatchSource`), so a run that is stopped and resumed
 from its checkpoint continues exactly as if it had never stopped.
 
 Data-parallel training: launched with ``torchrun``, every process takes its share of each
@@ -31,10 +31,10 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from rnon_engine.errors import ConfigError
-from rnon_engine.registry import create_model
-from rnon_engine.training.batches import BatchSource
-from rnon_engine.training.config import StageConfig, TrainConfig, config_to_dict
-from rnon_engine.weights import load_model, save_weights
+from rnon_engine.nn.registry import create_model
+from rnon_engine.nn.weights import load_model, save_weights
+from rnon_engine.train.batches import BatchSource
+from rnon_engine.train.config import StageConfig, TrainConfig, config_to_dict
 
 __all__ = ["Trainer", "DistInfo", "setup_distributed", "resolve_device", "STAGES"]
 
@@ -141,7 +141,7 @@ class Trainer:
             widget) importing triton next to an OpenGL context crashed, so it passes False.
 
     The stage's ``trainable`` patterns select the generator parameters that train (see
-    :class:`~rnon_engine.training.config.StageConfig`); the others are frozen.
+    :class:`~rnon_engine.train.config.StageConfig`); the others are frozen.
     """
 
     def __init__(
@@ -285,7 +285,7 @@ class Trainer:
         with self._autocast():
             out, _ = self._forward(image, valid)
         if self.use_adv:
-            from rnon_engine.losses import discriminator_loss
+            from rnon_engine.train.losses import discriminator_loss
 
             with self._autocast():
                 d_real = self.d(image)
@@ -606,6 +606,6 @@ def _freeze(model: nn.Module, patterns: tuple[str, ...], stage: str) -> list[nn.
 
 
 def _build_loss(stage: str, cfg: StageConfig) -> nn.Module:
-    from rnon_engine.training.losses_adapter import build_stage_loss
+    from rnon_engine.train.losses_adapter import build_stage_loss
 
     return build_stage_loss(stage, cfg.loss)

@@ -154,7 +154,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> n
     from safetensors.torch import load_file
 
     from rnon_engine.errors import ConfigError
-    from rnon_engine.registry import create_model
+    from rnon_engine.nn.registry import create_model
 
     meta = read_metadata(path)
     try:

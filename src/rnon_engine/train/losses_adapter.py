@@ -1,13 +1,13 @@
 """Each stage's weighted loss, as the trainer builds it.
 
 The losses themselves keep excluded target pixels out of every term (the ``target_valid``
-argument of :meth:`rnon_engine.losses.StageLoss.forward`); :class:`StageLoss` is
+argument of :meth:`rnon_engine.train.losses.StageLoss.forward`); :class:`StageLoss` is
 re-exported here for the trainer's imports.
 """
 
 from __future__ import annotations
 
-from rnon_engine.losses import (
+from rnon_engine.train.losses import (
     OptimizeLoss,
     OptimizeLossWeights,
     RepairLoss,

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnon_engine.classical import CLASSICAL_METHODS
-from rnon_engine.classical import CONTEXT as CLASSICAL_CONTEXT
 from rnon_engine.errors import InputError, WeightsError
+from rnon_engine.inference.classical import CLASSICAL_METHODS
+from rnon_engine.inference.classical import CONTEXT as CLASSICAL_CONTEXT
 
 __all__ = [
     "NET_CONTEXT",
@@ -99,7 +99,7 @@ def check_settings(tile_size: Any, stage2_region: Any) -> None:
 def default_margin(network: bool, tile_size: int) -> int:
     """The default context margin, kept below half the tile.
 
-    :data:`NET_CONTEXT` for the networks, :data:`rnon_engine.classical.CONTEXT` for the
+    :data:`NET_CONTEXT` for the networks, :data:`rnon_engine.inference.classical.CONTEXT` for the
     classical methods.
     """
     margin = NET_CONTEXT if network else CLASSICAL_CONTEXT
@@ -149,7 +149,7 @@ def resolve_weights(
         WeightsError: A weights file is missing, corrupt, truncated, foreign or holds
             another model than the one expected.
     """
-    from rnon_engine.weights import file_sha256, read_metadata
+    from rnon_engine.nn.weights import file_sha256, read_metadata
 
     text = os.fspath(name_or_path)
     if text in CLASSICAL_METHODS:
@@ -231,7 +231,7 @@ def describe(
 
 def _trainer_sibling(repair_path: Path) -> Path | None:
     """The trainer's stage-2 export beside its stage-1 export, if it was trained on it."""
-    from rnon_engine.weights import read_metadata
+    from rnon_engine.nn.weights import read_metadata
 
     if repair_path.name != TRAINER_REPAIR_NAME:
         return None

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from rnon_engine.errors import InputError
-from rnon_engine.networks.common import kaiming_init, scaled
-from rnon_engine.registry import register_model
+from rnon_engine.nn.networks.common import kaiming_init, scaled
+from rnon_engine.nn.registry import register_model
 
 __all__ = ["DiscriminatorConfig", "Discriminator"]
 

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from rnon_engine.data import (
+from rnon_engine.train.config import TrainConfig
+from rnon_engine.train.data import (
     CropSchedule,
     ImageFolderDataset,
     InpaintingDataset,
@@ -17,7 +18,6 @@ from rnon_engine.data import (
     TrainBatchSampler,
     source_weights,
 )
-from rnon_engine.training.config import TrainConfig
 
 __all__ = ["BatchSource", "TrainBatches", "FixedBatches", "make_sources", "collate"]
 

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from rnon_engine.errors import InputError
-from rnon_engine.networks.common import kaiming_init, scaled
-from rnon_engine.registry import register_model
+from rnon_engine.nn.networks.common import kaiming_init, scaled
+from rnon_engine.nn.registry import register_model
 
 __all__ = ["OptimizeConfig", "OptimizeGenerator"]
 

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnon_engine.errors import ConfigError, InputError
-from rnon_engine.features import FEATURE_LAYERS, FeatureExtractor, build_feature_extractor
+from rnon_engine.train.features import FEATURE_LAYERS, FeatureExtractor, build_feature_extractor
 
 __all__ = [
     "ADV_MODES",

@@ -8,7 +8,7 @@ local; holes larger than a tile use the blended tile grid like the network. Use
 ``Inpainter.from_pretrained("telea")`` or :func:`inpaint` below.
 
 How each window is filled (:func:`fill`), on the plane's values mapped to float32 [0, 1]
-(see :mod:`rnon_engine.intensity`):
+(see :mod:`rnon_engine.inference.intensity`):
 
 - ``"telea"`` / ``"ns"``: :func:`cv2.inpaint` with ``INPAINT_TELEA`` / ``INPAINT_NS`` and
   radius 3. OpenCV accepts 8-bit 1- or 3-channel images and 16-bit or 32-bit-float
@@ -39,7 +39,7 @@ RADIUS = 3
 CONTEXT = 8
 #: Fixed cost of one window in px² (Python and call overhead, measured as about the cost
 #: of a 64×64 window): holes share a window only when that is cheaper, so the cost of a
-#: plane follows its hole area, not its size (see :func:`rnon_engine.tiling.plan_tiles`).
+#: plane follows its hole area, not its size (see :func:`rnon_engine.inference.tiling.plan_tiles`).
 WINDOW_COST = 64 * 64
 
 
@@ -90,7 +90,7 @@ def inpaint(
     A shortcut for ``Inpainter.from_pretrained(method).inpaint(...)``; see
     :meth:`rnon_engine.inference.Inpainter.inpaint` for the accepted images and masks.
     """
-    from rnon_engine.inference import Inpainter
+    from rnon_engine.inference.inpainter import Inpainter
 
     if method not in CLASSICAL_METHODS:
         from rnon_engine.errors import InputError

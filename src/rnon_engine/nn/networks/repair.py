@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnon_engine.errors import InputError
-from rnon_engine.fill import pushpull_fill
-from rnon_engine.layers import PartialConv2d
-from rnon_engine.networks.common import kaiming_init, pad_to_multiple, scaled
-from rnon_engine.registry import register_model
+from rnon_engine.nn.networks.common import kaiming_init, pad_to_multiple, scaled
+from rnon_engine.nn.partial_conv import PartialConv2d
+from rnon_engine.nn.prefill import pushpull_fill
+from rnon_engine.nn.registry import register_model
 
 __all__ = ["RepairConfig", "RepairGenerator"]
 
@@ -34,7 +34,7 @@ class RepairConfig:
         image_channels: Channels of the image (3: RGB in [0, 1]).
         prefill: ``"none"`` (the paper: holes enter as zeros under the partial-conv mask)
             or ``"pushpull"`` (not in the paper): holes are first filled with
-            :func:`rnon_engine.fill.pushpull_fill`, the network sees the filled image plus
+            :func:`rnon_engine.nn.prefill.pushpull_fill`, the network sees the filled image plus
             the hole mask as a fourth channel, and predicts a correction of the fill in
             logit space (its head starts at zero, so an untrained network returns the fill).
     """

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from rnon_engine.errors import ConfigError
-from rnon_engine.losses import OptimizeLossWeights, RepairLossWeights
+from rnon_engine.train.losses import OptimizeLossWeights, RepairLossWeights
 
 __all__ = [
     "CONFIG_DIR",
@@ -56,7 +56,7 @@ class DataConfig:
         balance_sources: Give each top-level source folder the same sampling weight.
         mask_ratio: Hole ratio of the training masks, drawn uniformly in this range.
         fine_damage: Probability that a training mask is fine damage (dust, dead pixels,
-            1-3 px scratches; :func:`rnon_engine.masks.fine_damage_mask`) instead of
+            1-3 px scratches; :func:`rnon_engine.train.masks.fine_damage_mask`) instead of
             strokes and blobs. Validation masks are never fine damage (comparable curves).
         fine_ratio: Hole ratio range of the fine-damage masks.
         num_workers: DataLoader worker processes (0 = in the training process).
@@ -193,7 +193,7 @@ class TrainConfig:
                         f"must be one of {FEATURE_CHOICES} or an existing weights file, "
                         f"got {value!r}",
                     )
-        from rnon_engine.registry import get_spec
+        from rnon_engine.nn.registry import get_spec
 
         for stage, gen, disc in (
             ("repair", "rnon-repair", "rnon-repair-disc"),

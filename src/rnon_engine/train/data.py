@@ -10,7 +10,7 @@ Reading images (:func:`read_image`):
       Boolean images map to 0/1. Float images already inside ``[0, 1]`` are kept; other
       float images are min-max scaled per image.
     * **Training crops** (:class:`ImageFolderDataset`) map integer images other than
-      ``uint8`` (16-bit microscopy...) as inference does (:mod:`rnon_engine.intensity`):
+      ``uint8`` (16-bit microscopy...) as inference does (:mod:`rnon_engine.inference.intensity`):
       the 0.1th-99.9th percentiles of the image's non-excluded pixels go to ``[0, 1]``, so
       a model fine-tuned on 12-bit data sees the contrast it will be given at inference.
     * **Channels**: grayscale (or gray + alpha) is replicated to 3 channels; RGB is kept;
@@ -28,7 +28,7 @@ Datasets:
     ``S``), reflection padding for images smaller than the region, and random flips.
 
     :class:`InpaintingDataset` wraps it and adds a free-form ``hole`` mask per sample
-    (:func:`rnon_engine.masks.random_mask`) and the network's ``mask`` (1 = known, 0 =
+    (:func:`rnon_engine.train.masks.random_mask`) and the network's ``mask`` (1 = known, 0 =
     hole). Excluded pixels (bad pixels given by an ``exclude_dir`` of masks, or transparent
     pixels) are never known input and never targets: ``mask = (1 - hole) * valid_target``.
 
@@ -69,7 +69,7 @@ import torch
 from torch.utils.data import Dataset, Sampler, WeightedRandomSampler
 
 from rnon_engine.errors import InputError
-from rnon_engine.masks import MASK_EXTENSIONS, fine_damage_mask, load_mask, random_mask
+from rnon_engine.train.masks import MASK_EXTENSIONS, fine_damage_mask, load_mask, random_mask
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -419,7 +419,7 @@ class ImageFolderDataset(Dataset):
         if colour.dtype.kind == "f":
             colour = to_unit_float(colour)  # per-image rule, before cropping
         elif colour.dtype.kind in "ui" and colour.dtype != np.uint8:
-            from rnon_engine.intensity import intensity_map
+            from rnon_engine.inference.intensity import intensity_map
 
             known = np.ones(colour.shape[:2], bool) if valid is None else valid
             if known.any():  # the inference rule: percentiles of the known pixels
@@ -521,9 +521,9 @@ class InpaintingDataset(Dataset):
 
     Args:
         images: The image dataset.
-        ratio_range: Hole-ratio range of :func:`rnon_engine.masks.random_mask`.
+        ratio_range: Hole-ratio range of :func:`rnon_engine.train.masks.random_mask`.
         fine_damage: Probability that a sample's mask is fine damage
-            (:func:`rnon_engine.masks.fine_damage_mask`: dust, dead pixels, thin scratches)
+            (:func:`rnon_engine.train.masks.fine_damage_mask`: dust, dead pixels, thin scratches)
             instead of free-form strokes and blobs. At 0 the masks are exactly those drawn
             without the option.
         fine_ratio: Hole-ratio range of the fine-damage masks.

@@ -107,4 +107,4 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
 
 
 def _ensure_loaded() -> None:
-    import rnon_engine.networks  # noqa: F401  (registers the built-in models)
+    import rnon_engine.nn.networks  # noqa: F401  (registers the built-in models)

@@ -9,15 +9,15 @@ trainer on a folder. What :func:`finetune` does:
    plane each; with a channel axis, 3 or 4 channels are one RGB plane (alpha dropped) and
    any other number gives one grayscale plane per channel.
 2. **Intensity.** Each plane is mapped to ``[0, 1]`` with the inference rule
-   (:func:`rnon_engine.intensity.intensity_map`: ``uint8`` by ``v / 255``, other types by
+   (:func:`rnon_engine.inference.intensity.intensity_map`: ``uint8`` by ``v / 255``, other types by
    the 0.1th-99.9th percentiles of the plane's *good* pixels), so the network trains on the
    contrast it will see when it repairs these images.
 3. **Bad pixels.** Pixels marked in ``exclude_masks`` (nonzero), equal to
    ``exclude_value``, or not finite, are written as exclusion masks: the trainer never
    shows them as input and never uses them as targets (see
-   :meth:`rnon_engine.losses.StageLoss.forward`).
+   :meth:`rnon_engine.train.losses.StageLoss.forward`).
 4. **Training.** The planes go to a temporary folder (float32 TIFF in ``[0, 1]``, masks as
-   PNG) and :class:`rnon_engine.training.trainer.Trainer` trains stage 1 from ``init`` with
+   PNG) and :class:`rnon_engine.train.trainer.Trainer` trains stage 1 from ``init`` with
    the packaged ``finetune`` configuration (:func:`finetune_config`: random 128-pixel
    crops, free-form hole masks, every layer trainable, lr 3e-4) until the time budget,
    ``max_steps`` or ``cancel()``.
@@ -97,11 +97,11 @@ def list_user_weights(folder: str | Path | None = None) -> list[Path]:
 def finetune_config(overrides: dict[str, Any] | None = None) -> Any:
     """The fine-tuning configuration, validated (a ``TrainConfig``).
 
-    It is the packaged ``finetune`` config (``rnon_engine/training/configs/finetune.yaml``,
+    It is the packaged ``finetune`` config (``rnon_engine/train/configs/finetune.yaml``,
     also ``python -m training.run --config finetune``) with dotted-key ``overrides``.
     ``repair.model`` is empty: the architecture comes from ``init``.
     """
-    from rnon_engine.training.config import config_from_dict, config_path, read_config
+    from rnon_engine.train.config import config_from_dict, config_path, read_config
 
     return config_from_dict(read_config(config_path("finetune"), overrides))
 
@@ -110,7 +110,7 @@ def finetune_config(overrides: dict[str, Any] | None = None) -> Any:
 
 
 def _channel_axis(array: np.ndarray, channel_axis: int | str | None) -> int | None:
-    from rnon_engine.inference import _channel_axis as inference_channel_axis
+    from rnon_engine.inference.inpainter import _channel_axis as inference_channel_axis
 
     return inference_channel_axis(array, channel_axis)
 
@@ -139,7 +139,7 @@ def training_planes(
     Raises:
         InputError: Unsupported dtype, bad channel axis, or a mask of the wrong shape.
     """
-    from rnon_engine.intensity import check_dtype, intensity_map
+    from rnon_engine.inference.intensity import check_dtype, intensity_map
 
     shape = tuple(image.shape)
     check_dtype(np.dtype(image.dtype))
@@ -187,7 +187,7 @@ def _layout(
     shape: tuple[int, ...], channel_axis: int | str | None, exclude: np.ndarray | None
 ) -> tuple[int | None, tuple[int, int], tuple[int, ...], bool]:
     """Channel axis, spatial and leading shapes, and whether ``exclude`` is per plane."""
-    from rnon_engine.inference import _check_mask
+    from rnon_engine.inference.inpainter import _check_mask
 
     ch = _channel_axis(_Shape(shape), channel_axis)  # type: ignore[arg-type]
     axes = [a for a in range(len(shape)) if a != ch]
@@ -246,7 +246,7 @@ def write_training_folder(
     """
     import tifffile
 
-    from rnon_engine.masks import save_mask
+    from rnon_engine.train.masks import save_mask
 
     if len(images) == 0:
         raise InputError("no images to fine-tune on: give at least one image")
@@ -347,7 +347,7 @@ def finetune(
             default: a temporary folder that is removed.
         overwrite: Replace an existing ``<name>.safetensors``.
         deterministic: Passed to the trainer (torch's deterministic mode on the CPU);
-            GUI hosts pass False (see :class:`~rnon_engine.training.trainer.Trainer`).
+            GUI hosts pass False (see :class:`~rnon_engine.train.trainer.Trainer`).
 
     Returns:
         The path of the saved weights.
@@ -358,9 +358,9 @@ def finetune(
         ConfigError: Bad ``overrides``.
         Cancelled: ``cancel()`` returned True.
     """
-    from rnon_engine.training.batches import make_sources
-    from rnon_engine.training.trainer import Trainer
-    from rnon_engine.weights import file_sha256, load_model, save_weights
+    from rnon_engine.nn.weights import file_sha256, load_model, save_weights
+    from rnon_engine.train.batches import make_sources
+    from rnon_engine.train.trainer import Trainer
 
     if not isinstance(name, str) or not _NAME_RE.match(name.strip()) or name != name.strip():
         raise InputError(

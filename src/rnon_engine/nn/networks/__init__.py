@@ -1,0 +1,14 @@
+"""The four RNON networks; importing this package registers them."""
+
+from rnon_engine.nn.networks.discriminator import Discriminator, DiscriminatorConfig
+from rnon_engine.nn.networks.optimize import OptimizeConfig, OptimizeGenerator
+from rnon_engine.nn.networks.repair import RepairConfig, RepairGenerator
+
+__all__ = [
+    "Discriminator",
+    "DiscriminatorConfig",
+    "OptimizeConfig",
+    "OptimizeGenerator",
+    "RepairConfig",
+    "RepairGenerator",
+]

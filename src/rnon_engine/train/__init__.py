@@ -1,0 +1,2 @@
+"""Training: data, masks, losses, feature networks, configuration, the two-stage GAN trainer,
+fine-tuning."""

@@ -1,1 +1,0 @@
-"""Training: configuration, the two-stage GAN trainer, checkpoints."""
