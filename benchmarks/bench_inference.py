@@ -206,7 +206,7 @@ def main() -> None:
         f"model ({'; '.join(models) or 'not run'}; stage 2 on a band around the holes);",
         "tile 512. *windows* is the number of",
         "windows computed. The classical methods give each hole (or a few close holes) its own",
-        "window with 8 px of context (`rnon_engine.inference.classical.CONTEXT`; they are local, and the",
+        "window with 8 px of context (`classical.CONTEXT`; they are local, and the",
         "fill equals the whole-plane fill, see tests/test_classical.py), sharing a window only",
         "when that is cheaper (`window_cost` in `plan_tiles`), so their cost follows the hole",
         "area. *time* is one call without tracing; *traced peak* is the largest allocation",

@@ -1,4 +1,4 @@
-"""Tests of rnon_engine.train.losses and rnon_engine.train.features (random-init feature nets, 64² images)."""
+"""Tests of rnon_engine.train.losses and .features (random-init feature nets, 64² images)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Inference: the :class:`Inpainter` orchestrator, tiling, intensity mapping, classical fills
-and provenance. ``Inpainter``, ``list_methods`` and ``describe`` are importable from here;
+"""Inference: the Inpainter orchestrator, tiling, intensity, classical fills, provenance.
+
+``Inpainter``, ``list_methods`` and ``describe`` are importable from here;
 the import is lazy so that torch-free users (the batch driver) can use the submodules.
 """
 

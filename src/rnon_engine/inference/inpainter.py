@@ -203,7 +203,7 @@ class Inpainter:
                 moved there.
             tile_size: Largest window side in pixels.
             margin: Valid context around small (packed) holes (default
-                :data:`NET_CONTEXT` for the networks, :data:`rnon_engine.inference.classical.CONTEXT`
+                :data:`NET_CONTEXT` for the networks, :data:`classical.CONTEXT`
                 for the classical methods). Each small hole gets its own window unless
                 sharing one is cheaper (``window_cost`` in
                 :func:`rnon_engine.inference.tiling.plan_tiles`).

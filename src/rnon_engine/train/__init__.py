@@ -1,2 +1,1 @@
-"""Training: data, masks, losses, feature networks, configuration, the two-stage GAN trainer,
-fine-tuning."""
+"""Training: data, masks, losses, feature networks, config, the two-stage trainer, fine-tuning."""
