@@ -185,9 +185,11 @@ def test_config_file_errors(tmp_path):
         load_config(typo)
 
 
-def test_crop_schedule():
-    cfg = config_from_dict({"data": {"crop_size": 256, "crop_schedule": [[0, 64], [10, 128]]}})
-    assert [cfg.data.crop_at(s) for s in (0, 9, 10, 1000)] == [64, 64, 128, 128]
+def test_crop_schedule_reaches_the_batches(image_dir):
+    cfg = _config(**{"data.crop_size": 96, "data.crop_schedule": [[0, 32], [10, 64]]})
+    train, _ = make_sources(cfg, 2, image_dir, None)
+    sizes = [train.batch(s)["image"].shape[-1] for s in (0, 9, 10, 1000)]
+    assert sizes == [32, 32, 64, 64]
 
 
 # --------------------------------------------------------------------------- learning

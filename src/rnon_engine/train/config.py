@@ -91,14 +91,6 @@ class DataConfig:
         _check(0 < lo < hi < 1, "data.fine_ratio", "must be [low, high] with 0 < low < high < 1")
         _check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
 
-    def crop_at(self, step: int) -> int:
-        """Crop side in force at ``step``."""
-        size = self.crop_size
-        for start, side in self.crop_schedule:
-            if step >= start:
-                size = side
-        return size
-
 
 @dataclass(frozen=True)
 class OptimConfig:

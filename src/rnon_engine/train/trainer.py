@@ -643,6 +643,6 @@ def _freeze(model: nn.Module, patterns: tuple[str, ...], stage: str) -> list[nn.
 
 
 def _build_loss(stage: str, cfg: StageConfig) -> nn.Module:
-    from rnon_engine.train.losses_adapter import build_stage_loss
+    from rnon_engine.train.losses import build_stage_loss
 
     return build_stage_loss(stage, cfg.loss)
