@@ -15,8 +15,10 @@ import pytest
 import tifffile
 import zarr
 
+from rnon_engine.batch.axes import default_axes
 from rnon_engine.batch.cli import build_parser, main
-from rnon_engine.batch.io import default_axes, describe_input, describe_mask
+from rnon_engine.batch.io import describe_input
+from rnon_engine.batch.masks import describe_mask
 from rnon_engine.batch.plan import make_blocks, scan_holes
 from rnon_engine.inference import Inpainter
 

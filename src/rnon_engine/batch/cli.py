@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``rnon-batch``; returns the exit status (0, 2 on bad input, 130 on Ctrl-C)."""
-    from rnon_engine.batch.run import BatchOptions, run_batch
+    from rnon_engine.batch import BatchOptions, run_batch
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)

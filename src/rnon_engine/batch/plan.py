@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from rnon_engine.batch.io import ImageInfo, MaskInfo, mask_window, open_array
+from rnon_engine.batch.io import ImageInfo, open_array
+from rnon_engine.batch.masks import MaskInfo, mask_window
 
 __all__ = ["Block", "Plan", "make_blocks", "scan_holes", "fingerprint"]
 
