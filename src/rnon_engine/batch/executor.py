@@ -10,6 +10,8 @@ resumable.
 from __future__ import annotations
 
 import contextlib
+import errno
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,9 +19,42 @@ from typing import Any
 from rnon_engine.batch.models import InpainterSpec, get_inpainter, load_inpainter
 from rnon_engine.batch.options import BatchOptions
 from rnon_engine.batch.tasks import STOP
-from rnon_engine.errors import Cancelled
+from rnon_engine.errors import Cancelled, InputError, OutputError, RnonError
 
-__all__ = ["Executor", "execute"]
+__all__ = ["Executor", "check_scheduler", "execute"]
+
+
+def check_scheduler(address: str, timeout: float = 5.0) -> None:
+    """Fail fast when nothing listens at the dask scheduler ``address``.
+
+    Opens (and closes) a TCP connection to it; the dask client would otherwise wait its
+    whole connect timeout and end in an ``OSError``.
+
+    Raises:
+        InputError: the address is malformed, unknown, or nothing answers there.
+    """
+    from urllib.parse import urlsplit
+
+    text = address if "://" in address else f"tcp://{address}"
+    try:
+        parts = urlsplit(text)
+        scheme, host, port = parts.scheme, parts.hostname, parts.port
+    except ValueError:
+        scheme, host, port = "", None, None
+    if scheme not in ("tcp", "tls") or not host or port is None:
+        raise InputError(
+            f"--scheduler {address!r} is not a scheduler address: give HOST:PORT or "
+            "tcp://HOST:PORT (the address a dask scheduler prints when it starts)."
+        )
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise InputError(
+            f"no dask scheduler answers at {address!r} ({exc.strerror or exc}). Start one "
+            "(`dask scheduler`, then `dask worker ADDRESS` on each node) or check the "
+            "address; or run without --scheduler (this machine) or with --workers N. "
+            "Nothing was written."
+        ) from exc
 
 
 class Executor:
@@ -36,7 +71,13 @@ class Executor:
             from distributed import Client, LocalCluster
 
             if self.scheduler:
-                self.client = Client(self.scheduler, timeout="30s")
+                check_scheduler(self.scheduler)
+                try:
+                    self.client = Client(self.scheduler, timeout="20s")
+                except OSError as exc:
+                    raise InputError(
+                        f"cannot connect to the dask scheduler {self.scheduler!r}: {exc}"
+                    ) from exc
             else:
                 self.cluster = LocalCluster(
                     n_workers=self.workers,
@@ -111,12 +152,15 @@ def execute(
     *,
     model: InpainterSpec | None,
     start: Callable[[], Any],
+    output: str = "the output",
 ) -> list[dict[str, Any]]:
     """Run ``fn(job, unit)`` for every unit with a progress bar; Ctrl-C stops cleanly.
 
     The executor starts first and loads ``model`` where the units run (if any unit may
     need it); only then ``job = start()`` makes the first write (the output, its
-    provenance), so a model that cannot be loaded leaves nothing behind.
+    provenance), so a model that cannot be loaded leaves nothing behind. An error of a
+    unit after that (a damaged chunk, a full disk) stops the run; its message then says
+    how many units are done and that the same command resumes.
     """
     from tqdm.auto import tqdm
 
@@ -128,7 +172,10 @@ def execute(
     with Executor(opts.workers, opts.scheduler, threads) as pool:
         if model is not None:
             pool.load(model)
-        job = start()
+        try:
+            job = start()
+        except OSError as exc:
+            raise stopped_error(exc, output, 0, len(units), unit_name) from exc
         futures: list[Any] = []
         bar = tqdm(
             total=len(units),
@@ -143,16 +190,47 @@ def execute(
             for f in pool.as_completed(futures):
                 results.append(f.result())
                 bar.update(1)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             pool.stop(futures)
             bar.close()
+            how = str(exc) or "Ctrl-C"
             raise Cancelled(
-                f"stopped by Ctrl-C after {len(results)} of {len(units)} {unit_name}s; run the "
+                f"stopped by {how} after {len(results)} of {len(units)} {unit_name}s; run the "
                 "same command again to finish the rest."
             ) from None
+        except Cancelled:
+            pool.stop(futures)
+            raise
+        except (RnonError, OSError) as exc:
+            pool.stop(futures)
+            raise stopped_error(exc, output, len(results), len(units), unit_name) from exc
         except BaseException:
             pool.stop(futures)
             raise
         finally:
             bar.close()
     return results
+
+
+def stopped_error(exc: BaseException, output: str, done: int, total: int, unit: str) -> RnonError:
+    """The error that stopped a run after its first write, saying what is kept and what to do.
+
+    Args:
+        exc: The error (a user's error, or an ``OSError`` while writing).
+        output: The output (named in the message).
+        done: Units finished before it.
+        total: Units in the run.
+        unit: ``"block"`` or ``"image"``.
+    """
+    resume = (
+        f" {done} of {total} {unit}s were finished and are kept in {output}; run the same "
+        "command again to finish the rest (it resumes)."
+    )
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            what = f"no space left to write {output} ({exc.strerror}): free some space."
+        else:
+            where = f" {exc.filename!r}" if exc.filename else ""
+            what = f"cannot write{where} ({exc.strerror or exc}): fix the cause."
+        return OutputError(what + resume)
+    return type(exc)(f"{str(exc).rstrip('.')}.{resume}")

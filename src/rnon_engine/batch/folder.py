@@ -123,7 +123,9 @@ def run_files(
             manifest.write_text(json.dumps({ATTRS_KEY: attrs}, indent=1))
         return FileJob(opts.axes, spec, opts.stages, opts.mask_value, attrs)
 
-    results = execute(opts, process_file, todo, "image", model=spec, start=start)
+    results = execute(
+        opts, process_file, todo, "image", model=spec, start=start, output=str(out_path)
+    )
     manifest.write_text(json.dumps({ATTRS_KEY: {**attrs, "complete": True}}, indent=1))
     return finished(opts, report, results, len(units) - len(todo), f"{len(results)} image(s)")
 

@@ -449,21 +449,26 @@ def write_image_file(
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.rnon-tmp{path.suffix}")
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        import tifffile
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
 
-        tifffile.imwrite(
-            tmp,
-            data,
-            photometric="rgb" if color and data.shape[-1] in (3, 4) else "minisblack",
-            metadata={"rnon_batch": description} if description else {},
-            software="rnon-batch",
-        )
-    else:
-        import imageio.v3 as iio
+            tifffile.imwrite(
+                tmp,
+                data,
+                photometric="rgb" if color and data.shape[-1] in (3, 4) else "minisblack",
+                metadata={"rnon_batch": description} if description else {},
+                software="rnon-batch",
+            )
+        else:
+            import imageio.v3 as iio
 
-        iio.imwrite(tmp, data, extension=path.suffix)
-    os.replace(tmp, path)
+            iio.imwrite(tmp, data, extension=path.suffix)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # no half-written file left behind (full disk, Ctrl-C)
+        raise
 
 
 def pair_folder(images: Path, masks: Path | None) -> list[tuple[str, str | None]]:

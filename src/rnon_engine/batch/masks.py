@@ -16,6 +16,7 @@ import numpy as np
 
 from rnon_engine.batch.axes import colour_axis, default_axes
 from rnon_engine.batch.io import ArrayRef, ImageInfo, describe_input
+from rnon_engine.batch.regions import read_region
 from rnon_engine.errors import InputError
 
 __all__ = ["MaskInfo", "describe_mask", "fit_mask", "mask_window", "image_file_mask"]
@@ -122,7 +123,7 @@ def mask_window(
         order.insert(info.reduce_axis, -1)
     for d in order:
         idx.append(slice(None) if d < 0 else window[d])
-    m = np.asarray(mask_arr[tuple(idx)]) != 0
+    m = read_region(mask_arr, info.ref, tuple(idx), "MASK") != 0
     if info.reduce_axis is not None:
         m = m.any(axis=info.reduce_axis)
     shape = [1] * len(image.shape)

@@ -86,3 +86,14 @@ def check_options(opts: BatchOptions) -> None:
         raise InputError("give either --mask or --mask-value, not both.")
     if opts.halo < 0:
         raise InputError(f"--halo must be >= 0, got {opts.halo}.")
+    if opts.tile < 1:
+        raise InputError(
+            f"--tile must be a positive number of pixels, got {opts.tile}; the default is 512."
+        )
+    if not opts.max_block_mb > 0:
+        raise InputError(
+            f"--max-block-mb must be a positive number of megabytes, got {opts.max_block_mb}; "
+            "the default is 512."
+        )
+    if opts.threads is not None and opts.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {opts.threads}.")

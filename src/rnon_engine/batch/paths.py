@@ -6,13 +6,69 @@ refused.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from rnon_engine.batch.io import ImageInfo
 from rnon_engine.batch.masks import MaskInfo, describe_mask
 from rnon_engine.errors import InputError
 
-__all__ = ["check_output_path", "default_mask", "default_output", "describe_given_mask"]
+__all__ = [
+    "check_output_path",
+    "check_writable",
+    "default_mask",
+    "default_output",
+    "describe_given_mask",
+    "resolve_path",
+]
+
+
+def resolve_path(text: str | os.PathLike, what: str) -> Path:
+    """``text`` as an absolute path with links resolved, or a message on a link loop.
+
+    Raises:
+        InputError: ``text`` is (or passes through) a link that points back to itself.
+    """
+    try:
+        return Path(text).expanduser().resolve()
+    except (RuntimeError, OSError) as exc:  # "Symlink loop" (RuntimeError before 3.13)
+        raise InputError(
+            f"{what} {str(text)!r} cannot be resolved: {exc}. A symbolic link on that path "
+            "points (directly or through others) back to itself; give the real path."
+        ) from exc
+
+
+def check_writable(output: Path) -> None:
+    """Check, before any work, that ``output`` can be created (or replaced) where it is.
+
+    Creates and removes a small probe file in the nearest existing folder on the path, so a
+    read-only mount, missing permission or a regular file in the way is found before the
+    model is loaded, not after.
+
+    Raises:
+        InputError: a part of the path is a regular file, or the folder cannot be written.
+    """
+    folder = output if output.is_dir() else output.parent
+    while not folder.exists():
+        if folder.is_symlink() or folder.parent == folder:
+            break
+        folder = folder.parent
+    if folder.exists() and not folder.is_dir():
+        raise InputError(
+            f"--output {str(output)!r} lies under {str(folder)!r}, which is a file, not a "
+            "folder; choose another --output."
+        )
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".rnon-batch-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(
+            f"cannot write the output {str(output)!r}: {str(folder)!r} is not writable "
+            f"({exc.strerror or exc}). Choose an --output in a folder you can write to. "
+            "Nothing was written."
+        ) from exc
 
 
 def _inside(a: Path, b: Path) -> bool:

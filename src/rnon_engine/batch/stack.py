@@ -14,13 +14,20 @@ from typing import Any
 
 import numpy as np
 
-from rnon_engine.batch.executor import execute
+from rnon_engine.batch.executor import execute, stopped_error
 from rnon_engine.batch.io import TIFF_SUFFIXES, ImageInfo, open_array
 from rnon_engine.batch.masks import MaskInfo
 from rnon_engine.batch.models import describe_model, get_inpainter
 from rnon_engine.batch.options import BatchOptions, BatchReport
 from rnon_engine.batch.paths import describe_given_mask
-from rnon_engine.batch.plan import Block, Plan, fingerprint, make_blocks, scan_holes
+from rnon_engine.batch.plan import (
+    Block,
+    Plan,
+    fingerprint,
+    make_blocks,
+    plane_label,
+    scan_holes,
+)
 from rnon_engine.batch.report import Reporter, early_exit, estimate_seconds, finished, mask_text
 from rnon_engine.batch.resume import (
     STATE_DIR,
@@ -40,7 +47,7 @@ from rnon_engine.batch.writers import (
 )
 from rnon_engine.errors import InputError
 
-__all__ = ["output_form", "run_stack"]
+__all__ = ["check_plan", "output_form", "run_stack"]
 
 
 def output_form(image: ImageInfo, out_path: Path) -> str:
@@ -61,6 +68,51 @@ def output_form(image: ImageInfo, out_path: Path) -> str:
     return "zarr"
 
 
+def _planes_text(planes: list[str]) -> str:
+    more = f" and {len(planes) - 5} more" if len(planes) > 5 else ""
+    return ", ".join(planes[:5]) + more
+
+
+def check_plan(image: ImageInfo, plan: Plan, mask_value: float | None) -> None:
+    """Refuse, before anything is written, a plan the engine would stop in the middle of.
+
+    Args:
+        image: INPUT's description.
+        plan: The scanned plan (see :func:`~rnon_engine.batch.plan.scan_holes`).
+        mask_value: The ``--mask-value`` (None with a mask array).
+
+    Raises:
+        InputError: the mask covers a whole plane, INPUT has NaN or infinite pixels
+            outside the mask, or ``--mask-value`` matches no pixel; the message names the
+            planes and says what to do.
+    """
+    full = [plane_label(image, p) for b in plan.blocks for p in b.full_planes]
+    if full:
+        why = (
+            f"every pixel of it equals --mask-value {mask_value:g} (saturated or dead)"
+            if mask_value is not None
+            else "the mask covers every pixel of it"
+        )
+        raise InputError(
+            f"{image.path}: {_planes_text(full)}: {why}, so there is nothing to repair it "
+            f"from ({len(full)} plane(s)). Leave some pixels of each plane out of the mask, or "
+            "leave such planes out of INPUT. Nothing was written."
+        )
+    bad = [f"{plane_label(image, p)} ({n} pixels)" for b in plan.blocks for p, n in b.nonfinite]
+    if bad:
+        raise InputError(
+            f"{image.path}: NaN or infinite pixels outside the mask in {len(bad)} plane(s): "
+            f"{_planes_text(bad)}. Add them to the mask to repair them (or replace them). "
+            "Nothing was written."
+        )
+    if mask_value is not None and plan.known and not any(b.holes for b in plan.blocks):
+        raise InputError(
+            f"no pixel of {image.path} equals --mask-value {mask_value:g}, so there is nothing "
+            f"to repair (INPUT is {image.dtype}). Check the value (e.g. 65535 for saturated "
+            "uint16 pixels, 0 for dead ones). Nothing was written."
+        )
+
+
 def run_stack(
     opts: BatchOptions, image: ImageInfo, mask_path: Path | None, out_path: Path, t_start: float
 ) -> BatchReport:
@@ -72,10 +124,10 @@ def run_stack(
     )
     form = output_form(image, out_path)
     plan = make_blocks(image, halo=opts.halo, max_block_mb=opts.max_block_mb)
-    if mask.ref is not None or opts.dry_run:
-        # Before the fingerprint: it holds the mask's digest, so a mask saved again (from
-        # napari, say) makes a different output, never a "complete" old one.
-        plan = scan_holes(image, mask, plan, tile=opts.tile)
+    # Before anything is written: the holes of every block (blocks without holes are
+    # copied), the mask's digest, and the planes the engine would refuse.
+    plan = scan_holes(image, mask, plan, tile=opts.tile, check_values=True)
+    check_plan(image, plan, opts.mask_value if mask.ref is None else None)
     spec, prov = describe_model(opts)
     what = what_is_read(opts, image.path, mask_path)
     fp = fingerprint(
@@ -156,8 +208,13 @@ def run_stack(
         return BlockJob(image, mask, out_ref, str(state), spec, opts.stages)
 
     model = spec if any(b.holes != 0 for b in todo) else None
-    results = execute(opts, process_block, todo, "block", model=model, start=start)
-    finish_output(image, work, out_path, form, attrs, state)
+    results = execute(
+        opts, process_block, todo, "block", model=model, start=start, output=str(out_path)
+    )
+    try:
+        finish_output(image, work, out_path, form, attrs, state)
+    except OSError as exc:
+        raise stopped_error(exc, str(out_path), len(blocks), len(blocks), "block") from exc
     inpainted = sum(r["planes"] for r in results)
     summary = f"{len(results)} blocks run, {inpainted} planes inpainted"
     return finished(opts, report, results, len(blocks) - len(todo), summary)

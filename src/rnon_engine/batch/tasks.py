@@ -28,8 +28,9 @@ from rnon_engine.batch.io import (
 )
 from rnon_engine.batch.masks import MaskInfo, image_file_mask, mask_window
 from rnon_engine.batch.models import InpainterSpec, get_inpainter
-from rnon_engine.batch.plan import Block
-from rnon_engine.errors import Cancelled
+from rnon_engine.batch.plan import Block, plane_label
+from rnon_engine.batch.regions import read_region
+from rnon_engine.errors import Cancelled, InputError
 
 __all__ = [
     "STOP",
@@ -86,10 +87,24 @@ def inpaint_array(
     m: np.ndarray,
     stages: str,
     inner: tuple[slice, ...] | None = None,
+    origin: tuple[int, ...] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Inpaint every plane of ``data`` with holes inside ``inner`` (default: all of it).
 
-    Returns ``data[inner]`` repaired, and the number of planes inpainted.
+    Args:
+        inp: The inpainter.
+        image: INPUT's description (axes, colour axis).
+        data: INPUT's values in a window.
+        m: The window's boolean mask (INPUT's dimensions, broadcastable).
+        stages: ``"both"`` or ``"repair"``.
+        inner: The part of the window to return (default: all of it).
+        origin: The window's first index in INPUT, to name a plane the engine refuses.
+
+    Returns:
+        ``data[inner]`` repaired, and the number of planes inpainted.
+
+    Raises:
+        InputError: the engine refuses a plane; the message names INPUT and the plane.
     """
     nd = data.ndim
     if inner is None:
@@ -109,13 +124,18 @@ def inpaint_array(
         plane_mask = mt[idx]
         if not plane_mask[it[len(lead)], it[len(lead) + 1]].any():
             continue
-        out[idx] = inp.inpaint(
-            dt[idx],
-            plane_mask,
-            stages=stages,
-            channel_axis=-1 if c is not None else None,
-            cancel=STOP.is_set,
-        )
+        try:
+            out[idx] = inp.inpaint(
+                dt[idx],
+                plane_mask,
+                stages=stages,
+                channel_axis=-1 if c is not None else None,
+                cancel=STOP.is_set,
+            )
+        except InputError as exc:
+            start = origin or (0,) * nd
+            at = tuple(start[d] + i for d, i in zip(lead, idx, strict=True))
+            raise InputError(f"{image.path}: {plane_label(image, at)}: {exc}.") from exc
         n += 1
     result = out[it]
     return np.transpose(result, np.argsort(order)), n
@@ -128,7 +148,7 @@ def read_window(
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(open_array(image.ref))
         marr = stack.enter_context(open_array(mask.ref)) if mask.ref is not None else None
-        data = np.asarray(src[window])
+        data = read_region(src, image.ref, window, "INPUT")
         return data, mask_window(mask, image, window, marr, data)
 
 
@@ -143,7 +163,7 @@ def process_block(job: BlockJob, block: Block) -> dict[str, Any]:
     computed = 0
     if block.holes == 0:
         with open_array(image.ref) as src:
-            result = np.asarray(src[region])
+            result = read_region(src, image.ref, region, "INPUT")
     else:
         data, m = read_window(image, job.mask, block.slices("window"))
         inner = tuple(
@@ -155,20 +175,31 @@ def process_block(job: BlockJob, block: Block) -> dict[str, Any]:
             result = data[inner]
         else:
             inp = get_inpainter(job.model)
-            result, computed = inpaint_array(inp, image, data, m, job.stages, inner)
+            origin = tuple(w0 for w0, _ in block.window)
+            result, computed = inpaint_array(inp, image, data, m, job.stages, inner, origin)
     with open_array(job.out, "r+") as out:
         out[region] = result
     (Path(job.state) / "done" / str(block.index)).touch()
     return {"index": block.index, "planes": computed, "seconds": time.perf_counter() - t0}
 
 
+def _read_file(path: str, what: str) -> np.ndarray:
+    try:
+        return read_image_file(path)
+    except Exception as exc:
+        raise InputError(
+            f"cannot read {what} file {path!r}: it is damaged or truncated "
+            f"({type(exc).__name__}: {exc}). Replace it and run the same command again."
+        ) from exc
+
+
 def load_image_file(
     src: str, mpath: str | None, axes: str | None, mask_value: float | None
 ) -> tuple[np.ndarray, ImageInfo, np.ndarray]:
     """An image file, its description and its boolean mask (from ``mpath`` or the value)."""
-    data = read_image_file(src)
+    data = _read_file(src, "image")
     info = describe_image_file(src, data.shape, data.dtype, axes)
-    mask = read_image_file(mpath) if mpath is not None else None
+    mask = _read_file(mpath, "mask") if mpath is not None else None
     return data, info, image_file_mask(info, mask, mpath, mask_value, data)
 
 

@@ -171,16 +171,20 @@ def _write_tiff(image: ImageInfo, work: Path, out_path: Path, attrs: dict[str, A
     else:
         meta[ATTRS_KEY] = attrs
     tmp = out_path.with_name(f".{out_path.name}.rnon-tmp.tif")
-    tifffile.imwrite(
-        tmp,
-        pages(),
-        shape=image.shape,
-        dtype=image.dtype,
-        tile=tuple(tile) if tile else None,
-        photometric="rgb" if color else "minisblack",
-        compression=compression,
-        metadata=meta,
-        software="rnon-batch",
-        ome=bool(t["is_ome"]),
-    )
-    os.replace(tmp, out_path)
+    try:
+        tifffile.imwrite(
+            tmp,
+            pages(),
+            shape=image.shape,
+            dtype=image.dtype,
+            tile=tuple(tile) if tile else None,
+            photometric="rgb" if color else "minisblack",
+            compression=compression,
+            metadata=meta,
+            software="rnon-batch",
+            ome=bool(t["is_ome"]),
+        )
+        os.replace(tmp, out_path)
+    except BaseException:
+        remove_path(tmp)  # no half-written TIFF left behind (full disk, Ctrl-C)
+        raise
