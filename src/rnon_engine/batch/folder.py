@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rnon_engine.batch.executor import execute
 from rnon_engine.batch.io import (
     IMAGE_SUFFIXES,
+    ArrayRef,
     ImageInfo,
     describe_image_file,
     pair_folder,
     read_image_header,
     read_json,
 )
-from rnon_engine.batch.masks import fit_mask, image_file_colour
+from rnon_engine.batch.masks import MaskInfo, fit_mask, image_file_colour
 from rnon_engine.batch.models import describe_model, get_inpainter
 from rnon_engine.batch.options import BatchOptions, BatchReport
-from rnon_engine.batch.plan import fingerprint
+from rnon_engine.batch.plan import check_plan, fingerprint, make_blocks, scan_holes
 from rnon_engine.batch.report import Reporter, early_exit, estimate_seconds, finished, mask_text
 from rnon_engine.batch.resume import (
     ATTRS_KEY,
@@ -70,9 +72,22 @@ def run_files(
             )
         units = [(str(inp_path), pairs[0][1], str(out_path))]
         manifest = out_path.with_name(out_path.name + STATE_DIR + ".json")
-    # validate every pair before any work (shapes from headers)
+    # validate every pair before any work: shapes from headers, then the masks and values
     for s, m in pairs:
         check_file_pair(s, m, opts.axes)
+    holes = _scan_files(opts, pairs)
+    if opts.mask_value is not None and not any(holes):
+        raise InputError(
+            f"no pixel of {'any image in ' if kind == 'folder' else ''}{str(inp_path)!r} equals "
+            f"--mask-value {opts.mask_value:g}, so there is nothing to repair. Check the value "
+            "(e.g. 65535 for saturated uint16 pixels, 0 for dead ones). Nothing was written."
+        )
+    if opts.mask_value is not None and not all(holes):
+        plain = [Path(s).name for (s, _), h in zip(pairs, holes, strict=True) if not h]
+        opts.log(
+            f"rnon-batch: {len(plain)} image(s) have no pixel equal to {opts.mask_value:g} and "
+            f"are copied unchanged: {', '.join(plain[:5])}{' ...' if len(plain) > 5 else ''}"
+        )
     spec, prov = describe_model(opts)
     what = what_is_read(opts, str(inp_path), mask_path)
     fp = fingerprint({**what, "model": prov, "tile": opts.tile, "axes": opts.axes, "kind": kind})
@@ -128,6 +143,28 @@ def run_files(
     )
     manifest.write_text(json.dumps({ATTRS_KEY: {**attrs, "complete": True}}, indent=1))
     return finished(opts, report, results, len(units) - len(todo), f"{len(results)} image(s)")
+
+
+def _scan_files(opts: BatchOptions, pairs: list[tuple[str, str | None]]) -> list[bool]:
+    """Read every image and mask once; refuse bad planes; whether each image has holes."""
+
+    def one(pair: tuple[str, str | None]) -> bool:
+        src, mpath = pair
+        shape, dtype = read_image_header(src, "image")
+        info = describe_image_file(src, shape, dtype, opts.axes)
+        if mpath is None:
+            mask = MaskInfo(None, opts.mask_value)
+        else:
+            mshape, _ = read_image_header(mpath, "mask")
+            mask = fit_mask(mshape, image_file_colour(mshape), info, ArrayRef("image", mpath))
+        plan = make_blocks(info, max_block_mb=float("inf"))
+        plan = scan_holes(info, mask, plan, tile=opts.tile, threads=1, check_values=True)
+        check_plan(info, plan, opts.mask_value, require_holes=False)
+        return any(b.holes for b in plan.blocks)
+
+    threads = 2 if opts.threads is None else opts.threads
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        return list(pool.map(one, pairs))
 
 
 def check_file_pair(src: str, mask: str | None, axes: str | None) -> None:

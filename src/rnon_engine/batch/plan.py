@@ -24,8 +24,9 @@ import numpy as np
 from rnon_engine.batch.io import ImageInfo, open_array
 from rnon_engine.batch.masks import MaskInfo, mask_window
 from rnon_engine.batch.regions import read_region
+from rnon_engine.errors import InputError
 
-__all__ = ["Block", "Plan", "make_blocks", "scan_holes", "fingerprint"]
+__all__ = ["Block", "Plan", "check_plan", "make_blocks", "plane_label", "scan_holes", "fingerprint"]
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,54 @@ def scan_holes(
         with ThreadPoolExecutor(max(1, threads)) as pool:
             blocks = tuple(pool.map(one, plan.blocks))
     return Plan(blocks, plan.step, plan.split_yx, plan.halo)
+
+
+def _planes_text(planes: list[str]) -> str:
+    more = f" and {len(planes) - 5} more" if len(planes) > 5 else ""
+    return ", ".join(planes[:5]) + more
+
+
+def check_plan(
+    image: ImageInfo, plan: Plan, mask_value: float | None, *, require_holes: bool = True
+) -> None:
+    """Refuse, before anything is written, a plan the engine would stop in the middle of.
+
+    Args:
+        image: INPUT's description.
+        plan: The scanned plan (see :func:`~rnon_engine.batch.plan.scan_holes`).
+        mask_value: The ``--mask-value`` (None with a mask array).
+        require_holes: Refuse a ``--mask-value`` that matches no pixel.
+
+    Raises:
+        InputError: the mask covers a whole plane, INPUT has NaN or infinite pixels
+            outside the mask, or ``--mask-value`` matches no pixel; the message names the
+            planes and says what to do.
+    """
+    full = [plane_label(image, p) for b in plan.blocks for p in b.full_planes]
+    if full:
+        why = (
+            f"every pixel of it equals --mask-value {mask_value:g} (saturated or dead)"
+            if mask_value is not None
+            else "the mask covers every pixel of it"
+        )
+        raise InputError(
+            f"{image.path}: {_planes_text(full)}: {why}, so there is nothing to repair it "
+            f"from ({len(full)} plane(s)). Leave some pixels of each plane out of the mask, or "
+            "leave such planes out of INPUT. Nothing was written."
+        )
+    bad = [f"{plane_label(image, p)} ({n} pixels)" for b in plan.blocks for p, n in b.nonfinite]
+    if bad:
+        raise InputError(
+            f"{image.path}: NaN or infinite pixels outside the mask in {len(bad)} plane(s): "
+            f"{_planes_text(bad)}. Add them to the mask to repair them (or replace them). "
+            "Nothing was written."
+        )
+    if require_holes and mask_value is not None and not any(b.holes for b in plan.blocks):
+        raise InputError(
+            f"no pixel of {image.path} equals --mask-value {mask_value:g}, so there is nothing "
+            f"to repair (INPUT is {image.dtype}). Check the value (e.g. 65535 for saturated "
+            "uint16 pixels, 0 for dead ones). Nothing was written."
+        )
 
 
 def fingerprint(parts: dict[str, Any]) -> str:

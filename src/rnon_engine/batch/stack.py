@@ -23,9 +23,9 @@ from rnon_engine.batch.paths import describe_given_mask
 from rnon_engine.batch.plan import (
     Block,
     Plan,
+    check_plan,
     fingerprint,
     make_blocks,
-    plane_label,
     scan_holes,
 )
 from rnon_engine.batch.report import Reporter, early_exit, estimate_seconds, finished, mask_text
@@ -47,7 +47,7 @@ from rnon_engine.batch.writers import (
 )
 from rnon_engine.errors import InputError
 
-__all__ = ["check_plan", "output_form", "run_stack"]
+__all__ = ["output_form", "run_stack"]
 
 
 def output_form(image: ImageInfo, out_path: Path) -> str:
@@ -66,51 +66,6 @@ def output_form(image: ImageInfo, out_path: Path) -> str:
             f"--output {str(out_path)!r}: for a TIFF INPUT give a .tif/.tiff (or .zarr) output."
         )
     return "zarr"
-
-
-def _planes_text(planes: list[str]) -> str:
-    more = f" and {len(planes) - 5} more" if len(planes) > 5 else ""
-    return ", ".join(planes[:5]) + more
-
-
-def check_plan(image: ImageInfo, plan: Plan, mask_value: float | None) -> None:
-    """Refuse, before anything is written, a plan the engine would stop in the middle of.
-
-    Args:
-        image: INPUT's description.
-        plan: The scanned plan (see :func:`~rnon_engine.batch.plan.scan_holes`).
-        mask_value: The ``--mask-value`` (None with a mask array).
-
-    Raises:
-        InputError: the mask covers a whole plane, INPUT has NaN or infinite pixels
-            outside the mask, or ``--mask-value`` matches no pixel; the message names the
-            planes and says what to do.
-    """
-    full = [plane_label(image, p) for b in plan.blocks for p in b.full_planes]
-    if full:
-        why = (
-            f"every pixel of it equals --mask-value {mask_value:g} (saturated or dead)"
-            if mask_value is not None
-            else "the mask covers every pixel of it"
-        )
-        raise InputError(
-            f"{image.path}: {_planes_text(full)}: {why}, so there is nothing to repair it "
-            f"from ({len(full)} plane(s)). Leave some pixels of each plane out of the mask, or "
-            "leave such planes out of INPUT. Nothing was written."
-        )
-    bad = [f"{plane_label(image, p)} ({n} pixels)" for b in plan.blocks for p, n in b.nonfinite]
-    if bad:
-        raise InputError(
-            f"{image.path}: NaN or infinite pixels outside the mask in {len(bad)} plane(s): "
-            f"{_planes_text(bad)}. Add them to the mask to repair them (or replace them). "
-            "Nothing was written."
-        )
-    if mask_value is not None and plan.known and not any(b.holes for b in plan.blocks):
-        raise InputError(
-            f"no pixel of {image.path} equals --mask-value {mask_value:g}, so there is nothing "
-            f"to repair (INPUT is {image.dtype}). Check the value (e.g. 65535 for saturated "
-            "uint16 pixels, 0 for dead ones). Nothing was written."
-        )
 
 
 def run_stack(
