@@ -127,7 +127,8 @@ def test_nan_outside_the_mask_in_one_plane_is_named_before_writing(tmp_path, cap
     zarr_array(tmp_path / "in.zarr", img, (1, 32, 40))
     zarr_array(tmp_path / "m.zarr", yx_mask(), (32, 40))
     before = tree(tmp_path)
-    base = [tmp_path / "in.zarr", "--mask", tmp_path / "m.zarr", "-o", tmp_path / "o.zarr"]
+    out = tmp_path / "new" / "deeper" / "o.zarr"  # folders made for the run go again
+    base = [tmp_path / "in.zarr", "--mask", tmp_path / "m.zarr", "-o", out]
     for extra in ([], ["--dry-run"]):
         rc, err = run([*base, *extra, *TELEA], capsys)
         assert rc == 2 and "plane [2]" in err and "NaN" in err and "Nothing was written" in err
@@ -140,11 +141,17 @@ def test_a_mask_covering_a_whole_plane_is_named_before_writing(case, capsys):
     full[0, 3:6, 3:6] = 1
     full[1] = 1
     zarr_array(src.parent / "full.zarr", full, (1, 32, 40))
+    zarr_array(src.parent / "yx.zarr", img, (1, 16, 20))  # planes cut into YX chunks
     before = tree(src.parent)
-    base = [src, "--mask", src.parent / "full.zarr", "-o", src.parent / "o.zarr"]
-    for extra in ([], ["--dry-run"]):
-        rc, err = run([*base, *extra, *TELEA], capsys)
-        assert rc == 2 and "plane [1]" in err and "covers every pixel" in err
+    for inp, extra in [
+        (src, []),
+        (src, ["--dry-run"]),
+        (src.parent / "yx.zarr", ["--max-block-mb", "0.001"]),
+    ]:
+        argv = [inp, "--mask", src.parent / "full.zarr", "-o", src.parent / "o.zarr", *extra]
+        rc, err = run([*argv, *TELEA], capsys)
+        assert rc == 2 and "plane [1]" in err and "covers every pixel" in err, err
+        assert "plane [0]" not in err
     assert tree(src.parent) == before
 
 

@@ -27,8 +27,9 @@ __all__ = ["Executor", "check_scheduler", "execute"]
 def check_scheduler(address: str, timeout: float = 5.0) -> None:
     """Fail fast when nothing listens at the dask scheduler ``address``.
 
-    Opens (and closes) a TCP connection to it; the dask client would otherwise wait its
-    whole connect timeout and end in an ``OSError``.
+    Opens (and closes) a TCP connection to it (``tcp://`` and ``tls://`` addresses, or
+    ``HOST:PORT``); the dask client would otherwise wait its whole connect timeout and end
+    in an ``OSError``.
 
     Raises:
         InputError: the address is malformed, unknown, or nothing answers there.
@@ -41,7 +42,9 @@ def check_scheduler(address: str, timeout: float = 5.0) -> None:
         scheme, host, port = parts.scheme, parts.hostname, parts.port
     except ValueError:
         scheme, host, port = "", None, None
-    if scheme not in ("tcp", "tls") or not host or port is None:
+    if "://" in address and scheme not in ("tcp", "tls"):
+        return  # another transport (ucx, inproc...): dask checks it
+    if not host or port is None:
         raise InputError(
             f"--scheduler {address!r} is not a scheduler address: give HOST:PORT or "
             "tcp://HOST:PORT (the address a dask scheduler prints when it starts)."

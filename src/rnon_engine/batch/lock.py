@@ -86,6 +86,7 @@ def output_lock(
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["rnon-batch", *(argv or [])]),
     }
+    created = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(3):
         try:
@@ -123,3 +124,8 @@ def output_lock(
     finally:
         with contextlib.suppress(OSError):
             path.unlink()
+        for folder in created:  # folders made for the lock alone (a run refused early)
+            try:
+                folder.rmdir()
+            except OSError:
+                break

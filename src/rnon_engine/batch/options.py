@@ -54,6 +54,7 @@ class BatchReport:
         dry_run: True for ``--dry-run`` (nothing written).
         estimate_s: The dry run's estimated time.
         plan_text: The dry run's plan.
+        mask_changed: Blocks redone because the mask changed since the output was made.
     """
 
     output: str
@@ -68,6 +69,7 @@ class BatchReport:
     dry_run: bool = False
     estimate_s: float | None = None
     plan_text: str = ""
+    mask_changed: int = 0
 
 
 def check_options(opts: BatchOptions) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -41,8 +42,8 @@ class Block:
         hole_planes: Planes of ``region`` with holes (-1: unknown).
         tiles: Engine tiles (``tile``-sized squares of a plane) holding holes (-1: unknown).
         digest: Hash of the region's boolean mask ("" when not scanned).
-        full_planes: INPUT indices (leading axes) of the planes the mask covers entirely
-            (found by the scan of whole-plane blocks).
+        full_planes: INPUT indices (leading axes) of the planes whose part in ``region``
+            the mask covers entirely (the whole plane, unless planes are cut in YX).
         nonfinite: ``(plane, count)`` of the planes with NaN or infinite pixels outside the
             mask (found by a scan that read INPUT's values).
     """
@@ -157,14 +158,10 @@ def _lead_indices(image: ImageInfo, block: Block, flags: np.ndarray) -> list[tup
     ]
 
 
-def _check_planes(
-    image: ImageInfo, block: Block, m: np.ndarray, data: np.ndarray | None, whole: bool
-) -> Block:
+def _check_planes(image: ImageInfo, block: Block, m: np.ndarray, data: np.ndarray | None) -> Block:
     """Record the block's planes that the engine would refuse (see :class:`Block`)."""
     y, x, c = image.y, image.x, image.color_axis
-    full: list[tuple[int, ...]] = []
-    if whole:
-        full = _lead_indices(image, block, m.all(axis=(y, x), keepdims=True))
+    full = _lead_indices(image, block, m.all(axis=(y, x), keepdims=True))
     bad: list[tuple[tuple[int, ...], int]] = []
     if data is not None and data.dtype.kind == "f":
         nonfinite = ~np.isfinite(data)
@@ -215,7 +212,7 @@ def scan_holes(
 
     def one(block: Block) -> Block:
         m, data = read(block)
-        return _check_planes(image, _count(image, block, m, tile), m, data, not plan.split_yx)
+        return _check_planes(image, _count(image, block, m, tile), m, data)
 
     if mask.broadcast and not read_input:
         blocks = tuple(one(b) for b in plan.blocks)
@@ -246,7 +243,14 @@ def check_plan(
             outside the mask, or ``--mask-value`` matches no pixel; the message names the
             planes and says what to do.
     """
-    full = [plane_label(image, p) for b in plan.blocks for p in b.full_planes]
+    # A plane is covered when every block holding a part of it is (one block, unless the
+    # planes are cut into YX chunks).
+    parts = 1
+    if plan.split_yx:
+        for d in (image.y, image.x):
+            parts *= -(-image.shape[d] // plan.step[d])
+    covered = Counter(p for b in plan.blocks for p in b.full_planes)
+    full = [plane_label(image, p) for p, n in sorted(covered.items()) if n == parts]
     if full:
         why = (
             f"every pixel of it equals --mask-value {mask_value:g} (saturated or dead)"

@@ -12,10 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rnon_engine.batch.executor import execute, stopped_error
-from rnon_engine.batch.io import TIFF_SUFFIXES, ImageInfo, open_array
+from rnon_engine.batch.io import TIFF_SUFFIXES, ArrayRef, ImageInfo, open_array
 from rnon_engine.batch.masks import MaskInfo
 from rnon_engine.batch.models import describe_model, get_inpainter
 from rnon_engine.batch.options import BatchOptions, BatchReport
@@ -28,6 +26,7 @@ from rnon_engine.batch.plan import (
     make_blocks,
     scan_holes,
 )
+from rnon_engine.batch.regions import read_region
 from rnon_engine.batch.report import Reporter, early_exit, estimate_seconds, finished, mask_text
 from rnon_engine.batch.resume import (
     STATE_DIR,
@@ -39,11 +38,13 @@ from rnon_engine.batch.resume import (
 )
 from rnon_engine.batch.tasks import BlockJob, inpaint_array, process_block, read_window
 from rnon_engine.batch.writers import (
+    copy_regions,
     create_output,
     finish_output,
     output_ref,
     remove_path,
     staging_path,
+    write_attrs,
 )
 from rnon_engine.errors import InputError
 
@@ -91,7 +92,6 @@ def run_stack(
             "ref": image.ref.path,
             "shape": image.shape,
             "axes": image.axes,
-            "mask_digest": plan.mask_digest if mask.ref is not None else None,
             "model": prov,
             "tile": opts.tile,
             "form": form,
@@ -110,9 +110,18 @@ def run_stack(
         state_root = out_path
         status = decide_existing(out_path, existing, fp, opts)
     blocks = plan.blocks
+    # The mask's digest per block with holes (a mask array only): a mask saved again (from
+    # napari, say) redoes the blocks whose mask changed and keeps the others.
+    digests = (
+        {str(b.index): b.digest for b in blocks if b.holes > 0} if mask.ref is not None else None
+    )
+    changed = _changed_blocks(existing, digests) if status in ("resume", "complete") else set()
+    if status == "complete" and changed:
+        status = "update"
     n_hole = sum(1 for b in blocks if b.holes != 0)
     hole_planes = sum(max(0, b.hole_planes) for b in blocks)
-    text = _plan_text(image, mask, mask_path, out_path, form, plan, status, opts)
+    shown = f"update: the mask changed in {len(changed)} blocks" if changed else status
+    text = _plan_text(image, mask, mask_path, out_path, form, plan, shown, opts)
     report = Reporter(out_path, form, len(blocks), image.planes, hole_planes, t_start)
 
     def estimate() -> tuple[float, str]:
@@ -125,7 +134,7 @@ def run_stack(
             b = blocks[0]
             t0 = time.perf_counter()
             with open_array(image.ref) as src:
-                np.asarray(src[b.slices()])
+                read_region(src, image.ref, b.slices(), "INPUT")
             return 2 * (time.perf_counter() - t0)
 
         est = estimate_seconds(opts, probe, n_hole, len(blocks) - n_hole, copy_probe)
@@ -135,15 +144,29 @@ def run_stack(
     early = early_exit(opts, text, status, report, estimate, planned)
     if early is not None:
         return early
-    attrs = provenance(opts, prov, fp, {**what, "axes": image.axes, "output_form": form})
+    extra = {"axes": image.axes, "output_form": form, "mask_blocks": digests}
+    attrs = provenance(opts, prov, fp, {**what, **extra})
     state = state_root / STATE_DIR
     # A TIFF output left by the same command but not marked complete: start again.
     restart_tiff = status == "resume" and form == "tiff" and out_path.exists()
-    fresh = status in ("new", "overwrite") or restart_tiff or not work.exists()
+    # A finished TIFF whose mask changed: a new staging store, the kept blocks copied in.
+    restage = status == "update" and form == "tiff"
+    fresh = status in ("new", "overwrite") or restart_tiff or restage or not work.exists()
     markers = state / "done"
-    done = set() if fresh or not markers.is_dir() else {p.name for p in markers.iterdir()}
+    every = {str(b.index) for b in blocks}
+    if status == "update":
+        done = every - changed
+    elif fresh or not markers.is_dir():
+        done = set()
+    else:
+        done = {p.name for p in markers.iterdir()} - changed
     todo = [b for b in blocks if str(b.index) not in done]
-    if status == "resume":
+    if changed:
+        opts.log(
+            f"rnon-batch: the mask changed in {len(changed)} of {len(blocks)} blocks since "
+            f"{out_path} was written: redoing those, keeping the others."
+        )
+    elif status == "resume":
         opts.log(
             f"rnon-batch: resuming {out_path}: {len(blocks) - len(todo)} of {len(blocks)} "
             "blocks already done."
@@ -154,12 +177,25 @@ def run_stack(
             remove_path(out_path)
             if form == "tiff":
                 remove_path(work)
-        if restart_tiff:
+        if restart_tiff or restage:
             remove_path(work)
         out_ref = (
             create_output(image, work, form, attrs) if fresh else output_ref(image, work, form)
         )
         markers.mkdir(parents=True, exist_ok=True)
+        if restage:  # the kept blocks, from the finished TIFF
+            kept = [b for b in blocks if str(b.index) in done]
+            copy_regions(ArrayRef("tiff", str(out_path)), out_ref, [b.slices() for b in kept])
+        if status == "update" or (changed and not fresh):
+            # Markers first (kept blocks on, changed blocks off), then the new digests: a
+            # run killed in between redoes at worst the same blocks.
+            for i in every:
+                marker = markers / i
+                if i in done:
+                    marker.touch()
+                else:
+                    marker.unlink(missing_ok=True)
+            write_attrs(work, attrs)
         return BlockJob(image, mask, out_ref, str(state), spec, opts.stages)
 
     model = spec if any(b.holes != 0 for b in todo) else None
@@ -172,7 +208,19 @@ def run_stack(
         raise stopped_error(exc, str(out_path), len(blocks), len(blocks), "block") from exc
     inpainted = sum(r["planes"] for r in results)
     summary = f"{len(results)} blocks run, {inpainted} planes inpainted"
-    return finished(opts, report, results, len(blocks) - len(todo), summary)
+    if changed:
+        summary += f"; {len(changed)} blocks redone because the mask changed"
+    done_report = finished(opts, report, results, len(blocks) - len(todo), summary)
+    done_report.mask_changed = len(changed)
+    return done_report
+
+
+def _changed_blocks(existing: dict[str, Any] | None, digests: dict[str, str] | None) -> set[str]:
+    """Blocks (by index) whose mask differs from the one the existing output was made with."""
+    if digests is None or existing is None:
+        return set()
+    old = existing.get("mask_blocks") or {}
+    return {i for i in set(old) | set(digests) if old.get(i) != digests.get(i)}
 
 
 def _probe_block(image: ImageInfo, mask: MaskInfo, b: Block, inp: Any, stages: str) -> float:

@@ -17,10 +17,25 @@ from typing import Any
 
 import numpy as np
 
-from rnon_engine.batch.io import ArrayRef, ImageInfo, create_zarr_like, write_chunks_of
+from rnon_engine.batch.io import (
+    ArrayRef,
+    ImageInfo,
+    create_zarr_like,
+    open_array,
+    write_chunks_of,
+)
+from rnon_engine.batch.regions import read_region
 from rnon_engine.batch.resume import ATTRS_KEY
 
-__all__ = ["create_output", "finish_output", "output_ref", "remove_path", "staging_path"]
+__all__ = [
+    "copy_regions",
+    "create_output",
+    "finish_output",
+    "output_ref",
+    "remove_path",
+    "staging_path",
+    "write_attrs",
+]
 
 
 def staging_path(out_path: Path) -> Path:
@@ -94,11 +109,23 @@ def output_ref(image: ImageInfo, work: Path, form: str) -> ArrayRef:
     return ArrayRef("zarr", str(work))
 
 
-def _set_complete(root: Path, attrs: dict[str, Any]) -> None:
+def write_attrs(root: Path, attrs: dict[str, Any]) -> None:
+    """Set the ``rnon_batch`` attributes of the zarr output (or staging store) at ``root``."""
     import zarr
 
     node = zarr.open(str(root), mode="r+")
-    node.attrs[ATTRS_KEY] = {**attrs, "complete": True}
+    node.attrs[ATTRS_KEY] = attrs
+
+
+def _set_complete(root: Path, attrs: dict[str, Any]) -> None:
+    write_attrs(root, {**attrs, "complete": True})
+
+
+def copy_regions(src: ArrayRef, dst: ArrayRef, regions: list[tuple[slice, ...]]) -> None:
+    """Copy ``regions`` of array ``src`` into the same regions of zarr array ``dst``."""
+    with open_array(src) as a, open_array(dst, "r+") as b:
+        for region in regions:
+            b[region] = read_region(a, src, region, "the existing output")
 
 
 def finish_output(
