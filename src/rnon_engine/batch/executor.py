@@ -226,8 +226,8 @@ def stopped_error(exc: BaseException, output: str, done: int, total: int, unit: 
         unit: ``"block"`` or ``"image"``.
     """
     resume = (
-        f" {done} of {total} {unit}s were finished and are kept in {output}; run the same "
-        "command again to finish the rest (it resumes)."
+        f" {done} of {total} {unit}s were finished before this and are kept in {output}: "
+        "run the same command again to finish the rest (it resumes from there)."
     )
     if isinstance(exc, OSError):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):

@@ -200,7 +200,7 @@ def run_stack(
 
     model = spec if any(b.holes != 0 for b in todo) else None
     results = execute(
-        opts, process_block, todo, "block", model=model, start=start, output=str(out_path)
+        opts, process_block, todo, "block", model=model, start=start, output=str(work)
     )
     try:
         finish_output(image, work, out_path, form, attrs, state)
