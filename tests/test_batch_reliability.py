@@ -180,6 +180,30 @@ def test_mask_value_matching_no_pixel_is_refused(tmp_path, capsys):
     assert tree(tmp_path) == before
 
 
+def test_folder_checks_every_image_before_writing(tmp_path, capsys):
+    (tmp_path / "imgs").mkdir()
+    a, b = stack((32, 40)), stack((32, 40))
+    a[3, 4] = 65535
+    tifffile.imwrite(tmp_path / "imgs" / "a.tif", a)
+    tifffile.imwrite(tmp_path / "imgs" / "b.tif", b)
+    out = tmp_path / "out"
+    rc, err = run([tmp_path / "imgs", "--mask-value", "65535", "-o", out, *TELEA], capsys)
+    assert rc == 0 and "1 image(s) have no pixel equal to 65535" in err and "b.tif" in err
+    assert np.array_equal(tifffile.imread(out / "b.tif"), b)
+    before = tree(tmp_path)
+    rc, err = run([tmp_path / "imgs", "--mask-value", "7", "-o", tmp_path / "o2", *TELEA], capsys)
+    assert rc == 2 and "no pixel of any image" in err
+    assert tree(tmp_path) == before
+    b[:] = 65535  # one image entirely saturated: named, nothing written
+    tifffile.imwrite(tmp_path / "imgs" / "b.tif", b)
+    before = tree(tmp_path)
+    rc, err = run(
+        [tmp_path / "imgs", "--mask-value", "65535", "-o", tmp_path / "o3", *TELEA], capsys
+    )
+    assert rc == 2 and "b.tif" in err and "every pixel" in err and "Nothing was written" in err
+    assert tree(tmp_path) == before
+
+
 # --------------------------------------------------------------------------- messages
 
 
