@@ -127,8 +127,8 @@ def test_existing_output_of_another_command_is_refused_without_overwrite(tmp_pat
     mask[20:30, 10:25] = 1
     write_label(src, mask)
     out = tmp_path / "stack.repaired.zarr"
-    # another command wrote the default output: every pixel equal to 0 (none) repaired
-    assert main([str(src), "--mask-value", "0", *TELEA]) == 0
+    # another command (another method) wrote the default output
+    assert main([str(src), "--model", "ns", "--no-progress"]) == 0
     first = level0(out)
     capsys.readouterr()
     assert main([str(src), *TELEA]) == 2
@@ -147,24 +147,32 @@ def test_existing_output_of_another_command_is_refused_without_overwrite(tmp_pat
     assert (tmp_path / "b.repaired.zarr" / "notes.txt").read_text() == "mine"
 
 
-def test_mask_saved_again_is_not_taken_for_a_finished_run(tmp_path, capsys):
-    """The fingerprint holds the mask's digest: a re-saved label never yields a stale result."""
+def test_mask_saved_again_redoes_only_the_blocks_whose_mask_changed(tmp_path, capsys):
+    """Save mask (Replace), same command: no --overwrite, only the changed blocks redone."""
     from napari_rnon._ome import save_repair_label
 
     src = tmp_path / "stack.zarr"
     img = write_stack(src)
-    mask = np.zeros(SHAPE[-2:], np.uint8)
-    mask[5:15, 5:15] = 1
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[0, 5:15, 5:15] = 1
+    mask[1, 40:50, 20:30] = 1
     save_repair_label(src, mask)
     assert main([str(src), *TELEA]) == 0
     assert main([str(src), *TELEA]) == 0  # same mask: complete, nothing to do
     assert "already complete" in capsys.readouterr().err
-    mask[40:50, 40:50] = 1
+    out = tmp_path / "stack.repaired.zarr"
+    planes = {z: sorted((out / "0" / "c" / str(z)).rglob("*")) for z in range(3)}
+    stamp = {z: [(p, p.stat().st_mtime_ns) for p in planes[z] if p.is_file()] for z in range(3)}
+    mask[1, 50:60, 40:50] = 1  # painted more on plane 1 only
     save_repair_label(src, mask, replace=True)
-    assert main([str(src), *TELEA]) == 2
-    assert "mask" in capsys.readouterr().err
-    assert main([str(src), "--overwrite", *TELEA]) == 0
-    assert np.array_equal(level0(tmp_path / "stack.repaired.zarr"), telea_reference(img, mask))
+    assert main([str(src), *TELEA]) == 0
+    err = capsys.readouterr().err
+    assert "mask changed in 1 of 3 blocks" in err and "1 blocks redone" in err
+    assert np.array_equal(level0(out), telea_reference(img, mask))
+    for z in (0, 2):  # kept, not rewritten
+        assert stamp[z] == [(p, p.stat().st_mtime_ns) for p in planes[z] if p.is_file()]
+    assert main([str(src), *TELEA]) == 0
+    assert "already complete" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("fmt", ["0.5", "0.4"])

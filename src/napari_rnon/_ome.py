@@ -596,9 +596,9 @@ class BatchSection(Container):
 
 
 def _out(info: OmeImage) -> str:
-    from rnon_engine.batch.run import _default_output
+    from rnon_engine.batch.paths import default_output
 
-    return str(_default_output(info.path))
+    return str(default_output(info.path))
 
 
 def _qt_copy(text: str) -> None:
