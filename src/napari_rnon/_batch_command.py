@@ -29,9 +29,7 @@ def _parser() -> argparse.ArgumentParser:
 def batch_defaults() -> dict[str, object]:
     """rnon-batch's defaults for the options the widget sets (``model``, ``tile``...)."""
     parser = _parser()
-    return {
-        key: parser.get_default(key) for key in ("model", "stage2", "stages", "device", "tile")
-    }
+    return {key: parser.get_default(key) for key in ("model", "stage2", "stages", "device", "tile")}
 
 
 def _classical() -> tuple[str, ...]:
@@ -75,8 +73,10 @@ def batch_command(
 
 
 def default_output(input_path: Path) -> Path:
-    """Where ``rnon-batch INPUT`` writes without ``--output`` (its ``--output`` help):
-    INPUT's name with ``.repaired`` before its suffix (``stack.repaired.zarr``), beside it.
+    """Where ``rnon-batch INPUT`` writes without ``--output``.
+
+    As its ``--output`` help says: INPUT's name with ``.repaired`` before its suffix
+    (``stack.repaired.zarr``), beside it.
     """
     name = input_path.name
     for suffix in (".ome.zarr", ".ome.tiff", ".ome.tif", input_path.suffix):

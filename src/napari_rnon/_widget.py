@@ -117,7 +117,7 @@ def _user_weights() -> list[tuple[str, str]]:
 
 
 def result_tag(settings: EngineSettings) -> str:
-    """What makes a result, for its layer name: ``"telea"``, ``"RNON"``, ``"RNON cells stage 1"``."""
+    """What made a result, for its layer name: ``"telea"``, ``"RNON cells stage 1"``..."""
     name = settings.name_or_path
     if name in CLASSICAL_TAGS:
         return CLASSICAL_TAGS[name]
