@@ -280,6 +280,16 @@ def test_hot_pixels_across_planes_grow_shrink_and_brush(dead_stack):
     assert mask.brush_size == 3 and tools._brush.value == 3
     tools._brush.value = 7
     assert mask.brush_size == 7
+    mask.brush_size = 5  # "[" / "]" or the layer controls
+    assert tools._brush.value == 5
+
+
+def test_a_chosen_mask_gets_the_thin_brush(viewer_widget):
+    viewer, widget = viewer_widget
+    viewer.open_sample("napari-rnon", "damaged_photo")
+    mask = viewer.layers["damaged photo repair mask"]
+    assert widget._mask.value is mask
+    assert mask.brush_size == 3  # napari's default is 10: too wide for thin scratches
 
 
 def test_mask_tools_refuse_a_lazy_mask(viewer_widget):

@@ -9,6 +9,7 @@ section knows the Inpaint widget only through callables; the rules themselves ar
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,7 @@ class MaskTools(Container):
     ) -> None:
         self._get_image, self._get_mask, self._get_planes = image, mask, planes
         self._report = report
+        self._attached: weakref.ref[Labels] | None = None
         self._toggle = CheckBox(text="Mask tools", value=False)
         self._value = LineEdit(
             label="Value",
@@ -108,7 +110,8 @@ class MaskTools(Container):
             min=1,
             max=200,
             value=THIN_BRUSH,
-            tooltip="Brush size of the mask layer (thin scratches: 3)",
+            tooltip="Brush size of the mask layer: 3 px fits thin scratches ([ and ] change "
+            "it in the viewer)",
         )
         self._body = Container(
             widgets=[
@@ -137,11 +140,26 @@ class MaskTools(Container):
         if mask is not None:
             mask.brush_size = int(size)
 
-    def sync_brush(self) -> None:
-        """Show the mask layer's brush size."""
-        mask = self._get_mask()
+    def attach(self, mask: Labels | None) -> None:
+        """Follow the chosen mask: it gets the Brush size, and Brush follows its brush.
+
+        A mask chosen in the widget (a new one, a sample's, one read from OME-Zarr) gets
+        the Brush field's size (thin by default); changing the brush on the layer
+        (``[``, ``]``, layer controls) updates the field.
+        """
+        old = self._attached() if self._attached is not None else None
+        if old is not None and old is not mask:
+            old.events.brush_size.disconnect(self._on_layer_brush)
+        self._attached = weakref.ref(mask) if mask is not None else None
         if mask is not None:
-            self._brush.value = int(mask.brush_size)
+            if old is not mask:
+                mask.events.brush_size.connect(self._on_layer_brush)
+            mask.brush_size = int(self._brush.value)
+
+    def _on_layer_brush(self, event: Any = None) -> None:
+        mask = self._attached() if self._attached is not None else None
+        if mask is not None and int(round(mask.brush_size)) != int(self._brush.value):
+            self._brush.value = int(round(mask.brush_size))
 
     def _targets(self) -> tuple[Image, Labels, list[PlaneIndex], bool]:
         image, mask = self._get_image(), self._get_mask()

@@ -316,7 +316,7 @@ class InpaintWidget(WorkerMixin, Container):
             ],
         )
         self._image.changed.connect(self._on_image_changed)
-        self._mask.changed.connect(lambda _: self.mask_tools.sync_brush())
+        self._mask.changed.connect(self.mask_tools.attach)
         self._method.changed.connect(self._on_method_changed)
         self._weights.changed.connect(self._on_weights_changed)
         self._stage2.changed.connect(lambda _: self._update_stage2_info())
@@ -348,6 +348,7 @@ class InpaintWidget(WorkerMixin, Container):
         self._pick_defaults()
         self._on_method_changed(self._method.value)
         self._on_image_changed(self._image.value)
+        self.mask_tools.attach(self._mask.value)
         _OPEN_WIDGETS.add(self)
 
     # ----------------------------------------------------------------- choices
@@ -543,7 +544,6 @@ class InpaintWidget(WorkerMixin, Container):
             self._say(str(exc))
             return None
         self._mask.value = layer
-        self.mask_tools.sync_brush()
         return layer
 
     def settings(self, step: str = "repair") -> EngineSettings:
