@@ -444,3 +444,27 @@ def test_importing_the_widgets_imports_no_torch():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_widget_opens_before_torch_has_listed_the_devices(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    """torch takes seconds to import: the device list must not hold the widget up."""
+    import napari_rnon._widget as widget_module
+
+    release = threading.Event()
+
+    def slow_devices():
+        release.wait(30)
+        return ["auto", "cpu", "cuda:0"]
+
+    monkeypatch.setattr(widget_module, "available_devices", slow_devices)
+    viewer = make_napari_viewer()
+    widget = InpaintWidget(viewer)  # returns while the probe still waits
+    assert not widget.devices_ready.is_set()
+    assert list(widget._device.choices) == ["auto", "cpu"]
+    widget._device.value = "cpu"
+    release.set()
+    qtbot.waitUntil(widget.devices_ready.is_set, timeout=TIMEOUT_MS)
+    assert list(widget._device.choices) == ["auto", "cpu", "cuda:0"]
+    assert widget._device.value == "cpu"  # the user's choice is kept

@@ -11,12 +11,14 @@ settings make another, so methods can be compared. The result is shown on top, t
 stays the selected layer, and "Before / after" (Shift+B) flips between the source and the
 result. The channel layers of a multichannel image are repaired together with one mask.
 A cancelled or failed run changes no layer. torch and the engine are imported when a run
-starts, never when napari reads the manifest.
+starts (the widget opens at once: the devices torch can use are listed by a background
+thread), never when napari reads the manifest.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import weakref
 from dataclasses import asdict, dataclass
@@ -59,7 +61,7 @@ from napari_rnon._planes import (
     run_planes,
 )
 from napari_rnon._settings import EngineSettings
-from napari_rnon._worker import WorkerMixin
+from napari_rnon._worker import WorkerMixin, progress_relay
 
 if TYPE_CHECKING:
     import napari
@@ -243,7 +245,10 @@ class InpaintWidget(WorkerMixin, Container):
         )
         self._stage2_info = Label(value="")
         self._stage2_info.native.setWordWrap(True)
-        self._device = ComboBox(label="Device", choices=available_devices(), value="auto")
+        # torch takes seconds to import: the widget opens with these two and a background
+        # thread adds the GPUs torch finds (see _start_device_probe).
+        self._devices: list[str] = ["auto", "cpu"]
+        self._device = ComboBox(label="Device", choices=self._device_choices, value="auto")
         self._planes = ComboBox(
             label="Planes",
             choices=[CURRENT_PLANE, ALL_PLANES],
@@ -337,6 +342,7 @@ class InpaintWidget(WorkerMixin, Container):
         ):
             control.changed.connect(self.batch.refresh)
         viewer.bind_key(COMPARE_KEY, self._on_compare_key, overwrite=True)
+        self._start_device_probe()
 
         events = viewer.layers.events
         events.inserted.connect(self._on_layers_changed)
@@ -363,6 +369,36 @@ class InpaintWidget(WorkerMixin, Container):
         known = {v for _, v in choices}
         choices += [(Path(p).name, p) for p in self._extra_weights if p not in known]
         return [*choices, ("choose a file...", BROWSE)]
+
+    def _device_choices(self, _widget: Any = None) -> list[str]:
+        return list(self._devices)
+
+    def _start_device_probe(self) -> None:
+        """List torch's devices in a background thread; the GUI thread gets the list."""
+        self.devices_ready = threading.Event()
+        self._device_relay = progress_relay(object)
+        self._device_relay.progress.connect(self._on_devices)
+
+        def probe() -> None:
+            try:
+                devices = available_devices()
+            except Exception as exc:  # no torch, a broken driver: keep auto and cpu
+                logger.warning("RNON: could not list the torch devices: %s", exc)
+                devices = ["auto", "cpu"]
+            self._device_relay.progress.emit(devices)
+
+        threading.Thread(target=probe, name="rnon-device-probe", daemon=True).start()
+
+    def _on_devices(self, devices: list[str]) -> None:
+        self._devices = list(devices)
+        try:
+            current = self._device.value
+            self._device.reset_choices()
+            if current in self._devices:
+                self._device.value = current
+        except RuntimeError:  # the widget is gone
+            pass
+        self.devices_ready.set()
 
     def _on_layers_changed(self, event: Any = None) -> None:
         inserted = None
