@@ -23,7 +23,10 @@ from napari_rnon._planes import PlaneIndex, UserError, check_mask_shape
 if TYPE_CHECKING:
     from napari.layers import Image, Labels
 
-__all__ = ["MaskTools", "write_mask"]
+__all__ = ["ACROSS_MAX_PLANES", "MaskTools", "write_mask"]
+
+#: "Same pixels in every plane" looks at this many planes at most, spread over the stack.
+ACROSS_MAX_PLANES = 32
 
 
 def write_mask(layer: Labels, region: tuple[Any, ...], new: np.ndarray, *, label: int = 1) -> int:
@@ -224,38 +227,46 @@ class MaskTools(Container):
         return self._run("Value", work)
 
     def add_hot_pixels(self) -> int | None:
-        """Add hot and dead pixels (far from their neighbourhood median) to the mask."""
+        """Add hot and dead pixels (far from their neighbourhood median) to the mask.
+
+        Plane by plane; with "Same pixels in every plane", one (Y, X) mask from up to
+        :data:`ACROSS_MAX_PLANES` planes spread evenly over the run (a defect that is in
+        every plane is in those), so a long stack is never loaded whole.
+        """
+        threshold = float(self._threshold.value)
+
+        def find(planes: np.ndarray, rgb: bool, across: bool) -> np.ndarray:
+            if not rgb:
+                return hot_pixel_mask(planes, threshold=threshold, across_planes=across)
+            found = [  # any colour channel
+                hot_pixel_mask(planes[..., c], threshold=threshold, across_planes=across)
+                for c in range(planes.shape[-1])
+            ]
+            return np.any(found, axis=0)
 
         def work() -> int:
             image, mask, planes, broadcast = self._targets()
             data, rgb = layer_data(image), bool(image.rgb)
-            stack = np.stack([self._plane(data, idx) for idx in planes])
-            if rgb:  # any colour channel
-                found = np.any(
-                    [
-                        hot_pixel_mask(
-                            stack[..., c],
-                            threshold=float(self._threshold.value),
-                            across_planes=bool(self._across.value),
-                        )
-                        for c in range(stack.shape[-1])
-                    ],
-                    axis=0,
+            label = _label(mask)
+            if self._across.value and len(planes) > 1:
+                step = max(1, -(-len(planes) // ACROSS_MAX_PLANES))
+                sample = np.stack([self._plane(data, idx) for idx in planes[::step]])
+                yx = find(sample, rgb, across=True)
+                if broadcast:
+                    return write_mask(mask, (), yx | (mask.data != 0), label=label)
+                return sum(
+                    write_mask(mask, idx, yx | (mask.data[idx] != 0), label=label) for idx in planes
                 )
-            else:
-                found = hot_pixel_mask(
-                    stack,
-                    threshold=float(self._threshold.value),
-                    across_planes=bool(self._across.value),
-                )
-            per_plane = found.ndim == 3  # else one (Y, X) mask for every plane
-            if broadcast:
-                yx = found.any(axis=0) if per_plane else found
-                return write_mask(mask, (), yx | (mask.data != 0), label=_label(mask))
             n = 0
-            for i, idx in enumerate(planes):
-                f = found[i] if per_plane else found
-                n += write_mask(mask, idx, f | (mask.data[idx] != 0), label=_label(mask))
+            union = np.zeros(mask.data.shape, bool) if broadcast else None
+            for idx in planes:
+                found = find(self._plane(data, idx), rgb, across=False)
+                if union is not None:
+                    union |= found
+                else:
+                    n += write_mask(mask, idx, found | (mask.data[idx] != 0), label=label)
+            if union is not None:
+                n = write_mask(mask, (), union | (mask.data != 0), label=label)
             return n
 
         return self._run("Hot/dead pixels", work)
