@@ -468,3 +468,38 @@ def test_the_widget_opens_before_torch_has_listed_the_devices(
     qtbot.waitUntil(widget.devices_ready.is_set, timeout=TIMEOUT_MS)
     assert list(widget._device.choices) == ["auto", "cpu", "cuda:0"]
     assert widget._device.value == "cpu"  # the user's choice is kept
+
+
+def test_ome_zarr_channels_one_repair(make_napari_viewer, wait_idle, tmp_path):
+    """Channel layers from the OME-Zarr reader (dask, a ``c`` axis) are one group."""
+    import zarr
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_image
+
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 4000, (2, 3, 24, 24), dtype=np.uint16)
+    src = tmp_path / "cells.zarr"
+    write_image(
+        img,
+        zarr.open_group(str(src), mode="w", zarr_format=3),
+        axes="czyx",
+        fmt=FormatV05(),
+        scale_factors=[],
+    )
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(src), plugin="napari-rnon")
+    assert [ly.name for ly in layers] == ["cells c0", "cells c1"]
+    widget = InpaintWidget(viewer)
+    widget._image.value = layers[0]
+    assert widget._channels.text == "All 2 channels (one mask)"
+    mask = widget.new_mask()
+    mask.data[:, 5:9, 5:9] = 1
+    widget._method.value = "Telea (OpenCV)"
+    widget._planes.value = ALL_PLANES
+    assert widget.run() is not None
+    wait_idle(widget, TIMEOUT_MS)
+    m = mask.data != 0
+    for c in range(2):
+        out = np.asarray(viewer.layers[f"cells c{c} repaired (telea)"].data)
+        np.testing.assert_array_equal(out[~m], img[c][~m])
+        assert (out[m] != img[c][m]).any()
