@@ -13,6 +13,12 @@ result. The channel layers of a multichannel image are repaired together with on
 A cancelled or failed run changes no layer. torch and the engine are imported when a run
 starts (the widget opens at once: the devices torch can use are listed by a background
 thread), never when napari reads the manifest.
+
+This file is one dock widget with some twenty controls and their links (about 650
+lines); what has its own rules lives apart: the run (:mod:`napari_rnon._job`), methods,
+weights and devices (:mod:`napari_rnon._methods`), the mask tools
+(:mod:`napari_rnon._mask_section`) and the whole-stack section
+(:mod:`napari_rnon._batch_section`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ import logging
 import threading
 import time
 import weakref
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,26 +44,30 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_warning
 
 from napari_rnon._batch_section import BatchSection
+from napari_rnon._job import Job, apply_job, duration, prepare_job, run_job
 from napari_rnon._layers import (
     MASK_FOR_KEY,
     META_KEY,
     add_mask_layer,
-    apply_result,
     channel_layers,
     current_plane,
-    layer_data,
     layer_geometry,
-    place_on_top,
-    update_outline,
 )
 from napari_rnon._mask_section import MaskTools
+from napari_rnon._methods import (
+    METHODS,
+    PACKAGED,
+    RNON_METHODS,
+    available_devices,
+    describe_stage2,
+    load_inpainter,
+    result_tag,
+    user_weights,
+)
 from napari_rnon._planes import (
-    MaskPlanes,
     PlaneIndex,
     RunResult,
     UserError,
-    plane_label,
-    run_planes,
 )
 from napari_rnon._settings import EngineSettings
 from napari_rnon._worker import WorkerMixin, progress_relay
@@ -75,25 +84,16 @@ __all__ = [
     "RNON_METHODS",
     "EngineSettings",
     "InpaintWidget",
+    "available_devices",
+    "load_inpainter",
     "register_weights",
     "result_tag",
 ]
 
 logger = logging.getLogger(__name__)
 
-# Method label -> (engine name, stages). "default" means the packaged RNON weights.
-METHODS: dict[str, tuple[str, str]] = {
-    "RNON (repair + optimise)": ("default", "both"),
-    "RNON repair only": ("default", "repair"),
-    "Telea (OpenCV)": ("telea", "repair"),
-    "Navier-Stokes (OpenCV)": ("ns", "repair"),
-    "Biharmonic (scikit-image)": ("biharmonic", "repair"),
-}
-RNON_METHODS = ("RNON (repair + optimise)", "RNON repair only")
-CLASSICAL_TAGS = {"telea": "telea", "ns": "navier-stokes", "biharmonic": "biharmonic"}
 CURRENT_PLANE = "current plane"
 ALL_PLANES = "all planes"
-PACKAGED = "default"
 BROWSE = "\0browse"
 #: The viewer key binding of "Before / after".
 COMPARE_KEY = "Shift-B"
@@ -109,82 +109,6 @@ def register_weights(path: str | Path) -> None:
             widget.refresh_weights(select=path)
         except RuntimeError:  # its Qt widget is gone
             _OPEN_WIDGETS.discard(widget)
-
-
-def _user_weights() -> list[tuple[str, str]]:
-    """Weights in the user weights folder (fine-tuned models), newest first."""
-    from rnon_engine.finetune import list_user_weights
-
-    return [(p.stem, str(p)) for p in list_user_weights()]
-
-
-def result_tag(settings: EngineSettings) -> str:
-    """What made a result, for its layer name: ``"telea"``, ``"RNON cells stage 1"``..."""
-    name = settings.name_or_path
-    if name in CLASSICAL_TAGS:
-        return CLASSICAL_TAGS[name]
-    tag = "RNON" if name == PACKAGED else f"RNON {Path(name).stem}"
-    if settings.stage2:
-        tag += f" + {Path(settings.stage2).stem}"
-    if settings.stages == "repair":
-        tag += " stage 1"
-    return tag
-
-
-def available_devices() -> list[str]:
-    """Devices torch can use here: ``auto``, ``cpu``, then each CUDA device, then ``mps``."""
-    import torch
-
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
-
-
-def load_inpainter(settings: EngineSettings) -> Any:
-    """Build the engine's Inpainter for ``settings`` (runs in the worker thread)."""
-    from rnon_engine.inference import Inpainter
-
-    return Inpainter.from_pretrained(
-        name_or_path=settings.name_or_path,
-        device=settings.device,
-        stage2=settings.stage2,
-        tile_size=settings.tile_size,
-    )
-
-
-@dataclass
-class _Part:
-    """One layer of a run (a multichannel image has one per channel)."""
-
-    source: Image  # the layer named in the result
-    input_layer: Image  # the layer whose pixels are read (a result layer for optimise)
-    data: Any
-    result_name: str
-
-
-@dataclass
-class _Job:
-    """One prepared run: everything the worker needs, checked on the GUI thread."""
-
-    step: str  # "repair" | "optimise"
-    parts: list[_Part]
-    mask_layer: Labels
-    geometry: Any
-    mask: MaskPlanes
-    planes: list[PlaneIndex]
-    settings: EngineSettings
-    tag: str
-    outline: bool
-    method_label: str
-
-    @property
-    def source(self) -> Image:
-        """The first part's source layer."""
-        return self.parts[0].source
 
 
 class InpaintWidget(WorkerMixin, Container):
@@ -204,11 +128,10 @@ class InpaintWidget(WorkerMixin, Container):
         self.inpainter_factory = load_inpainter
         self._inpainter: Any = None
         self._inpainter_key: tuple[Any, ...] | None = None
-        self._job: _Job | None = None
+        self._job: Job | None = None
         self._t0 = 0.0
         self._extra_weights: list[str] = []
         self._weights_value: str = PACKAGED
-        self._stage2_cache: dict[tuple[Any, ...], str] = {}
         self._compare: list[weakref.ref[Image]] = []
 
         self._image = ComboBox(
@@ -365,7 +288,7 @@ class InpaintWidget(WorkerMixin, Container):
         return [(ly.name, ly) for ly in self._viewer.layers if isinstance(ly, Labels)]
 
     def _weights_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
-        choices = [("packaged model", PACKAGED), *_user_weights()]
+        choices = [("packaged model", PACKAGED), *user_weights()]
         known = {v for _, v in choices}
         choices += [(Path(p).name, p) for p in self._extra_weights if p not in known]
         return [*choices, ("choose a file...", BROWSE)]
@@ -519,35 +442,7 @@ class InpaintWidget(WorkerMixin, Container):
 
     def stage2_description(self) -> str:
         """Which stage-2 (optimise) weights a repair + optimise run uses, in words."""
-        settings = self.settings("repair")
-        if settings.stage2:
-            return f"Stage 2: {Path(settings.stage2).name} (Advanced settings)."
-        if settings.name_or_path == PACKAGED:
-            return "Stage 2: the packaged optimise model."
-        path = Path(settings.name_or_path)
-        try:
-            key = (str(path), path.stat().st_mtime_ns)
-        except OSError:
-            return f"Weights file not found: {path}."
-        if key not in self._stage2_cache:
-            from rnon_engine.errors import RnonError
-            from rnon_engine.provenance import resolve_weights
-
-            try:
-                src = resolve_weights(path)
-            except RnonError as exc:
-                text = f"These weights cannot be used: {exc}"
-            else:
-                if src.optimize is not None:
-                    text = f"Stage 2: {Path(src.optimize).name}, named by {path.name}."
-                else:
-                    text = (
-                        f"Stage 2: none. {path.name} holds stage 1 only and names no "
-                        "stage-2 file, so only the repair stage runs. To optimise too, "
-                        "choose Stage-2 weights under Advanced settings."
-                    )
-            self._stage2_cache[key] = text
-        return self._stage2_cache[key]
+        return describe_stage2(self.settings("repair"))
 
     # ---------------------------------------------------------------- helpers
     def _say(self, text: str) -> None:
@@ -600,23 +495,7 @@ class InpaintWidget(WorkerMixin, Container):
             stages=stages,
         )
 
-    def _optimise_input(self, source: Image) -> tuple[Image, Image]:
-        """(source, input layer) for Optimise: a chosen result, or the stage-1 result."""
-        meta = source.metadata.get(META_KEY)
-        if isinstance(meta, dict) and meta.get("source") in self._viewer.layers:
-            return self._viewer.layers[meta["source"]], source
-        stage1 = result_tag(
-            EngineSettings(**{**asdict(self.settings("repair")), "stages": "repair"})
-        )
-        name = f"{source.name} repaired ({stage1})"
-        if name not in self._viewer.layers:
-            raise UserError(
-                f"Run 'Repair' with 'RNON repair only' first: 'Optimise' improves the layer "
-                f"'{name}' (or choose a result layer as Image)."
-            )
-        return source, self._viewer.layers[name]
-
-    def _prepare(self, step: str) -> _Job:
+    def _prepare(self, step: str) -> Job:
         """Check the user's choices and build a job; raises UserError with the reason."""
         chosen = self._image.value
         if chosen is None or chosen not in self._viewer.layers:
@@ -637,59 +516,14 @@ class InpaintWidget(WorkerMixin, Container):
             if path is not None and path not in {n for n, _ in METHODS.values()}:
                 if not Path(path).is_file():
                     raise UserError(f"Weights file not found: {path}. Choose an existing file.")
-        pairs = []
-        for layer in group:
-            if step == "optimise":
-                pairs.append(self._optimise_input(layer))
-            else:
-                pairs.append((layer, layer))
-        source0, input0 = pairs[0]
-        geometry = layer_geometry(input0)
-        for source, input_layer in pairs:
-            if layer_geometry(input_layer).shape != geometry.shape or (
-                layer_geometry(source).shape != geometry.shape
-            ):
-                raise UserError(
-                    f"'{input_layer.name}' no longer has the shape of '{source0.name}': "
-                    "run 'Repair' again."
-                )
-        planes = self._run_planes_of(source0)
-        if geometry.leading_shape and self._planes.value == ALL_PLANES:
-            where = " in any plane"
-        else:
-            where = f" in {plane_label(planes[0])}" if planes[0] else ""
-        mask = MaskPlanes(layer_data(mask_layer), geometry, planes)
-        painted = mask.painted_planes()
-        if painted is not None:
-            if not painted:
-                raise UserError(
-                    f"The mask '{mask_layer.name}' has no painted pixels{where}. "
-                    "Paint the pixels to repair with the brush (label 1), then run again."
-                )
-            planes = [p for p in planes if p in set(painted)]
-        if step == "optimise":
-            base = input0.metadata.get(META_KEY, {}).get("tag") or result_tag(settings)
-            tag = f"{base} + optimise"
-        else:
-            tag = result_tag(settings)
-        parts = [
-            _Part(
-                source=source,
-                input_layer=input_layer,
-                data=layer_data(input_layer),
-                result_name=f"{source.name} repaired ({tag})",
-            )
-            for source, input_layer in pairs
-        ]
-        return _Job(
-            step=step,
-            parts=parts,
-            mask_layer=mask_layer,
-            geometry=geometry,
-            mask=mask,
-            planes=planes,
-            settings=settings,
-            tag=tag,
+        return prepare_job(
+            self._viewer,
+            step,
+            group,
+            mask_layer,
+            settings,
+            planes_of=self._run_planes_of,
+            all_planes=self._planes.value == ALL_PLANES,
             outline=bool(self._outline.value),
             method_label=str(self._method.value),
         )
@@ -714,44 +548,13 @@ class InpaintWidget(WorkerMixin, Container):
         )
 
     # ---------------------------------------------------- worker (other thread)
-    def _work(self, job: _Job) -> list[RunResult]:
+    def _work(self, job: Job) -> list[RunResult]:
         key = (self.inpainter_factory, job.settings.engine_key)
         if self._inpainter_key != key:
             self._inpainter = None
             self._inpainter = self.inpainter_factory(job.settings)
             self._inpainter_key = key
-        inpainter = self._inpainter
-        rgb = job.geometry.rgb
-        n_parts = len(job.parts)
-
-        def inpaint(plane: Any, mask: Any, progress: Any, cancel: Any) -> Any:
-            return inpainter.inpaint(
-                plane,
-                mask,
-                stages=job.settings.stages,
-                channel_axis=-1 if rgb else None,
-                progress=progress,
-                cancel=cancel,
-            )
-
-        results = []
-        for k, part in enumerate(job.parts):
-
-            def progress(done: int, total: int, k: int = k) -> None:
-                self._relay.progress.emit(k * total + done, n_parts * total)
-
-            result = run_planes(
-                part.data,
-                job.geometry,
-                job.mask,
-                job.planes,
-                inpaint,
-                progress=progress,
-                cancel=self._cancelled,
-            )
-            result.provenance = dict(getattr(inpainter, "provenance", {}) or {})
-            results.append(result)
-        return results
+        return run_job(job, self._inpainter, self._relay.progress.emit, self._cancelled)
 
     # --------------------------------------------------------- GUI-thread ends
     def _on_progress(self, done: int, total: int) -> None:
@@ -767,7 +570,7 @@ class InpaintWidget(WorkerMixin, Container):
         elapsed = time.perf_counter() - self._t0
         text = f"{job.step.capitalize()}: {100 * frac:.0f}%, plane {plane} of {n}"
         if 0 < frac < 1 and elapsed > 0.5:
-            text += f", about {_duration(elapsed * (1 - frac) / frac)} left"
+            text += f", about {duration(elapsed * (1 - frac) / frac)} left"
         self._say(text)
 
     def _on_returned(self, results: list[RunResult]) -> None:
@@ -797,38 +600,7 @@ class InpaintWidget(WorkerMixin, Container):
             show_warning(text)
             self._say(text)
             return
-        layers = []
-        for part, result in zip(job.parts, results, strict=True):
-            provenance = {
-                **result.provenance,
-                "source": part.source.name,
-                "input": part.input_layer.name,
-                "mask": job.mask_layer.name,
-                "step": job.step,
-                "tag": job.tag,
-                "method_label": job.method_label,
-                "settings": asdict(job.settings),
-            }
-            layers.append(
-                apply_result(
-                    self._viewer,
-                    part.source,
-                    part.data,
-                    job.geometry,
-                    part.result_name,
-                    result.planes,
-                    provenance,
-                )
-            )
-        if len(layers) > 1 and layers[0].blending == "additive":
-            # the lowest result covers the sources, so the composite does not add up twice
-            layers[0].blending = "translucent_no_depth"
-        place_on_top(self._viewer, layers)
-        if job.outline:
-            outline = update_outline(
-                self._viewer, job.source, job.mask_layer, f"{job.source.name} repaired pixels"
-            )
-            place_on_top(self._viewer, [outline])
+        layers = apply_job(self._viewer, job, results)
         self._compare = [weakref.ref(layer) for layer in layers]
         if job.mask_layer in self._viewer.layers:
             self._viewer.layers.selection.active = job.mask_layer
@@ -899,13 +671,3 @@ class InpaintWidget(WorkerMixin, Container):
         self._optimise_btn.enabled = not running and self._method.value in RNON_METHODS
         self._new_mask.enabled = not running
         self._cancel_btn.enabled = running
-
-
-def _duration(seconds: float) -> str:
-    """``"12 s"``, ``"3 min"``, ``"1 h 05 min"``."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = seconds / 60
-    if minutes < 90:
-        return f"{minutes:.0f} min"
-    return f"{int(minutes // 60)} h {int(minutes % 60):02d} min"
