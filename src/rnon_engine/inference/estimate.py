@@ -1,0 +1,178 @@
+"""How wrong is a repair? An estimate of its RMSE without ground truth.
+
+:func:`estimate_error` (``Inpainter.estimate_error``) hides known pixels near the holes in
+the holes' own shapes, repairs them with the same inpainter and measures:
+
+1. The mask's hole groups (:func:`rnon_engine.inference.routing.groups`) are sampled (at
+   most ``max_groups`` per plane, uniformly).
+2. Each sampled group is translated to the nearest of a few random offsets (up to twice
+   its extent plus a gap) where its pixels are all known and at least :data:`GAP` px away
+   from any hole or other probe. A group that fits nowhere is placed
+   where it overlaps the holes least (if at most half of it), and only its known pixels
+   are measured; a large hole's copy then merges with it, which errs on the pessimistic side.
+3. The inpainter repairs holes ∪ probes; the error is measured on the probes' pixels
+   against their true values, in the image's units (all channels but alpha), pooled
+   over ``repeats`` independent placements: ``sqrt(sum of squared errors / count)``.
+
+The placements depend only on the mask and ``seed``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rnon_engine.errors import InputError
+from rnon_engine.inference.routing import groups as hole_groups
+
+if TYPE_CHECKING:
+    from rnon_engine.inference.inpainter import Inpainter
+
+__all__ = ["GAP", "estimate_error", "probe_mask"]
+
+#: Known pixels kept between a probe and any hole or other probe.
+GAP = 4
+_TRIES = 24
+
+
+def probe_mask(hole: np.ndarray, rng: np.random.Generator, max_groups: int = 256) -> np.ndarray:
+    """Copies of the holes of a 2-D mask, moved to nearby known places.
+
+    Args:
+        hole: ``H×W`` bool, True = hole.
+        rng: Source of the sampling and the offsets.
+        max_groups: At most this many groups get a copy (sampled uniformly).
+
+    Returns:
+        ``H×W`` bool: the probe pixels (never a hole pixel).
+    """
+    from scipy import ndimage
+
+    h, w = hole.shape
+    labels, found = hole_groups(hole)
+    probe = np.zeros((h, w), dtype=bool)
+    if not found:
+        return probe
+    order = rng.permutation(len(found))[:max_groups]
+    chosen = sorted(found[i].label for i in order)
+    boxes = ndimage.find_objects(labels)
+    blocked = ndimage.binary_dilation(hole, np.ones((3, 3), bool), iterations=GAP)
+    for lab in chosen:
+        sl = boxes[lab - 1]
+        ys, xs = np.nonzero(labels[sl] == lab)
+        bh, bw = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+        if bh > h or bw > w:
+            continue
+        ext = max(bh, bw)
+        best: tuple[int, int, int] | None = None
+        # Nearest first: the first offset that fits wins.
+        radii = np.sort(rng.uniform(GAP + 1, 2 * ext + GAP + 8, _TRIES))
+        angles = rng.uniform(0.0, 2.0 * np.pi, _TRIES)
+        for r, a in zip(radii, angles, strict=True):
+            y0 = int(round(sl[0].start + r * np.sin(a)))
+            x0 = int(round(sl[1].start + r * np.cos(a)))
+            if not (0 <= y0 <= h - bh and 0 <= x0 <= w - bw):
+                continue
+            overlap = int(np.count_nonzero(blocked[ys + y0, xs + x0]))
+            if best is None or overlap < best[0]:
+                best = (overlap, y0, x0)
+            if overlap == 0:
+                break
+        if best is None or best[0] * 2 > ys.size:
+            continue
+        _, y0, x0 = best
+        py, px = ys + y0, xs + x0
+        keep = ~hole[py, px] & ~probe[py, px]
+        probe[py[keep], px[keep]] = True
+        # Later probes keep their distance from this one.
+        y_lo, y_hi = max(0, y0 - GAP), min(h, y0 + bh + GAP)
+        x_lo, x_hi = max(0, x0 - GAP), min(w, x0 + bw + GAP)
+        local = np.zeros((y_hi - y_lo, x_hi - x_lo), bool)
+        local[py - y_lo, px - x_lo] = True
+        blocked[y_lo:y_hi, x_lo:x_hi] |= ndimage.binary_dilation(
+            local, np.ones((3, 3), bool), iterations=GAP
+        )
+    return probe
+
+
+def _channel_axis(image: np.ndarray, channel_axis: int | str | None) -> int | None:
+    """The channel axis as ``Inpainter.inpaint`` resolved it (called after it accepted)."""
+    if channel_axis == "auto":
+        return None if image.ndim == 2 else image.ndim - 1
+    if channel_axis is None:
+        return None
+    return int(channel_axis) % image.ndim
+
+
+def estimate_error(
+    inpainter: Inpainter,
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    seed: int = 0,
+    repeats: int = 2,
+    max_groups: int = 256,
+    channel_axis: int | str | None = "auto",
+    **inpaint_kwargs: Any,
+) -> float:
+    """Expected RMSE of ``inpainter``'s repair of ``image`` where ``mask`` is nonzero.
+
+    Args:
+        inpainter: The inpainter whose repair is estimated.
+        image: As for :meth:`Inpainter.inpaint`.
+        mask: As for :meth:`Inpainter.inpaint`; must hold at least one hole pixel.
+        seed: Seed of the probes' placement: the same seed gives the same estimate.
+        repeats: Independent placements pooled (each costs one repair).
+        max_groups: Hole groups probed per plane, at most.
+        channel_axis: As for :meth:`Inpainter.inpaint`.
+        **inpaint_kwargs: Passed to ``inpaint`` (``stages``, ``progress``, ``cancel``).
+
+    Returns:
+        The root-mean-square error of the repaired pixels, in the image's own units
+        (e.g. 0-255 for uint8), over all channels but an RGBA image's alpha.
+
+    Raises:
+        InputError: The mask is empty, the image or mask is not acceptable (the same
+            errors as ``inpaint``), or no copy of any hole fits in the known pixels.
+    """
+    image = np.asarray(image)
+    mask = np.asarray(mask)
+    if not isinstance(repeats, int) or repeats < 1:
+        raise InputError(f"repeats must be an integer >= 1, got {repeats!r}")
+    if not isinstance(max_groups, int) or max_groups < 1:
+        raise InputError(f"max_groups must be an integer >= 1, got {max_groups!r}")
+    if mask.ndim < 2:
+        raise InputError(f"mask must have at least 2 dimensions (Y, X), got shape {mask.shape}")
+    holes = mask != 0
+    if not holes.any():
+        raise InputError(
+            "the mask is empty: there are no repaired pixels whose error could be estimated; "
+            "mark the pixels to repair (nonzero) first"
+        )
+    rng = np.random.default_rng(seed)
+    planes = list(np.ndindex(*holes.shape[:-2]))
+    per_plane = max(16, max_groups // max(1, len(planes)))
+    sse, count = 0.0, 0
+    for _ in range(repeats):
+        probes = np.zeros(holes.shape, dtype=bool)
+        for idx in planes:
+            if holes[idx].any():
+                probes[idx] = probe_mask(holes[idx], rng, per_plane)
+        if not probes.any():
+            raise InputError(
+                "no copy of any hole fits in the known pixels around the holes (the holes "
+                "cover too much of the image): the error cannot be estimated"
+            )
+        out = inpainter.inpaint(image, holes | probes, channel_axis=channel_axis, **inpaint_kwargs)
+        ch = _channel_axis(image, channel_axis)
+        truth = image if ch is None else np.moveaxis(image, ch, -1)
+        fill = out if ch is None else np.moveaxis(out, ch, -1)
+        if ch is not None and truth.shape[-1] == 4:
+            truth, fill = truth[..., :3], fill[..., :3]
+        spatial = truth.shape if ch is None else truth.shape[:-1]
+        where = np.broadcast_to(probes, spatial)
+        diff = fill[where].astype(np.float64) - truth[where].astype(np.float64)
+        sse += float(np.sum(diff * diff))
+        count += diff.size
+    return float(np.sqrt(sse / count))
