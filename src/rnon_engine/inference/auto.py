@@ -9,7 +9,9 @@ The fills are composited into one result:
    the arguments (same errors as any other method, before any work) and gives every
    later method a plausible context where holes of other kinds lie next to its own.
 2. Every other method that has holes routed to it repairs exactly those holes on the
-   result so far, classical methods first, the network last.
+   result so far, classical methods first, the network last. ``"biharmonic"`` groups are
+   solved all at once (:mod:`rnon_engine.inference.sparse_biharmonic`, equal to
+   scikit-image's fill but without its per-region cost).
 
 Each step keeps the pixels outside its own holes bit-identical, so the result is
 bit-identical to the input outside the mask, in the input's dtype. Isolated dead pixels
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rnon_engine.errors import InputError, WeightsError
+from rnon_engine.errors import Cancelled, InputError, WeightsError
 from rnon_engine.inference.inpainter import Inpainter
 from rnon_engine.inference.routing import (
     FALLBACK_RULES,
@@ -41,6 +43,7 @@ from rnon_engine.inference.routing import (
     auto_provenance,
     method_labels,
 )
+from rnon_engine.inference.sparse_biharmonic import fill_biharmonic
 
 __all__ = ["AutoInpainter", "build_auto"]
 
@@ -80,7 +83,7 @@ class AutoInpainter(Inpainter):
         name: str = "auto",
     ) -> None:
         # Not Inpainter.__init__: an AutoInpainter holds inpainters rather than networks.
-        missing = sorted(set(rules.values()) - set(members))
+        missing = sorted(set(rules.values()) - set(members) - {"biharmonic"})
         if missing or PREFILL not in members:
             raise InputError(f"'auto' needs inpainters for {missing or [PREFILL]}")
         self.members = dict(members)
@@ -151,10 +154,16 @@ class AutoInpainter(Inpainter):
         )
         labels = self.method_labels(mask)
         codes = {name: code for code, name in LABEL_NAMES.items()}
-        counts = {m: int(np.count_nonzero(labels == codes[m])) for m in self.members}
+        counts = {m: int(np.count_nonzero(labels == codes[m])) for m in set(self.rules.values())}
+        counts[PREFILL] = int(np.count_nonzero(labels == codes[PREFILL]))
         self.last_counts = {m: c for m, c in counts.items() if c}
         for i, method in enumerate(steps[1:], start=1):
             if not counts.get(method):
+                continue
+            if method == "biharmonic":
+                if cancel is not None and cancel():
+                    raise Cancelled("inpainting cancelled before the biharmonic fill")
+                out = fill_biharmonic(out, labels == codes[method], channel_axis)
                 continue
             kwargs: dict[str, Any] = {"stages": stages} if method == NETWORK else {}
             out = self.members[method].inpaint(
@@ -208,6 +217,6 @@ def build_auto(
             _warn_fallback(str(exc))
             rules = dict(FALLBACK_RULES)
             methods = set(rules.values()) | {PREFILL}
-    for method in sorted(methods - {NETWORK}):
+    for method in sorted(methods - {NETWORK, "biharmonic"}):
         members[method] = Inpainter.from_pretrained(method, tile_size=tile_size, threads=threads)
     return AutoInpainter(members, rules)

@@ -9,7 +9,8 @@ the holes' own shapes, repairs them with the same inpainter and measures:
    its extent plus a gap) where its pixels are all known and at least :data:`GAP` px away
    from any hole or other probe. A group that fits nowhere is placed
    where it overlaps the holes least (if at most half of it), and only its known pixels
-   are measured; a large hole's copy then merges with it, which errs on the pessimistic side.
+   are measured; a group too large for that (a hole over much of the image) is copied
+   shrunk 2, 4 or 8 times.
 3. The inpainter repairs holes ∪ probes; the error is measured on the probes' pixels
    against their true values, in the image's units (all channels but alpha), pooled
    over ``repeats`` independent placements: ``sqrt(sum of squared errors / count)``.
@@ -25,6 +26,7 @@ import numpy as np
 
 from rnon_engine.errors import InputError
 from rnon_engine.inference.routing import groups as hole_groups
+from rnon_engine.inference.sparse_biharmonic import resolve_channel_axis
 
 if TYPE_CHECKING:
     from rnon_engine.inference.inpainter import Inpainter
@@ -47,6 +49,7 @@ def probe_mask(hole: np.ndarray, rng: np.random.Generator, max_groups: int = 256
     Returns:
         ``H×W`` bool: the probe pixels (never a hole pixel).
     """
+    import cv2
     from scipy import ndimage
 
     h, w = hole.shape
@@ -60,28 +63,21 @@ def probe_mask(hole: np.ndarray, rng: np.random.Generator, max_groups: int = 256
     blocked = ndimage.binary_dilation(hole, np.ones((3, 3), bool), iterations=GAP)
     for lab in chosen:
         sl = boxes[lab - 1]
-        ys, xs = np.nonzero(labels[sl] == lab)
-        bh, bw = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
-        if bh > h or bw > w:
-            continue
-        ext = max(bh, bw)
-        best: tuple[int, int, int] | None = None
-        # Nearest first: the first offset that fits wins.
-        radii = np.sort(rng.uniform(GAP + 1, 2 * ext + GAP + 8, _TRIES))
-        angles = rng.uniform(0.0, 2.0 * np.pi, _TRIES)
-        for r, a in zip(radii, angles, strict=True):
-            y0 = int(round(sl[0].start + r * np.sin(a)))
-            x0 = int(round(sl[1].start + r * np.cos(a)))
-            if not (0 <= y0 <= h - bh and 0 <= x0 <= w - bw):
-                continue
-            overlap = int(np.count_nonzero(blocked[ys + y0, xs + x0]))
-            if best is None or overlap < best[0]:
-                best = (overlap, y0, x0)
-            if overlap == 0:
+        shape = labels[sl] == lab
+        centre = ((sl[0].start + sl[0].stop) / 2, (sl[1].start + sl[1].stop) / 2)
+        # A copy of the group itself, else (large holes) of the group shrunk 2x, 4x, 8x.
+        for scale in (1, 2, 4, 8):
+            if scale > 1:
+                size = (max(1, shape.shape[1] // scale), max(1, shape.shape[0] // scale))
+                shape = cv2.resize(shape.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+            spot = _place(shape, centre, blocked, rng)
+            if spot is not None:
                 break
-        if best is None or best[0] * 2 > ys.size:
+        if spot is None:
             continue
-        _, y0, x0 = best
+        ys, xs = np.nonzero(shape)
+        bh, bw = shape.shape
+        y0, x0 = spot
         py, px = ys + y0, xs + x0
         keep = ~hole[py, px] & ~probe[py, px]
         probe[py[keep], px[keep]] = True
@@ -96,13 +92,48 @@ def probe_mask(hole: np.ndarray, rng: np.random.Generator, max_groups: int = 256
     return probe
 
 
-def _channel_axis(image: np.ndarray, channel_axis: int | str | None) -> int | None:
-    """The channel axis as ``Inpainter.inpaint`` resolved it (called after it accepted)."""
-    if channel_axis == "auto":
-        return None if image.ndim == 2 else image.ndim - 1
-    if channel_axis is None:
+def _place(
+    shape: np.ndarray,
+    centre: tuple[float, float],
+    blocked: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[int, int] | None:
+    """Top-left corner for ``shape`` where it overlaps ``blocked`` least (at most half).
+
+    Offsets from ``centre`` are tried nearest first (up to twice the shape's extent plus a
+    gap); the first free one wins. If none is free, as many uniform positions in the
+    image are tried as well.
+    """
+    h, w = blocked.shape
+    bh, bw = shape.shape
+    if bh > h or bw > w:
         return None
-    return int(channel_axis) % image.ndim
+    ys, xs = np.nonzero(shape)
+    ext = max(bh, bw)
+    radii = np.sort(rng.uniform(GAP + 1, 2 * ext + GAP + 8, _TRIES))
+    angles = rng.uniform(0.0, 2.0 * np.pi, _TRIES)
+    near = [
+        (
+            int(round(centre[0] - bh / 2 + r * np.sin(a))),
+            int(round(centre[1] - bw / 2 + r * np.cos(a))),
+        )
+        for r, a in zip(radii, angles, strict=True)
+    ]
+    anywhere = zip(
+        rng.integers(0, h - bh + 1, _TRIES), rng.integers(0, w - bw + 1, _TRIES), strict=True
+    )
+    best: tuple[int, int, int] | None = None
+    for y0, x0 in [*near, *((int(y), int(x)) for y, x in anywhere)]:
+        if not (0 <= y0 <= h - bh and 0 <= x0 <= w - bw):
+            continue
+        overlap = int(np.count_nonzero(blocked[ys + y0, xs + x0]))
+        if best is None or overlap < best[0]:
+            best = (overlap, y0, x0)
+        if overlap == 0:
+            break
+    if best is None or best[0] * 2 > ys.size:
+        return None
+    return best[1], best[2]
 
 
 def estimate_error(
@@ -165,7 +196,7 @@ def estimate_error(
                 "cover too much of the image): the error cannot be estimated"
             )
         out = inpainter.inpaint(image, holes | probes, channel_axis=channel_axis, **inpaint_kwargs)
-        ch = _channel_axis(image, channel_axis)
+        ch = resolve_channel_axis(image, channel_axis)
         truth = image if ch is None else np.moveaxis(image, ch, -1)
         fill = out if ch is None else np.moveaxis(out, ch, -1)
         if ch is not None and truth.shape[-1] == 4:

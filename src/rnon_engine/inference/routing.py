@@ -56,7 +56,7 @@ KINDS = ("pixel", "speck", "thin", "spot", "blob", "large")
 NETWORK = "default"
 #: kind -> method, from the measurement in ``benchmarks/auto_rules.py``.
 RULES: dict[str, str] = {
-    "pixel": "telea",
+    "pixel": "biharmonic",
     "speck": "biharmonic",
     "thin": "biharmonic",
     "spot": NETWORK,
@@ -135,11 +135,16 @@ def groups(hole: np.ndarray) -> tuple[np.ndarray, list[Group]]:
     # Single pixels (most groups of sparse damage) have d = 1: skip the transform for them.
     depth = np.zeros(count + 1, dtype=np.float64)
     depth[pixels == 1] = 1.0
-    multi = pixels > 1
-    multi[0] = False
-    if multi.any():
-        edt = _edt_on_boxes(hole, multi[labels])
-        depth = np.maximum(depth, ndimage.maximum(edt, labels, np.arange(count + 1)))
+    multi = np.flatnonzero(pixels > 1)
+    h, w = hole.shape
+    boxes = ndimage.find_objects(labels)
+    for lab in multi[multi > 0]:
+        # The group's box and one ring of known pixels (none past the image's edge, where
+        # the distance is then measured to the known pixels inside).
+        sl = boxes[lab - 1]
+        ys = slice(max(0, sl[0].start - 1), min(h, sl[0].stop + 1))
+        xs = slice(max(0, sl[1].start - 1), min(w, sl[1].stop + 1))
+        depth[lab] = ndimage.distance_transform_edt(labels[ys, xs] == lab).max()
     out = []
     for lab in range(1, count + 1):
         if pixels[lab] == 0:
@@ -147,24 +152,6 @@ def groups(hole: np.ndarray) -> tuple[np.ndarray, list[Group]]:
         t = int(round(2 * depth[lab] - 1))
         out.append(Group(lab, int(pixels[lab]), t, kind_of(int(pixels[lab]), t)))
     return labels, out
-
-
-def _edt_on_boxes(hole: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """Euclidean distance to the nearest known pixel, computed on ``where``'s pixels."""
-    from scipy import ndimage
-
-    edt = np.zeros(hole.shape, dtype=np.float64)
-    coarse_labels, _ = ndimage.label(ndimage.binary_dilation(where, iterations=2))
-    for sl in ndimage.find_objects(coarse_labels):
-        if sl is None:
-            continue
-        ys = slice(max(0, sl[0].start - 1), min(hole.shape[0], sl[0].stop + 1))
-        xs = slice(max(0, sl[1].start - 1), min(hole.shape[1], sl[1].stop + 1))
-        sub = hole[ys, xs]
-        # The box has a ring of known pixels except at the image's edge, where the
-        # distance is measured to the known pixels inside the image.
-        edt[ys, xs] = np.maximum(edt[ys, xs], ndimage.distance_transform_edt(sub))
-    return edt
 
 
 def classify(hole: np.ndarray) -> np.ndarray:
@@ -252,6 +239,6 @@ def describe_auto(
         )
     except WeightsError:
         rules = dict(FALLBACK_RULES)
-    for method in sorted((set(rules.values()) | {PREFILL}) - {NETWORK}):
+    for method in sorted((set(rules.values()) | {PREFILL}) - {NETWORK, "biharmonic"}):
         members[method] = describe(method, tile_size=tile_size)
     return auto_provenance(rules, members)
