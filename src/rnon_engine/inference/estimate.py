@@ -136,6 +136,18 @@ def _place(
     return best[1], best[2]
 
 
+def _plausible(image: np.ndarray, mask: np.ndarray, channel_axis: int | str | None) -> bool:
+    """Whether the mask fits the image and leaves known pixels in every plane."""
+    if image.ndim < 2:
+        return False
+    ch = resolve_channel_axis(image, channel_axis)
+    spatial = image.shape if ch is None else image.shape[:ch] + image.shape[ch + 1 :]
+    if len(spatial) < 2 or mask.shape not in (spatial, spatial[-2:]):
+        return False
+    flat = (mask != 0).reshape(-1, spatial[-2] * spatial[-1])
+    return not flat.all(axis=1).any()
+
+
 def estimate_error(
     inpainter: Inpainter,
     image: np.ndarray,
@@ -181,6 +193,9 @@ def estimate_error(
             "the mask is empty: there are no repaired pixels whose error could be estimated; "
             "mark the pixels to repair (nonzero) first"
         )
+    if not _plausible(image, mask, channel_axis):
+        # inpaint refuses it with its own message, before any work.
+        inpainter.inpaint(image, mask, channel_axis=channel_axis, **inpaint_kwargs)
     rng = np.random.default_rng(seed)
     planes = list(np.ndindex(*holes.shape[:-2]))
     per_plane = max(16, max_groups // max(1, len(planes)))
