@@ -262,3 +262,25 @@ def test_estimate_refuses_empty_mask_and_bad_input(auto):
         auto.estimate_error(img, np.ones((31, 32), bool))
     with pytest.raises(InputError, match="repeats"):
         auto.estimate_error(img, np.ones((32, 32), bool), repeats=0)
+
+
+def test_batch_auto_is_the_default_and_matches_the_engine(tmp_path, auto):
+    import zarr
+
+    from rnon_engine.batch.cli import main
+
+    img = np.stack([picture(64)[..., c] for c in range(2)]).astype(np.uint16) * 100
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20, 20] = 1
+    mask[40:52, 30:42] = 1
+    for path, data in (("in.zarr", img), ("m.zarr", mask)):
+        z = zarr.create_array(store=str(tmp_path / path), shape=data.shape, dtype=data.dtype)
+        z[...] = data
+    out = tmp_path / "out.zarr"
+    args = [str(tmp_path / "in.zarr"), "--mask", str(tmp_path / "m.zarr"), "-o", str(out)]
+    assert main([*args, "--no-progress", "--threads", "1"]) == 0  # no --model: auto
+    z = zarr.open_array(str(out))
+    res = z[...]
+    for p in range(2):
+        assert np.array_equal(res[p], auto.inpaint(img[p], mask, channel_axis=None))
+    assert dict(z.attrs)["rnon_batch"]["model"]["method"] == "auto"
