@@ -220,20 +220,39 @@ def run_quality(args: argparse.Namespace) -> dict:
 def report(res: dict, args: argparse.Namespace) -> str:
     from scipy.stats import spearmanr
 
+    from rnon_engine.inference.routing import RULES
+
     names = [m for m in METHODS if m in args.methods]
     lines = [
         f"Hole PSNR (dB), mean ± s.e. over {res['n']} crops ({args.size}², val photographs)",
         "",
-        "| damage kind | " + " | ".join(names) + " | best single |",
-        "|---" * (len(names) + 2) + "|",
+        "| damage kind | " + " | ".join(names) + " | best single | auto − best (paired) |",
+        "|---" * (len(names) + 3) + "|",
     ]
+    verdicts = []
     for kind, rows in res["per_case"].items():
         stats = {m: mean_se(v) for m, v in rows.items() if v}
         singles = {m: s for m, s in stats.items() if m != "auto"}
         best = max(singles, key=lambda m: singles[m][0]) if singles else ""
         cells = [f"{stats[m][0]:.2f} ± {stats[m][1]:.2f}" for m in names]
-        lines.append(f"| {kind} | " + " | ".join(cells) + f" | {best} |")
+        paired = ""
+        if "auto" in stats and best:
+            diff = np.subtract(rows["auto"], rows[best])
+            d, se = mean_se(list(diff))
+            paired = f"{d:+.2f} ± {se:.2f} ({int((diff > 0).sum())}/{diff.size} better)"
+            margin = stats["auto"][0] - stats[best][0]
+            verdicts.append(
+                f"{kind}: auto {'≥' if margin >= -stats[best][1] else '<'} best single "
+                f"({best}) within one s.e."
+            )
+            if kind == "mixed":
+                for m in singles:
+                    dm, sem = mean_se(list(np.subtract(rows["auto"], rows[m])))
+                    verdicts.append(f"  mixed, auto − {m} (paired): {dm:+.2f} ± {sem:.2f} dB")
+        lines.append(f"| {kind} | " + " | ".join(cells) + f" | {best} | {paired} |")
+    lines += ["", *verdicts]
     lines += ["", "Pooled hole PSNR (dB) per routing kind (pixels of that kind, all cases)", ""]
+    derived: dict[str, str] = {}
     lines += ["| routing kind | pixels | " + " | ".join(names) + " | best single |"]
     lines += ["|---" * (len(names) + 3) + "|"]
     for rk, rows in res["pooled"].items():
@@ -243,9 +262,11 @@ def report(res: dict, args: argparse.Namespace) -> str:
         vals = {m: psnr(*rows[m]) for m in names}
         singles = {m: v for m, v in vals.items() if m != "auto"}
         best = max(singles, key=singles.get)
+        derived[rk] = "default" if best.startswith("net") else best
         lines.append(
             f"| {rk} | {cnt // 3} | " + " | ".join(f"{vals[m]:.2f}" for m in names) + f" | {best} |"
         )
+    lines += ["", f"Rules derived: {derived}", f"Rules in use (routing.RULES): {RULES}"]
     if res["estimates"]:
         est = np.array([e["estimate"] for e in res["estimates"]])
         tru = np.array([e["truth"] for e in res["estimates"]])
