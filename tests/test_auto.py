@@ -284,3 +284,15 @@ def test_batch_auto_is_the_default_and_matches_the_engine(tmp_path, auto):
     for p in range(2):
         assert np.array_equal(res[p], auto.inpaint(img[p], mask, channel_axis=None))
     assert dict(z.attrs)["rnon_batch"]["model"]["method"] == "auto"
+
+
+def test_describe_auto_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from rnon_engine.inference.provenance import describe; "
+        "p = describe('auto'); assert p['method'] == 'auto', p; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
