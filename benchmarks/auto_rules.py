@@ -220,7 +220,7 @@ def run_quality(args: argparse.Namespace) -> dict:
 def report(res: dict, args: argparse.Namespace) -> str:
     from scipy.stats import spearmanr
 
-    from rnon_engine.inference.routing import RULES
+    from rnon_engine.inference.routing import FALLBACK_RULES, RULES
 
     names = [m for m in METHODS if m in args.methods]
     lines = [
@@ -253,6 +253,7 @@ def report(res: dict, args: argparse.Namespace) -> str:
     lines += ["", *verdicts]
     lines += ["", "Pooled hole PSNR (dB) per routing kind (pixels of that kind, all cases)", ""]
     derived: dict[str, str] = {}
+    fallback: dict[str, str] = {}
     lines += ["| routing kind | pixels | " + " | ".join(names) + " | best single |"]
     lines += ["|---" * (len(names) + 3) + "|"]
     for rk, rows in res["pooled"].items():
@@ -263,10 +264,19 @@ def report(res: dict, args: argparse.Namespace) -> str:
         singles = {m: v for m, v in vals.items() if m != "auto"}
         best = max(singles, key=singles.get)
         derived[rk] = "default" if best.startswith("net") else best
+        classical = {m: v for m, v in vals.items() if m in ("telea", "ns", "biharmonic")}
+        if classical:
+            fallback[rk] = max(classical, key=classical.get)
         lines.append(
             f"| {rk} | {cnt // 3} | " + " | ".join(f"{vals[m]:.2f}" for m in names) + f" | {best} |"
         )
-    lines += ["", f"Rules derived: {derived}", f"Rules in use (routing.RULES): {RULES}"]
+    lines += [
+        "",
+        f"Rules derived: {derived}",
+        f"Rules in use (routing.RULES): {RULES}",
+        f"Classical rules derived: {fallback}",
+        f"Classical rules in use (routing.FALLBACK_RULES): {FALLBACK_RULES}",
+    ]
     if res["estimates"]:
         est = np.array([e["estimate"] for e in res["estimates"]])
         tru = np.array([e["truth"] for e in res["estimates"]])

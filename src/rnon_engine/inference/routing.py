@@ -63,9 +63,15 @@ RULES: dict[str, str] = {
     "blob": NETWORK,
     "large": NETWORK,
 }
-#: kind -> classical method, when no network weights are available.
+#: kind -> the best classical method in the same measurement, when no network weights
+#: are available.
 FALLBACK_RULES: dict[str, str] = {
-    kind: ("telea" if kind == "pixel" else "biharmonic") for kind in KINDS
+    "pixel": "biharmonic",
+    "speck": "biharmonic",
+    "thin": "biharmonic",
+    "spot": "ns",
+    "blob": "ns",
+    "large": "ns",
 }
 #: The cheapest method: fills every hole first (prefill and input checks).
 PREFILL = "telea"
