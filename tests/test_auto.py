@@ -296,3 +296,20 @@ def test_describe_auto_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_progress_cancel_and_rgba(auto):
+    from rnon_engine.errors import Cancelled
+
+    mask, _ = one_of_each(160)
+    rgba = np.concatenate([picture(160), np.full((160, 160, 1), 200, np.uint8)], axis=-1)
+    seen = []
+    out = auto.inpaint(rgba, mask, progress=lambda d, n: seen.append((d, n)))
+    assert seen and seen[-1][0] == seen[-1][1]
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:], strict=False))
+    assert (out[..., 3] == 200).all()  # alpha copied, also in the holes
+    assert np.array_equal(out[~mask], rgba[~mask])
+    with pytest.raises(Cancelled):
+        auto.inpaint(rgba, mask, cancel=lambda: True)
+    est = auto.estimate_error(rgba, mask, seed=0)
+    assert 0 < est < 255
