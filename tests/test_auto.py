@@ -313,3 +313,23 @@ def test_progress_cancel_and_rgba(auto):
         auto.inpaint(rgba, mask, cancel=lambda: True)
     est = auto.estimate_error(rgba, mask, seed=0)
     assert 0 < est < 255
+
+
+def test_estimate_detail_per_kind(auto):
+    from rnon_engine.inference.estimate import estimate_error_detail, probe_mask
+
+    img = picture(96)
+    mask = _holes()
+    detail = estimate_error_detail(auto, img, mask, seed=5)
+    assert detail.rmse == auto.estimate_error(img, mask, seed=5)
+    assert set(detail.by_kind) == set(detail.probed_pixels) <= {"pixel", "thin", "spot"}
+    assert "spot" in detail.by_kind and "pixel" in detail.by_kind
+    pooled = sum(detail.by_kind[k] ** 2 * detail.probed_pixels[k] for k in detail.by_kind)
+    assert detail.rmse == pytest.approx(np.sqrt(pooled / sum(detail.probed_pixels.values())))
+    probes = probe_mask(mask, np.random.default_rng(0))
+    assert not (probes[mask] > 0).any()
+    # every probe keeps its distance from the holes
+    from scipy import ndimage
+
+    near = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=3)
+    assert not (probes[near] > 0).any()

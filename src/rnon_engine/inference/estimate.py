@@ -20,18 +20,20 @@ The placements depend only on the mask and ``seed``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rnon_engine.errors import InputError
+from rnon_engine.inference.routing import KINDS
 from rnon_engine.inference.routing import groups as hole_groups
 from rnon_engine.inference.sparse_biharmonic import resolve_channel_axis
 
 if TYPE_CHECKING:
     from rnon_engine.inference.inpainter import Inpainter
 
-__all__ = ["GAP", "estimate_error", "probe_mask"]
+__all__ = ["GAP", "ErrorEstimate", "estimate_error", "estimate_error_detail", "probe_mask"]
 
 #: Known pixels kept between a probe and any hole or other probe.
 GAP = 4
@@ -47,18 +49,20 @@ def probe_mask(hole: np.ndarray, rng: np.random.Generator, max_groups: int = 256
         max_groups: At most this many groups get a copy (sampled uniformly).
 
     Returns:
-        ``H×W`` bool: the probe pixels (never a hole pixel).
+        ``H×W`` uint8: 0 outside the probes (and on every hole pixel), else
+        ``1 + KINDS.index(kind)`` of the group the probe copies.
     """
     import cv2
     from scipy import ndimage
 
     h, w = hole.shape
     labels, found = hole_groups(hole)
-    probe = np.zeros((h, w), dtype=bool)
+    probe = np.zeros((h, w), dtype=np.uint8)
     if not found:
         return probe
     order = rng.permutation(len(found))[:max_groups]
     chosen = sorted(found[i].label for i in order)
+    code = {g.label: 1 + KINDS.index(g.kind) for g in found}
     boxes = ndimage.find_objects(labels)
     blocked = ndimage.binary_dilation(hole, np.ones((3, 3), bool), iterations=GAP)
     for lab in chosen:
@@ -79,8 +83,8 @@ def probe_mask(hole: np.ndarray, rng: np.random.Generator, max_groups: int = 256
         bh, bw = shape.shape
         y0, x0 = spot
         py, px = ys + y0, xs + x0
-        keep = ~hole[py, px] & ~probe[py, px]
-        probe[py[keep], px[keep]] = True
+        keep = ~hole[py, px] & (probe[py, px] == 0)
+        probe[py[keep], px[keep]] = code[lab]
         # Later probes keep their distance from this one.
         y_lo, y_hi = max(0, y0 - GAP), min(h, y0 + bh + GAP)
         x_lo, x_hi = max(0, x0 - GAP), min(w, x0 + bw + GAP)
@@ -90,6 +94,22 @@ def probe_mask(hole: np.ndarray, rng: np.random.Generator, max_groups: int = 256
             local, np.ones((3, 3), bool), iterations=GAP
         )
     return probe
+
+
+@dataclass(frozen=True)
+class ErrorEstimate:
+    """An error estimate and its detail.
+
+    Attributes:
+        rmse: Expected RMSE of the repaired pixels, in the image's units.
+        by_kind: The same per damage kind of the probed hole groups
+            (:data:`rnon_engine.inference.routing.KINDS`).
+        probed_pixels: Probe pixels measured per kind (all placements together).
+    """
+
+    rmse: float
+    by_kind: dict[str, float] = field(default_factory=dict)
+    probed_pixels: dict[str, int] = field(default_factory=dict)
 
 
 def _place(
@@ -148,7 +168,7 @@ def _plausible(image: np.ndarray, mask: np.ndarray, channel_axis: int | str | No
     return not flat.all(axis=1).any()
 
 
-def estimate_error(
+def estimate_error_detail(
     inpainter: Inpainter,
     image: np.ndarray,
     mask: np.ndarray,
@@ -158,7 +178,7 @@ def estimate_error(
     max_groups: int = 256,
     channel_axis: int | str | None = "auto",
     **inpaint_kwargs: Any,
-) -> float:
+) -> ErrorEstimate:
     """Expected RMSE of ``inpainter``'s repair of ``image`` where ``mask`` is nonzero.
 
     Args:
@@ -173,7 +193,8 @@ def estimate_error(
 
     Returns:
         The root-mean-square error of the repaired pixels, in the image's own units
-        (e.g. 0-255 for uint8), over all channels but an RGBA image's alpha.
+        (e.g. 0-255 for uint8), over all channels but an RGBA image's alpha, overall
+        and per damage kind.
 
     Raises:
         InputError: The mask is empty, the image or mask is not acceptable (the same
@@ -199,9 +220,11 @@ def estimate_error(
     rng = np.random.default_rng(seed)
     planes = list(np.ndindex(*holes.shape[:-2]))
     per_plane = max(16, max_groups // max(1, len(planes)))
-    sse, count = 0.0, 0
+    sse = np.zeros(len(KINDS) + 1)
+    count = np.zeros(len(KINDS) + 1, dtype=np.int64)
+    npix = np.zeros(len(KINDS) + 1, dtype=np.int64)
     for _ in range(repeats):
-        probes = np.zeros(holes.shape, dtype=bool)
+        probes = np.zeros(holes.shape, dtype=np.uint8)
         for idx in planes:
             if holes[idx].any():
                 probes[idx] = probe_mask(holes[idx], rng, per_plane)
@@ -210,15 +233,32 @@ def estimate_error(
                 "no copy of any hole fits in the known pixels around the holes (the holes "
                 "cover too much of the image): the error cannot be estimated"
             )
-        out = inpainter.inpaint(image, holes | probes, channel_axis=channel_axis, **inpaint_kwargs)
+        out = inpainter.inpaint(
+            image, holes | (probes > 0), channel_axis=channel_axis, **inpaint_kwargs
+        )
         ch = resolve_channel_axis(image, channel_axis)
         truth = image if ch is None else np.moveaxis(image, ch, -1)
         fill = out if ch is None else np.moveaxis(out, ch, -1)
         if ch is not None and truth.shape[-1] == 4:
             truth, fill = truth[..., :3], fill[..., :3]
         spatial = truth.shape if ch is None else truth.shape[:-1]
-        where = np.broadcast_to(probes, spatial)
+        codes = np.broadcast_to(probes, spatial)
+        where = codes > 0
         diff = fill[where].astype(np.float64) - truth[where].astype(np.float64)
-        sse += float(np.sum(diff * diff))
-        count += diff.size
-    return float(np.sqrt(sse / count))
+        sq = (diff * diff).reshape(diff.shape[0], -1)
+        kind = codes[where]
+        sse += np.bincount(kind, weights=sq.sum(axis=1), minlength=len(KINDS) + 1)
+        npix += np.bincount(kind, minlength=len(KINDS) + 1)
+        count += np.bincount(kind, minlength=len(KINDS) + 1) * sq.shape[1]
+    by_kind = {
+        k: float(np.sqrt(sse[i + 1] / count[i + 1])) for i, k in enumerate(KINDS) if count[i + 1]
+    }
+    pixels = {k: int(npix[i + 1]) for i, k in enumerate(KINDS) if npix[i + 1]}
+    return ErrorEstimate(float(np.sqrt(sse.sum() / count.sum())), by_kind, pixels)
+
+
+def estimate_error(
+    inpainter: Inpainter, image: np.ndarray, mask: np.ndarray, **kwargs: Any
+) -> float:
+    """:func:`estimate_error_detail`'s overall RMSE (the same arguments)."""
+    return estimate_error_detail(inpainter, image, mask, **kwargs).rmse

@@ -521,7 +521,9 @@ class Inpainter:
 
         Known pixels near the holes are hidden in the holes' shapes, repaired the same way
         and compared (:func:`rnon_engine.inference.estimate.estimate_error`, which takes
-        ``repeats``, ``max_groups``, ``channel_axis`` and ``inpaint``'s arguments).
+        ``repeats``, ``max_groups``, ``channel_axis`` and ``inpaint``'s arguments;
+        :func:`~rnon_engine.inference.estimate.estimate_error_detail` gives it per
+        damage kind). Costs ``repeats`` (default 2) repairs.
 
         Raises:
             InputError: An empty mask, or the image or mask is not acceptable.
