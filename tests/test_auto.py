@@ -333,3 +333,16 @@ def test_estimate_detail_per_kind(auto):
 
     near = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=3)
     assert not (probes[near] > 0).any()
+
+
+def test_bad_rules_refused():
+    from rnon_engine.inference.auto import build_auto
+
+    with pytest.raises(InputError, match="every kind"):
+        build_auto(rules={"pixel": "telea"})
+    with pytest.raises(InputError, match="unknown method"):
+        build_auto(rules={**FALLBACK_RULES, "large": "magic"})
+    with pytest.raises(InputError, match="sparse solve"):
+        build_auto(rules={**FALLBACK_RULES, "large": "biharmonic"})
+    classical = build_auto(rules={k: "telea" for k in FALLBACK_RULES})
+    assert set(classical.members) == {"telea"} and classical.device is None

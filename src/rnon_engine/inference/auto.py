@@ -36,6 +36,7 @@ from rnon_engine.errors import Cancelled, InputError, WeightsError
 from rnon_engine.inference.inpainter import Inpainter
 from rnon_engine.inference.routing import (
     FALLBACK_RULES,
+    KINDS,
     LABEL_NAMES,
     NETWORK,
     PREFILL,
@@ -45,7 +46,7 @@ from rnon_engine.inference.routing import (
 )
 from rnon_engine.inference.sparse_biharmonic import fill_biharmonic
 
-__all__ = ["AutoInpainter", "build_auto"]
+__all__ = ["SPARSE_KINDS", "AutoInpainter", "build_auto", "check_rules"]
 
 _warned_fallback = False
 
@@ -60,6 +61,30 @@ def _warn_fallback(reason: str) -> None:
             stacklevel=3,
         )
         _warned_fallback = True
+
+
+#: Kinds whose groups are thin enough for one sparse biharmonic solve.
+SPARSE_KINDS = ("pixel", "speck", "thin")
+
+
+def check_rules(rules: dict[str, str]) -> None:
+    """Refuse rules that miss a kind, name an unknown method or overload the sparse solve.
+
+    Raises:
+        InputError: What is wrong with ``rules``.
+    """
+    methods = sorted(set(LABEL_NAMES.values()))
+    if set(rules) != set(KINDS):
+        raise InputError(f"rules must map every kind {list(KINDS)} to a method, got {rules!r}")
+    bad = {k: m for k, m in rules.items() if m not in methods}
+    if bad:
+        raise InputError(f"unknown method(s) in rules {bad}; choose from {methods}")
+    wide = [k for k, m in rules.items() if m == "biharmonic" and k not in SPARSE_KINDS]
+    if wide:
+        raise InputError(
+            f"'auto' fills biharmonic groups in one sparse solve, meant for thin damage "
+            f"{list(SPARSE_KINDS)}; route {wide} to another method"
+        )
 
 
 class AutoInpainter(Inpainter):
@@ -83,6 +108,7 @@ class AutoInpainter(Inpainter):
         name: str = "auto",
     ) -> None:
         # Not Inpainter.__init__: an AutoInpainter holds inpainters rather than networks.
+        check_rules(rules)
         missing = sorted(set(rules.values()) - set(members) - {"biharmonic"})
         if missing or PREFILL not in members:
             raise InputError(f"'auto' needs inpainters for {missing or [PREFILL]}")
@@ -206,6 +232,7 @@ def build_auto(
         InputError: Unknown device or settings.
     """
     rules = dict(RULES if rules is None else rules)
+    check_rules(rules)
     methods = set(rules.values()) | {PREFILL}
     members: dict[str, Inpainter] = {}
     if NETWORK in methods:
