@@ -118,7 +118,11 @@ class AutoInpainter(Inpainter):
         self.method = "auto"
         net = self.members.get(NETWORK)
         self.device = net.device if net is not None else None
-        self.tile_size = self.members[PREFILL].tile_size
+        # The settings of the inpainter that does the heavy work, for callers that show them.
+        main = net if net is not None else self.members[PREFILL]
+        self.tile_size = main.tile_size
+        for attr in ("margin", "overlap", "batch_size", "window_multiple", "stage2_region"):
+            setattr(self, attr, getattr(main, attr, None))
         self.repair = net.repair if net is not None else None
         self.optimize = net.optimize if net is not None else None
         self.last_counts: dict[str, int] = {}
