@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--model",
-        default="default",
+        default="auto",
         metavar="default|PATH|telea|ns|biharmonic",
         help="'default' (the packaged RNON networks), the path of a repair-generator "
         ".safetensors file, or a classical method (default: %(default)s).",
