@@ -38,17 +38,20 @@ def _flip(a: np.ndarray, code: int) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def fills(inp, classical: dict, damaged: np.ndarray, hole: np.ndarray) -> dict[str, np.ndarray]:
+def fills(
+    inp, classical: dict, damaged: np.ndarray, hole: np.ndarray, flips: bool = True
+) -> dict[str, np.ndarray]:
     """Float fills (``H×W×3`` in 0–255) of one case: the network's, its flips', classical."""
     out = {
         "net": inp.inpaint(damaged, hole, stages="repair").astype(np.float64),
         "net+s2": inp.inpaint(damaged, hole, stages="both").astype(np.float64),
     }
-    flips = [out["net"]]
-    for code in (1, 2, 3):
-        res = inp.inpaint(_flip(damaged, code), _flip(hole, code), stages="repair")
-        flips.append(_flip(res, code).astype(np.float64))
-    out["flips"] = np.mean(flips, axis=0)
+    if flips:
+        results = [out["net"]]
+        for code in (1, 2, 3):
+            res = inp.inpaint(_flip(damaged, code), _flip(hole, code), stages="repair")
+            results.append(_flip(res, code).astype(np.float64))
+        out["flips"] = np.mean(results, axis=0)
     for name, method in classical.items():
         out[name] = method.inpaint(damaged, hole).astype(np.float64)
     return out
@@ -59,7 +62,8 @@ def combine(base: dict[str, np.ndarray], alphas: list[float]) -> dict[str, np.nd
     rows = dict(base)
     for a in alphas:
         rows[f"blend {a:g}"] = a * base["net"] + (1 - a) * base["biharmonic"]
-        rows[f"flips blend {a:g}"] = a * base["flips"] + (1 - a) * base["biharmonic"]
+        if "flips" in base:
+            rows[f"flips blend {a:g}"] = a * base["flips"] + (1 - a) * base["biharmonic"]
     return rows
 
 
@@ -68,11 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="folder of validation images")
     p.add_argument("--weights", default="default", help="repair weights (default: packaged)")
+    p.add_argument("--stage2", help="optimize weights (default: the packaged model's)")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--per-bucket", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alpha", type=float, nargs="+", default=[0.5, 0.6, 0.7])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-flips", action="store_true", help="leave out the flip rows (4x cheaper)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
 
@@ -85,14 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     from rnon_engine.train.masks import BUCKETS, make_eval_masks
 
     torch.set_num_threads(args.threads)
-    inp = Inpainter.from_pretrained(args.weights, device="cpu")
+    inp = Inpainter.from_pretrained(args.weights, stage2=args.stage2, device="cpu")
     classical = {m: Inpainter.from_pretrained(m) for m in ("biharmonic", "telea")}
     images, _ = load_images(args.data, args.size)
     samples = build_samples(images, make_eval_masks(args.size, args.per_bucket, args.seed))
     scores: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for i, s in enumerate(samples):
         damaged = s.damaged
-        rows = combine(fills(inp, classical, damaged, s.hole), args.alpha)
+        rows = combine(fills(inp, classical, damaged, s.hole, not args.no_flips), args.alpha)
         for name, values in rows.items():
             result = s.truth.copy()
             result[s.hole] = np.clip(np.round(values[s.hole]), 0, 255).astype(np.uint8)
