@@ -51,7 +51,9 @@ from rnon_engine.errors import Cancelled, InputError
 from rnon_engine.inference.classical import CLASSICAL_METHODS
 from rnon_engine.inference.classical import WINDOW_COST as classical_window_cost
 from rnon_engine.inference.classical import fill as classical_fill
+from rnon_engine.inference.inputs import as_array
 from rnon_engine.inference.intensity import IntensityMap, check_dtype, intensity_map
+from rnon_engine.inference.memory import release_memory
 from rnon_engine.inference.provenance import (  # noqa: F401  (constants kept importable from here)
     NET_CONTEXT,
     NET_WINDOW_COST,
@@ -233,6 +235,10 @@ class Inpainter:
                 f"need 0 <= 2*margin < tile_size and 0 <= overlap < tile_size, got "
                 f"margin={margin}, overlap={overlap}, tile_size={tile_size}"
             )
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise InputError(f"batch_size must be an integer >= 1 (or None), got {batch_size!r}")
         if threads is not None:
             if threads < 1:
                 raise InputError(f"threads must be >= 1, got {threads}")
@@ -392,8 +398,7 @@ class Inpainter:
         """
         if stages not in _STAGES:
             raise InputError(f"stages must be one of {_STAGES}, got {stages!r}")
-        image = np.asarray(image)
-        mask = np.asarray(mask)
+        image, mask = as_array(image, "image"), as_array(mask, "mask")
         check_dtype(image.dtype)
         ch = _channel_axis(image, channel_axis)
         view = image if ch is None else np.moveaxis(image, ch, -1)
@@ -418,9 +423,16 @@ class Inpainter:
                 bad = ~np.isfinite(view[idx])
                 if ch is not None:
                     bad = bad.any(axis=-1)
-                bad &= ~holes[idx if per_plane else ()]
+                hole = holes[idx if per_plane else ()]
+                where = f" of plane {idx}" if idx else ""
+                if stages == "optimize" and (bad & hole).any():
+                    raise InputError(
+                        f"stages='optimize' refines holes that are already filled, but "
+                        f"{int((bad & hole).sum())} pixel(s) under the mask{where} are NaN or "
+                        "infinite: fill them first with stages='repair' (or run stages='both')"
+                    )
+                bad &= ~hole
                 if bad.any():
-                    where = f" of plane {idx}" if idx else ""
                     raise InputError(
                         f"the image has {int(bad.sum())} NaN or infinite pixel(s){where} outside "
                         "the mask; add them to the mask to repair them, or replace them"
@@ -501,6 +513,7 @@ class Inpainter:
                 )
             if image_tiles:
                 done = self._run_stage2_image(image_tiles, dst, imap, done, total, progress, cancel)
+        release_memory()  # keeps the RSS of long sessions flat (docs/benchmarks.md, "Soak")
         return out
 
     __call__ = inpaint
@@ -798,6 +811,11 @@ def _check_mask(
         pass
     elif len(image_shape) == 3 and mask.shape == image_shape[1:]:
         hint = " (a Z/T stack? pass channel_axis=None)"
+        if image_shape[0] in (3, 4):
+            hint = (
+                f" (channels first, e.g. {'RGB' if image_shape[0] == 3 else 'RGBA'} as C×Y×X? "
+                "pass channel_axis=0; a Z/T stack of grayscale planes? pass channel_axis=None)"
+            )
     planes = f" or {tuple(leading) + tuple(spatial)} (one per plane)" if leading else ""
     raise InputError(
         f"mask shape {mask.shape} does not match image shape {image_shape}: expected "

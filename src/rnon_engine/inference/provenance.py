@@ -173,7 +173,7 @@ def resolve_weights(
             "repair generator ('rnon-repair') first (pass the optimize file as stage2=)"
         )
     if stage2 is None and meta.get(STAGE2_META_KEY):
-        stage2 = path.parent / str(meta[STAGE2_META_KEY])
+        stage2 = path.parent / _sibling_name(path, meta[STAGE2_META_KEY])
         if not stage2.is_file():
             raise WeightsError(
                 f"{path} names its stage-2 file {meta[STAGE2_META_KEY]!r} but {stage2} does "
@@ -242,3 +242,27 @@ def _trainer_sibling(repair_path: Path) -> Path | None:
     if named and Path(named).resolve() != repair_path.resolve():
         return None
     return candidate
+
+
+def _sibling_name(repair_path: Path, named: Any) -> str:
+    """The ``stage2_file`` metadata entry, refused unless it is a plain file name.
+
+    Checked before the file system is touched, so that a weights file cannot probe for
+    files elsewhere (an absolute path or ``../``) through the error messages.
+    """
+    text = named if isinstance(named, str) else ""
+    plain = (
+        text not in ("", ".", "..")
+        and "/" not in text
+        and "\\" not in text
+        and "\0" not in text
+        and not Path(text).is_absolute()
+        and Path(text).name == text
+    )
+    if not plain:
+        raise WeightsError(
+            f"{repair_path} names its stage-2 file {named!r} in its metadata, but only the "
+            "name of a file next to the repair file is allowed (no folder, no absolute "
+            "path); pass the stage-2 file as stage2= instead"
+        )
+    return text

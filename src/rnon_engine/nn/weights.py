@@ -102,6 +102,13 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     from safetensors import safe_open
 
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.safetensors"))
+        holds = f"it holds {', '.join(found)}" if found else "it holds no .safetensors file"
+        raise WeightsError(
+            f"{path} is a folder, not a weights file ({holds}); give the path of the "
+            ".safetensors file itself (a training run keeps them in its weights/ folder)"
+        )
     if not path.is_file():
         raise WeightsError(
             f"weights file not found: {path}. Give the path of a .safetensors file written "
