@@ -406,6 +406,15 @@ def test_stage2_alone_equals_the_second_half_of_both():
         (np.zeros((10, 10)), np.zeros((10, 10)), {"stages": "all"}, "stages"),
         (np.zeros((10, 10, 3)), np.zeros((10, 10)), {"channel_axis": 5}, "out of range"),
         (np.zeros((10, 10)), np.full((10, 10), np.nan), {}, "NaN"),
+        # issue 21: CHW RGB is hinted to channel_axis=0
+        (np.zeros((3, 10, 10)), np.zeros((10, 10)), {}, "RGB as C×Y×X\\? pass channel_axis=0"),
+        (None, np.zeros((10, 10)), {}, "image is None"),
+        (np.zeros((10, 10)), None, {}, "mask is None"),
+        ([[0.0, 1.0], [0.5]], np.zeros((2, 2)), {}, "rows differ in length"),
+        (np.zeros((10, 10)), [[0, 1], [1]], {}, "mask is not a rectangular array"),
+        ("picture.png", np.zeros((10, 10)), {}, "read the file first"),
+        (torch.zeros(10, 10, requires_grad=True), np.zeros((10, 10)), {}, r"detach\(\)"),
+        (np.zeros((10, 10)), torch.zeros(10, 10, requires_grad=True), {}, "mask is a torch"),
     ],
 )
 def test_bad_input(image, mask, kwargs, match):
@@ -423,6 +432,23 @@ def test_non_finite_outside_mask_is_refused(bad):
     with pytest.raises(InputError, match="NaN or infinite"):
         Inpainter(rep, device="cpu").inpaint(img, mask)
     assert rep.calls == []
+
+
+def test_plain_tensors_and_lists_are_accepted():
+    img = smooth(12, 12)
+    mask = np.zeros((12, 12), bool)
+    mask[4:6, 4:6] = True
+    want = _NET.inpaint(img, mask)
+    np.testing.assert_array_equal(_NET.inpaint(torch.from_numpy(img), mask.tolist()), want)
+    np.testing.assert_array_equal(_NET.inpaint(img.tolist(), torch.from_numpy(mask)), want)
+
+
+@pytest.mark.parametrize("size", [0, -1, 1.5, True, "4"])
+def test_batch_size_is_checked(size):
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1"):
+        Inpainter(_REPAIR, device="cpu", batch_size=size)
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1"):
+        Inpainter.from_pretrained("telea", batch_size=size)
 
 
 def test_unknown_method_and_missing_weights(tmp_path):
