@@ -191,7 +191,7 @@ def _spots(size, centres, radius=3):
 
 
 def test_small_holes_get_compact_windows_batched_together():
-    from rnon_engine.inference.inpainter import NET_CONTEXT, NET_WINDOW_MULTIPLE
+    from rnon_engine.inference.settings import NET_CONTEXT, NET_WINDOW_MULTIPLE
 
     rep = CountingPad(_REPAIR)
     inp = Inpainter(rep, device="cpu", tile_size=256)

@@ -31,6 +31,7 @@ from magicgui.widgets import Container, Label, LineEdit, PushButton
 
 from napari_rnon._layers import MASK_COLOR, MASK_FOR_KEY
 from napari_rnon._planes import UserError
+from rnon_engine.inference.classical import CLASSICAL_METHODS as CLASSICAL
 
 if TYPE_CHECKING:
     from napari.layers import Image, Labels
@@ -55,7 +56,6 @@ OME_KEY = "rnon_ome"
 """Layer metadata key: ``{"path": <OME-Zarr image root>, ...}`` on layers read from OME-Zarr."""
 REPAIR_LABEL = "repair"
 """Name of the label image that holds the repair mask: ``<image>/labels/repair``."""
-CLASSICAL = ("telea", "ns", "biharmonic")
 BATCH_DEFAULT_TILE = 512  # rnon-batch's --tile default
 BATCH_DEFAULT_DEVICE = "auto"
 

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rnon_engine.device import resolve_device
 from rnon_engine.errors import Cancelled, InputError
 from rnon_engine.inference.classical import CLASSICAL_METHODS
 from rnon_engine.inference.classical import WINDOW_COST as classical_window_cost
@@ -54,64 +55,19 @@ from rnon_engine.inference.classical import fill as classical_fill
 from rnon_engine.inference.inputs import as_array
 from rnon_engine.inference.intensity import IntensityMap, check_dtype, intensity_map
 from rnon_engine.inference.memory import release_memory
-from rnon_engine.inference.provenance import (  # noqa: F401  (constants kept importable from here)
-    NET_CONTEXT,
+from rnon_engine.inference.provenance import build_provenance, describe
+from rnon_engine.inference.settings import (
     NET_WINDOW_COST,
     NET_WINDOW_MULTIPLE,
-    STAGE2_META_KEY,
-    TRAINER_OPTIMIZE_NAME,
-    TRAINER_REPAIR_NAME,
-    build_provenance,
     check_settings,
     default_margin,
-    describe,
-    resolve_weights,
 )
 from rnon_engine.inference.tiling import TilePlan, Window, gaussian_weights, plan_tiles
+from rnon_engine.inference.weights_source import list_methods, resolve_weights
 
-__all__ = ["Inpainter", "describe", "list_methods", "resolve_device"]
+__all__ = ["Inpainter", "describe", "list_methods"]
 
 _STAGES = ("both", "repair", "optimize")
-
-
-def list_methods() -> list[str]:
-    """Names accepted by :meth:`Inpainter.from_pretrained`.
-
-    ``"default"`` is the packaged RNON model; ``"telea"``, ``"ns"`` (OpenCV) and
-    ``"biharmonic"`` (scikit-image) are classical methods. A path to a repair-generator
-    ``.safetensors`` file written by the trainer is accepted as well.
-    """
-    return ["default", *CLASSICAL_METHODS]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; anything else is checked.
-
-    Raises:
-        InputError: The device is unknown or not available here.
-    """
-    if isinstance(device, str) and device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(
-            f"unknown device {device!r} ({exc}); use 'auto', 'cpu' or 'cuda'"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(
-            f"device {device!r} asked for but CUDA is not available; use 'auto' or 'cpu'"
-        )
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(
-            f"device {device!r} asked for but MPS is not available; use 'auto' or 'cpu'"
-        )
-    return dev
 
 
 @dataclass
