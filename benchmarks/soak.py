@@ -67,7 +67,18 @@ def run_series(method: str, size: int, kind: str, repeats: int, release: bool) -
     from rnon_engine.inference.inpainter import Inpainter
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
-    if not release:
+    trims: list[float] = []
+    if release:
+        trim = inpainter.release_memory
+
+        def timed() -> bool:
+            t0 = time.perf_counter()
+            done = trim()
+            trims.append(time.perf_counter() - t0)
+            return done
+
+        inpainter.release_memory = timed
+    else:
         inpainter.release_memory = lambda: False
     img, mask = make_case(size, "sparse" if kind == "varied" else kind)
     with warnings.catch_warnings():
@@ -95,6 +106,7 @@ def run_series(method: str, size: int, kind: str, repeats: int, release: bool) -
         "threads": torch.get_num_threads(),
         "rss_mb": rss,
         "seconds": seconds,
+        "trim_seconds": trims,
     }
 
 
@@ -107,6 +119,7 @@ def summary(row: dict, warmup: int) -> dict[str, float]:
         "max": hi,
         "spread": (hi - lo) / lo,
         "median_s": float(np.median(row["seconds"])),
+        "trim_ms": 1000 * float(np.median(row["trim_seconds"])) if row["trim_seconds"] else 0.0,
     }
 
 
@@ -135,6 +148,7 @@ def main() -> None:
         return
     env = dict(os.environ, BENCH_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
     rows = []
+    load_start = os.getloadavg()[0]
     for release in ("off", "on") if args.compare else (args.release,):
         cmd = [
             sys.executable, __file__, "--one", "--method", args.method, "--size",
@@ -146,7 +160,8 @@ def main() -> None:
         s = summary(row, args.warmup)
         print(
             f"release {release}: RSS after warm-up {s['min']:.0f}-{s['max']:.0f} MB "
-            f"(spread {100 * s['spread']:.1f} %), median {s['median_s']:.2f} s per repair",
+            f"(spread {100 * s['spread']:.1f} %), median {s['median_s']:.2f} s per repair, "
+            f"malloc_trim {s['trim_ms']:.1f} ms",
             flush=True,
         )
         print("  series (MB):", _series_text(row["rss_mb"], 1), flush=True)
@@ -154,6 +169,10 @@ def main() -> None:
     if args.no_write:
         return
     every = max(1, args.repeats // 20)
+    load = (
+        f"Load average (1 min) {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
+        f"end, on {os.cpu_count()} cores: times are only comparable within a row."
+    )
     lines = [
         f"`{args.method}` repairs of a {args.size}² uint8 RGB image (the smooth picture of "
         f"bench_inference.py), mask `{args.mask}` (mean {100 * rows[0][0]['hole_frac']:.1f} % "
@@ -162,16 +181,17 @@ def main() -> None:
         f"threads {args.threads}. RSS is read after every call; the spread is (max - min) / min "
         f"after the first {args.warmup} calls (target: within 5 %). *release*: "
         "`rnon_engine.inference.memory.release_memory` (glibc `malloc_trim(0)` after each "
-        "call; *off* patches it out). Every call keeps the pixels outside its mask.",
+        "call; *off* patches it out). Every call keeps the pixels outside its mask. " + load,
         "",
-        "| release | calls | median time per call (s) | RSS after warm-up (MB) | spread | "
-        f"RSS series, every {every}. call (MB) |",
-        "|---|---|---|---|---|---|",
+        "| release | calls | median time per call (s) | median malloc_trim (ms) | "
+        f"RSS after warm-up (MB) | spread | RSS series, every {every}. call (MB) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row, s in rows:
+        trim = f"{s['trim_ms']:.1f}" if row["release"] else "–"
         lines.append(
             f"| {'on' if row['release'] else 'off'} | {args.repeats} | {s['median_s']:.2f} | "
-            f"{s['min']:.0f}–{s['max']:.0f} | {100 * s['spread']:.1f} % | "
+            f"{trim} | {s['min']:.0f}–{s['max']:.0f} | {100 * s['spread']:.1f} % | "
             f"{_series_text(row['rss_mb'], every)} |"
         )
     command = "python benchmarks/soak.py " + " ".join(sys.argv[1:])

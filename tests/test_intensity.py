@@ -106,8 +106,8 @@ def test_constant_plane_fills_with_its_value():
     assert (imap.from_unit(np.array([0.0, 0.3, 1.0])) == 7.5).all()
 
 
-def test_uint8_and_uint16_maps_are_unchanged():
-    """The common cases keep the documented map: v/255 and the 0.1-99.9 percentiles."""
+def test_uint8_and_uint16_maps_follow_the_documented_formula():
+    """v/255 and the 0.1-99.9 percentile map, computed in float64 and rounded once to float32."""
     u8 = np.arange(256, dtype=np.uint8).reshape(16, 16)
     m8 = intensity_map(u8, np.ones(u8.shape, bool))
     np.testing.assert_array_equal(m8.to_unit(u8), (u8 / 255.0).astype(np.float32))
