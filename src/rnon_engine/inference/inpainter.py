@@ -273,7 +273,8 @@ class Inpainter:
                 ``.safetensors`` file written by the trainer.
             device: ``"auto"`` or a torch device.
             stage2: Path of an optimize-generator file. If None: the file named by the
-                repair file's ``"stage2_file"`` metadata entry (a file name next to it), else
+                repair file's ``"stage2_file"`` metadata entry (a plain file name next to it;
+                a folder or an absolute path there is refused), else
                 the trainer's ``optimize_generator.safetensors`` next to a
                 ``repair_generator.safetensors`` when its ``repair_weights`` metadata names
                 this repair file; otherwise only stage 1 runs.
@@ -329,15 +330,17 @@ class Inpainter:
         Args:
             image: ``H×W`` (grayscale), ``H×W×3`` (RGB), ``H×W×4`` (RGBA: alpha copied),
                 ``H×W×C`` (each channel as grayscale), with any leading axes (Z, T...)
-                handled plane by plane; uint8, other integers or floats.
+                handled plane by plane; uint8, other integers or floats. A numpy array, or
+                anything :func:`~rnon_engine.inference.inputs.as_array` takes (a CPU torch
+                tensor without grad, a rectangular nested list).
             mask: Nonzero = repair. Its shape is the spatial shape ``H×W`` (used for every
                 plane and channel) or the image shape without the channel axis (one mask
                 per plane).
             stages: ``"both"`` (repair, then optimize when an optimize model is loaded),
                 ``"repair"``, or ``"optimize"``: stage 2 alone on an image whose holes were
-                already filled (e.g. by an earlier ``"repair"`` run); the mask still says
-                which pixels may change. Classical methods ignore ``stages`` except
-                ``"optimize"``, which they refuse.
+                already filled (e.g. by an earlier ``"repair"`` run; NaN or infinite values
+                under the mask are refused); the mask still says which pixels may change.
+                Classical methods ignore ``stages`` except ``"optimize"``, which they refuse.
             channel_axis: ``"auto"``: 2-D images have no channel axis, 3-D images are
                 channels-last, 4-D and up must say. An int names the channel axis; None
                 means there is none. The spatial axes are the last two other axes.
