@@ -61,15 +61,19 @@ def rand_mask(shape, frac=0.1, seed=0):
 # ------------------------------------------------------------------ invariants
 @st.composite
 def image_and_mask(draw):
-    dtype = draw(st.sampled_from(["uint8", "uint16", "int16", "float32", "float64"]))
+    dtype = draw(
+        st.sampled_from(["uint8", "uint16", "int16", "uint64", "int64", "float32", "float64"])
+    )
     h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
     c = draw(st.sampled_from([None, 1, 3, 4, 5]))
     seed = draw(st.integers(0, 2**31))
     rng = np.random.default_rng(seed)
     shape = (h, w) if c is None else (h, w, c)
     if dtype.startswith("float"):
-        scale = draw(st.sampled_from([1.0, 1e-6, 1e4, 1e30]))
-        img = (rng.standard_normal(shape) * scale).astype(dtype)
+        scales = [1.0, 1e-6, 1e4, 1e30, 1e-45] + ([1e299, 1e-300] if dtype == "float64" else [])
+        scale = draw(st.sampled_from(scales))
+        offset = draw(st.sampled_from([0.0, 1e6]))
+        img = (offset + rng.standard_normal(shape) * scale).astype(dtype)
         img.flat[0] = -0.0
     else:
         info = np.iinfo(dtype)
@@ -95,6 +99,12 @@ def test_identity_outside_mask_and_dtype(data, method):
     assert np.array_equal(img, before_img) and np.array_equal(mask, before_mask)
     if img.dtype.kind == "f":
         assert np.isfinite(out).all()
+    if img.dtype != np.uint8 and not (img.ndim == 3 and img.shape[2] == 4):
+        # fills stay within the known pixels' range (uint8 maps 0..255 as a whole; alpha
+        # under the holes is copied as it is)
+        known = img[keep]
+        assert known.min() <= out[mask].min(initial=known.max())
+        assert out[mask].max(initial=known.min()) <= known.max()  # no wrap, no overshoot
     if img.ndim == 3 and img.shape[2] == 4:
         assert np.array_equal(out[..., 3], img[..., 3])  # alpha passed through
 
