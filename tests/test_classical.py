@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from rnon_engine import InputError
-from rnon_engine.inference.classical import CLASSICAL_METHODS, fill, inpaint
+from rnon_engine.inference.classical import CLASSICAL_METHODS, fill
 from rnon_engine.inference.inpainter import Inpainter
 from rnon_engine.inference.tiling import plan_tiles
 
@@ -25,7 +25,7 @@ def test_fills_smooth_image_close_to_truth(method, dtype):
     mask = np.zeros(truth.shape, bool)
     mask[40:50, 30:45] = True
     mask[70:73, 80:120] = True
-    out = inpaint(img, mask, method)
+    out = Inpainter.from_pretrained(method).inpaint(img, mask)
     assert out.dtype == img.dtype
     assert np.array_equal(out[~mask], img[~mask])
     span = float(img.max()) - float(img.min())
@@ -39,15 +39,19 @@ def test_rgb_and_leading_axes(method):
     img = np.stack([img, img[::-1]])  # T, Y, X, C
     mask = np.zeros((40, 50), bool)
     mask[10:15, 10:20] = True
-    out = inpaint((img * 255).astype(np.uint8), mask, method, channel_axis=-1)
+    out = Inpainter.from_pretrained(method).inpaint(
+        (img * 255).astype(np.uint8), mask, channel_axis=-1
+    )
     assert out.shape == img.shape
     err = np.abs(out[:, mask].astype(float) / 255 - img[:, mask]).mean()
     assert err < 0.02
 
 
 def test_unknown_method():
-    with pytest.raises(InputError, match="unknown classical method"):
-        inpaint(np.zeros((5, 5)), np.zeros((5, 5)), "magic")
+    with pytest.raises(InputError, match="unknown method 'magic'"):
+        Inpainter.from_pretrained("magic")
+    with pytest.raises(InputError, match="unknown method 'magic'"):
+        Inpainter(method="magic")
 
 
 @pytest.mark.parametrize("method", CLASSICAL_METHODS)

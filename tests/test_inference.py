@@ -61,15 +61,19 @@ def rand_mask(shape, frac=0.1, seed=0):
 # ------------------------------------------------------------------ invariants
 @st.composite
 def image_and_mask(draw):
-    dtype = draw(st.sampled_from(["uint8", "uint16", "int16", "float32", "float64"]))
+    dtype = draw(
+        st.sampled_from(["uint8", "uint16", "int16", "uint64", "int64", "float32", "float64"])
+    )
     h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
     c = draw(st.sampled_from([None, 1, 3, 4, 5]))
     seed = draw(st.integers(0, 2**31))
     rng = np.random.default_rng(seed)
     shape = (h, w) if c is None else (h, w, c)
     if dtype.startswith("float"):
-        scale = draw(st.sampled_from([1.0, 1e-6, 1e4, 1e30]))
-        img = (rng.standard_normal(shape) * scale).astype(dtype)
+        scales = [1.0, 1e-6, 1e4, 1e30, 1e-45] + ([1e299, 1e-300] if dtype == "float64" else [])
+        scale = draw(st.sampled_from(scales))
+        offset = draw(st.sampled_from([0.0, 1e6]))
+        img = (offset + rng.standard_normal(shape) * scale).astype(dtype)
         img.flat[0] = -0.0
     else:
         info = np.iinfo(dtype)
@@ -95,6 +99,12 @@ def test_identity_outside_mask_and_dtype(data, method):
     assert np.array_equal(img, before_img) and np.array_equal(mask, before_mask)
     if img.dtype.kind == "f":
         assert np.isfinite(out).all()
+    if img.dtype != np.uint8 and not (img.ndim == 3 and img.shape[2] == 4):
+        # fills stay within the known pixels' range (uint8 maps 0..255 as a whole; alpha
+        # under the holes is copied as it is)
+        known = img[keep]
+        assert known.min() <= out[mask].min(initial=known.max())
+        assert out[mask].max(initial=known.min()) <= known.max()  # no wrap, no overshoot
     if img.ndim == 3 and img.shape[2] == 4:
         assert np.array_equal(out[..., 3], img[..., 3])  # alpha passed through
 
@@ -191,7 +201,7 @@ def _spots(size, centres, radius=3):
 
 
 def test_small_holes_get_compact_windows_batched_together():
-    from rnon_engine.inference.inpainter import NET_CONTEXT, NET_WINDOW_MULTIPLE
+    from rnon_engine.inference.settings import NET_CONTEXT, NET_WINDOW_MULTIPLE
 
     rep = CountingPad(_REPAIR)
     inp = Inpainter(rep, device="cpu", tile_size=256)
@@ -406,6 +416,15 @@ def test_stage2_alone_equals_the_second_half_of_both():
         (np.zeros((10, 10)), np.zeros((10, 10)), {"stages": "all"}, "stages"),
         (np.zeros((10, 10, 3)), np.zeros((10, 10)), {"channel_axis": 5}, "out of range"),
         (np.zeros((10, 10)), np.full((10, 10), np.nan), {}, "NaN"),
+        # issue 21: CHW RGB is hinted to channel_axis=0
+        (np.zeros((3, 10, 10)), np.zeros((10, 10)), {}, "RGB as C×Y×X\\? pass channel_axis=0"),
+        (None, np.zeros((10, 10)), {}, "image is None"),
+        (np.zeros((10, 10)), None, {}, "mask is None"),
+        ([[0.0, 1.0], [0.5]], np.zeros((2, 2)), {}, "rows differ in length"),
+        (np.zeros((10, 10)), [[0, 1], [1]], {}, "mask is not a rectangular array"),
+        ("picture.png", np.zeros((10, 10)), {}, "read the file first"),
+        (torch.zeros(10, 10, requires_grad=True), np.zeros((10, 10)), {}, r"detach\(\)"),
+        (np.zeros((10, 10)), torch.zeros(10, 10, requires_grad=True), {}, "mask is a torch"),
     ],
 )
 def test_bad_input(image, mask, kwargs, match):
@@ -423,6 +442,23 @@ def test_non_finite_outside_mask_is_refused(bad):
     with pytest.raises(InputError, match="NaN or infinite"):
         Inpainter(rep, device="cpu").inpaint(img, mask)
     assert rep.calls == []
+
+
+def test_plain_tensors_and_lists_are_accepted():
+    img = smooth(12, 12)
+    mask = np.zeros((12, 12), bool)
+    mask[4:6, 4:6] = True
+    want = _NET.inpaint(img, mask)
+    np.testing.assert_array_equal(_NET.inpaint(torch.from_numpy(img), mask.tolist()), want)
+    np.testing.assert_array_equal(_NET.inpaint(img.tolist(), torch.from_numpy(mask)), want)
+
+
+@pytest.mark.parametrize("size", [0, -1, 1.5, True, "4"])
+def test_batch_size_is_checked(size):
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1"):
+        Inpainter(_REPAIR, device="cpu", batch_size=size)
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1"):
+        Inpainter.from_pretrained("telea", batch_size=size)
 
 
 def test_unknown_method_and_missing_weights(tmp_path):

@@ -104,3 +104,33 @@ def test_describe_and_the_batch_driver_do_not_import_torch(trainer_run):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        "/etc/passwd",
+        "../o.safetensors",
+        "sub/o.safetensors",
+        "..",
+        "..\\o.safetensors",
+    ],
+)
+def test_stage2_file_metadata_must_be_a_sibling_name(tmp_path, named):
+    """An absolute path or ../ in the metadata is refused without looking at the file system.
+
+    The message is the same whether the named file exists or not (here one of them exists:
+    o.safetensors one folder up), so a weights file cannot probe for files elsewhere.
+    """
+    save_weights(tiny("optimize"), tmp_path / "o.safetensors")
+    (tmp_path / "sub").mkdir()
+    save_weights(tiny("optimize"), tmp_path / "sub" / "o.safetensors")
+    folder = tmp_path / "models"
+    folder.mkdir()
+    rep = save_weights(tiny("repair"), folder / "r.safetensors", stage2_file=named)
+    for call in (lambda: describe(rep), lambda: Inpainter.from_pretrained(rep, "cpu")):
+        with pytest.raises(WeightsError, match="only the name of a file next to") as err:
+            call()
+        assert "does not exist" not in str(err.value)
+    # stage2= given explicitly is still accepted
+    assert describe(rep, stage2=tmp_path / "o.safetensors")["stages"] == ["repair", "optimize"]

@@ -93,6 +93,18 @@ def test_missing_file(tmp_path: Path) -> None:
         load_model(tmp_path / "nope.safetensors")
 
 
+def test_a_folder_is_not_a_weights_file(tmp_path: Path) -> None:
+    """A folder gets its own message (not 'not found'), naming the files it holds."""
+    from rnon_engine.inference.inpainter import Inpainter
+
+    with pytest.raises(WeightsError, match="is a folder.*no .safetensors file"):
+        read_metadata(tmp_path)
+    save_weights(_trained_like(), tmp_path / "repair_generator.safetensors")
+    with pytest.raises(WeightsError, match="is a folder.*repair_generator.safetensors") as err:
+        Inpainter.from_pretrained(tmp_path, "cpu")
+    assert "not found" not in str(err.value)
+
+
 def test_corrupt_bytes(tmp_path: Path) -> None:
     path = tmp_path / "bad.safetensors"
     path.write_bytes(b"\x93NUMPY not a safetensors file at all" * 10)

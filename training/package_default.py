@@ -24,11 +24,11 @@ def package(run: Path, corpus: Path | None = None) -> tuple[Path, Path]:
     """Write the default weights from ``run``; returns their paths."""
     import torch
 
-    from rnon_engine.nn.weights import load_model, save_weights
+    from rnon_engine.nn.weights import EXPORT_NAMES, load_model, save_weights
     from rnon_engine.pretrained import DIRECTORY, OPTIMIZE_FILE, REPAIR_FILE
 
-    repair_path = run / "weights" / "repair_generator.safetensors"
-    optimize_path = run / "weights" / "optimize_generator.safetensors"
+    repair_path = run / "weights" / EXPORT_NAMES["repair"]
+    optimize_path = run / "weights" / EXPORT_NAMES["optimize"]
     for p in (repair_path, optimize_path):
         if not p.is_file():
             raise SystemExit(f"error: {p} is missing: train both stages first")

@@ -25,8 +25,12 @@ __all__ = [
 
 
 def __getattr__(name: str):  # lazy: importing the package stays cheap
-    if name in ("Inpainter", "list_methods"):
-        from rnon_engine.inference import inpainter
+    if name == "Inpainter":
+        from rnon_engine.inference.inpainter import Inpainter
 
-        return getattr(inpainter, name)
+        return Inpainter
+    if name == "list_methods":
+        from rnon_engine.inference.weights_source import list_methods
+
+        return list_methods
     raise AttributeError(f"module 'rnon_engine' has no attribute {name!r}")

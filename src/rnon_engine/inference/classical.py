@@ -5,7 +5,7 @@ dtypes, leading axes, intensity mapping, mask-aware windows and the guarantee th
 outside the mask keep their exact values). Their windows are small: each hole (or a few
 close holes) gets its own window with :data:`CONTEXT` px around it, since the methods are
 local; holes larger than a tile use the blended tile grid like the network. Use
-``Inpainter.from_pretrained("telea")`` or :func:`inpaint` below.
+``Inpainter.from_pretrained("telea")``.
 
 How each window is filled (:func:`fill`), on the plane's values mapped to float32 [0, 1]
 (see :mod:`rnon_engine.inference.intensity`):
@@ -23,12 +23,12 @@ How each window is filled (:func:`fill`), on the plane's values mapped to float3
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-__all__ = ["CLASSICAL_METHODS", "CONTEXT", "WINDOW_COST", "fill", "inpaint"]
+__all__ = ["CLASSICAL_METHODS", "CONTEXT", "WINDOW_COST", "fill"]
 
+#: The classical methods' names, as ``Inpainter.from_pretrained`` and ``rnon-batch --model``
+#: take them (the one list: front ends import it from here).
 CLASSICAL_METHODS = ("telea", "ns", "biharmonic")
 RADIUS = 3
 #: Valid context kept around each hole (px). The three methods are local: a Telea / NS
@@ -73,28 +73,3 @@ def fill(method: str, image: np.ndarray, hole: np.ndarray, radius: int = RADIUS)
         out = inpaint_biharmonic(image, hole, split_into_regions=True, channel_axis=-1)
         return out.astype(np.float32, copy=False)
     raise ValueError(f"unknown classical method {method!r}; known: {CLASSICAL_METHODS}")
-
-
-def inpaint(
-    image: np.ndarray,
-    mask: np.ndarray,
-    method: str = "telea",
-    *,
-    channel_axis: int | str | None = "auto",
-    tile_size: int = 512,
-    progress: Callable[[int, int], None] | None = None,
-    cancel: Callable[[], bool] | None = None,
-) -> np.ndarray:
-    """Inpaint ``image`` where ``mask`` is nonzero with a classical method.
-
-    A shortcut for ``Inpainter.from_pretrained(method).inpaint(...)``; see
-    :meth:`rnon_engine.inference.Inpainter.inpaint` for the accepted images and masks.
-    """
-    from rnon_engine.inference.inpainter import Inpainter
-
-    if method not in CLASSICAL_METHODS:
-        from rnon_engine.errors import InputError
-
-        raise InputError(f"unknown classical method {method!r}; choose one of {CLASSICAL_METHODS}")
-    inp = Inpainter.from_pretrained(method, tile_size=tile_size)
-    return inp.inpaint(image, mask, channel_axis=channel_axis, progress=progress, cancel=cancel)

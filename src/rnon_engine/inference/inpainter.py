@@ -47,71 +47,27 @@ import numpy as np
 import torch
 from torch import nn
 
+from rnon_engine.device import resolve_device
 from rnon_engine.errors import Cancelled, InputError
 from rnon_engine.inference.classical import CLASSICAL_METHODS
 from rnon_engine.inference.classical import WINDOW_COST as classical_window_cost
 from rnon_engine.inference.classical import fill as classical_fill
+from rnon_engine.inference.inputs import as_array
 from rnon_engine.inference.intensity import IntensityMap, check_dtype, intensity_map
-from rnon_engine.inference.provenance import (  # noqa: F401  (constants kept importable from here)
-    NET_CONTEXT,
+from rnon_engine.inference.memory import release_memory
+from rnon_engine.inference.provenance import build_provenance, describe
+from rnon_engine.inference.settings import (
     NET_WINDOW_COST,
     NET_WINDOW_MULTIPLE,
-    STAGE2_META_KEY,
-    TRAINER_OPTIMIZE_NAME,
-    TRAINER_REPAIR_NAME,
-    build_provenance,
     check_settings,
     default_margin,
-    describe,
-    resolve_weights,
 )
 from rnon_engine.inference.tiling import TilePlan, Window, gaussian_weights, plan_tiles
+from rnon_engine.inference.weights_source import list_methods, resolve_weights
 
-__all__ = ["Inpainter", "describe", "list_methods", "resolve_device"]
+__all__ = ["Inpainter", "describe", "list_methods"]
 
 _STAGES = ("both", "repair", "optimize")
-
-
-def list_methods() -> list[str]:
-    """Names accepted by :meth:`Inpainter.from_pretrained`.
-
-    ``"default"`` is the packaged RNON model; ``"telea"``, ``"ns"`` (OpenCV) and
-    ``"biharmonic"`` (scikit-image) are classical methods; ``"auto"`` routes every hole
-    group to the method that repairs its kind best (:mod:`rnon_engine.inference.auto`).
-    A path to a repair-generator ``.safetensors`` file written by the trainer is accepted
-    as well.
-    """
-    return ["auto", "default", *CLASSICAL_METHODS]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; anything else is checked.
-
-    Raises:
-        InputError: The device is unknown or not available here.
-    """
-    if isinstance(device, str) and device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(
-            f"unknown device {device!r} ({exc}); use 'auto', 'cpu' or 'cuda'"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(
-            f"device {device!r} asked for but CUDA is not available; use 'auto' or 'cpu'"
-        )
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(
-            f"device {device!r} asked for but MPS is not available; use 'auto' or 'cpu'"
-        )
-    return dev
 
 
 @dataclass
@@ -235,6 +191,10 @@ class Inpainter:
                 f"need 0 <= 2*margin < tile_size and 0 <= overlap < tile_size, got "
                 f"margin={margin}, overlap={overlap}, tile_size={tile_size}"
             )
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise InputError(f"batch_size must be an integer >= 1 (or None), got {batch_size!r}")
         if threads is not None:
             if threads < 1:
                 raise InputError(f"threads must be >= 1, got {threads}")
@@ -314,7 +274,8 @@ class Inpainter:
                 path of a repair-generator ``.safetensors`` file written by the trainer.
             device: ``"auto"`` or a torch device.
             stage2: Path of an optimize-generator file. If None: the file named by the
-                repair file's ``"stage2_file"`` metadata entry (a file name next to it), else
+                repair file's ``"stage2_file"`` metadata entry (a plain file name next to it;
+                a folder or an absolute path there is refused), else
                 the trainer's ``optimize_generator.safetensors`` next to a
                 ``repair_generator.safetensors`` when its ``repair_weights`` metadata names
                 this repair file; otherwise only stage 1 runs.
@@ -376,15 +337,17 @@ class Inpainter:
         Args:
             image: ``H×W`` (grayscale), ``H×W×3`` (RGB), ``H×W×4`` (RGBA: alpha copied),
                 ``H×W×C`` (each channel as grayscale), with any leading axes (Z, T...)
-                handled plane by plane; uint8, other integers or floats.
+                handled plane by plane; uint8, other integers or floats. A numpy array, or
+                anything :func:`~rnon_engine.inference.inputs.as_array` takes (a CPU torch
+                tensor without grad, a rectangular nested list).
             mask: Nonzero = repair. Its shape is the spatial shape ``H×W`` (used for every
                 plane and channel) or the image shape without the channel axis (one mask
                 per plane).
             stages: ``"both"`` (repair, then optimize when an optimize model is loaded),
                 ``"repair"``, or ``"optimize"``: stage 2 alone on an image whose holes were
-                already filled (e.g. by an earlier ``"repair"`` run); the mask still says
-                which pixels may change. Classical methods ignore ``stages`` except
-                ``"optimize"``, which they refuse.
+                already filled (e.g. by an earlier ``"repair"`` run; NaN or infinite values
+                under the mask are refused); the mask still says which pixels may change.
+                Classical methods ignore ``stages`` except ``"optimize"``, which they refuse.
             channel_axis: ``"auto"``: 2-D images have no channel axis, 3-D images are
                 channels-last, 4-D and up must say. An int names the channel axis; None
                 means there is none. The spatial axes are the last two other axes.
@@ -401,8 +364,7 @@ class Inpainter:
         """
         if stages not in _STAGES:
             raise InputError(f"stages must be one of {_STAGES}, got {stages!r}")
-        image = np.asarray(image)
-        mask = np.asarray(mask)
+        image, mask = as_array(image, "image"), as_array(mask, "mask")
         check_dtype(image.dtype)
         ch = _channel_axis(image, channel_axis)
         view = image if ch is None else np.moveaxis(image, ch, -1)
@@ -427,9 +389,16 @@ class Inpainter:
                 bad = ~np.isfinite(view[idx])
                 if ch is not None:
                     bad = bad.any(axis=-1)
-                bad &= ~holes[idx if per_plane else ()]
+                hole = holes[idx if per_plane else ()]
+                where = f" of plane {idx}" if idx else ""
+                if stages == "optimize" and (bad & hole).any():
+                    raise InputError(
+                        f"stages='optimize' refines holes that are already filled, but "
+                        f"{int((bad & hole).sum())} pixel(s) under the mask{where} are NaN or "
+                        "infinite: fill them first with stages='repair' (or run stages='both')"
+                    )
+                bad &= ~hole
                 if bad.any():
-                    where = f" of plane {idx}" if idx else ""
                     raise InputError(
                         f"the image has {int(bad.sum())} NaN or infinite pixel(s){where} outside "
                         "the mask; add them to the mask to repair them, or replace them"
@@ -510,6 +479,7 @@ class Inpainter:
                 )
             if image_tiles:
                 done = self._run_stage2_image(image_tiles, dst, imap, done, total, progress, cancel)
+        release_memory()  # keeps the RSS of long sessions flat (docs/benchmarks.md, "Soak")
         return out
 
     __call__ = inpaint
@@ -825,6 +795,11 @@ def _check_mask(
         pass
     elif len(image_shape) == 3 and mask.shape == image_shape[1:]:
         hint = " (a Z/T stack? pass channel_axis=None)"
+        if image_shape[0] in (3, 4):
+            hint = (
+                f" (channels first, e.g. {'RGB' if image_shape[0] == 3 else 'RGBA'} as C×Y×X? "
+                "pass channel_axis=0; a Z/T stack of grayscale planes? pass channel_axis=None)"
+            )
     planes = f" or {tuple(leading) + tuple(spatial)} (one per plane)" if leading else ""
     raise InputError(
         f"mask shape {mask.shape} does not match image shape {image_shape}: expected "

@@ -18,6 +18,14 @@ Back: ``v = lo + x * (hi - lo)``, clipped to ``[lo, hi]`` (a fill never leaves t
 the plane's known pixels), rounded to nearest for integer types and cast to the input
 dtype. Only pixels under the mask are ever written back, so the rest of the image keeps its
 exact values.
+
+Precision: the map never overflows and never loses the plane's range, whatever its
+magnitude or offset. Floats are mapped in float64 (``longdouble`` in its own precision)
+after scaling by a power of two that brings ``max(|lo|, |hi|)`` into [0.5, 1) (exact), so
+``1e299`` or ``1e-45`` data and a tiny range on a large offset keep their resolution; only
+the final ``x`` is float32. 64-bit integers (``int64``, ``uint64``) take ``lo`` and ``hi``
+as exact order statistics (the nearest valid values at those percentiles) and are mapped as
+exact integer offsets from ``lo``, since float64 cannot hold every 64-bit value.
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ class IntensityMap:
     """A linear map between a plane's values and [0, 1].
 
     Attributes:
-        lo: Value mapped to 0.
+        lo: Value mapped to 0 (a Python ``int`` for 64-bit integer dtypes, exact).
         hi: Value mapped to 1 (``hi == lo`` for a constant plane: everything maps to 0 and
             fills come back as ``lo``).
         dtype: The image dtype that :meth:`from_unit` returns.
@@ -63,25 +71,66 @@ class IntensityMap:
     hi: float
     dtype: np.dtype
 
+    @property
+    def exact_integers(self) -> bool:
+        """True for 64-bit integer dtypes, mapped as exact integer offsets from ``lo``."""
+        return self.dtype.kind in "ui" and self.dtype.itemsize == 8
+
+    def _float_frame(self) -> tuple[np.dtype, int, float, float]:
+        """Working float dtype, the power-of-two exponent, and ``lo``, ``hi`` scaled by it."""
+        work = (
+            np.promote_types(self.dtype, np.float64) if self.dtype.kind == "f" else np.dtype("f8")
+        )
+        lo, hi = work.type(self.lo), work.type(self.hi)
+        top = max(abs(lo), abs(hi))
+        exp = int(np.frexp(top)[1]) if top > 0 else 0
+        return work, exp, np.ldexp(lo, -exp), np.ldexp(hi, -exp)
+
     def to_unit(self, values: np.ndarray) -> np.ndarray:
         """Map ``values`` (any shape) to float32 in [0, 1]."""
-        x = values.astype(np.float32)
-        scale = self.hi - self.lo
-        if scale <= 0:
-            return np.zeros_like(x)
-        x -= np.float32(self.lo)
-        x *= np.float32(1.0 / scale)
-        return np.clip(x, 0.0, 1.0, out=x)
+        if self.hi <= self.lo:
+            return np.zeros(np.shape(values), np.float32)
+        if self.exact_integers:
+            offset = _offsets(values, self.lo, self.hi)
+            x = offset.astype(np.float64)
+            x /= float(self.hi - self.lo)
+        else:
+            work, exp, lo, hi = self._float_frame()
+            with np.errstate(over="ignore", invalid="ignore"):
+                x = np.ldexp(values.astype(work), -exp)  # exact: a power of two
+                x -= lo
+                x /= hi - lo  # no overflow: |lo|, |hi| < 1
+        return np.clip(x, 0.0, 1.0, out=x).astype(np.float32)
 
     def from_unit(self, x: np.ndarray) -> np.ndarray:
         """Map float values in [0, 1] back to the image dtype (rounded and clipped)."""
-        v = x.astype(np.float64) * (self.hi - self.lo) + self.lo
+        if self.exact_integers:
+            span = self.hi - self.lo
+            unit = np.clip(x.astype(np.float64), 0.0, 1.0)
+            off = np.rint(unit * float(span))
+            # float(span) may round above span (and 2**64 above uint64): clip as integers.
+            np.minimum(off, np.nextafter(2.0**64, 0), out=off)
+            steps = np.minimum(off.astype(np.uint64), np.uint64(span))
+            steps[unit >= 1.0] = span  # hi exactly
+            native = (steps + np.uint64(self.lo % 2**64)).view(self.dtype.newbyteorder("="))
+            return native.astype(self.dtype)
+        work, exp, lo, hi = self._float_frame()
+        v = np.ldexp(lo + x.astype(work) * (hi - lo), exp)
         np.clip(v, self.lo, self.hi, out=v)
         if self.dtype.kind in "ui":
             info = np.iinfo(self.dtype)
             np.rint(v, out=v)
             np.clip(v, info.min, info.max, out=v)
         return v.astype(self.dtype)
+
+
+def _offsets(values: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``clip(values, lo, hi) - lo`` of 64-bit integers, exact, as uint64."""
+    values = np.asarray(values)
+    native = values.dtype.newbyteorder("=")
+    clipped = np.clip(values, native.type(lo), native.type(hi)).astype(native, copy=False)
+    unsigned = clipped.view(np.uint64)
+    return unsigned - np.uint64(lo % 2**64)  # wraps modulo 2**64: exact, as 0 <= v - lo < 2**64
 
 
 def intensity_map(plane: np.ndarray, valid: np.ndarray) -> IntensityMap:
@@ -103,5 +152,16 @@ def intensity_map(plane: np.ndarray, valid: np.ndarray) -> IntensityMap:
     sample = plane[::step, ::step][valid[::step, ::step]]
     if sample.size == 0:  # the valid pixels all fall between the grid points
         sample = plane[valid]
-    lo, hi = np.percentile(sample.astype(np.float64), PERCENTILES)
-    return IntensityMap(float(lo), float(max(hi, lo)), dtype)
+    if dtype.kind in "ui" and dtype.itemsize == 8:
+        lo = int(np.percentile(sample, PERCENTILES[0], method="lower"))
+        hi = int(np.percentile(sample, PERCENTILES[1], method="higher"))
+        return IntensityMap(lo, max(hi, lo), dtype)
+    work = np.promote_types(dtype, np.float64) if dtype.kind == "f" else np.dtype("f8")
+    sample = sample.astype(work)
+    top = np.max(np.abs(sample)) if sample.size else 0
+    exp = int(np.frexp(top)[1]) if top > 0 else 0
+    # Percentiles of the values scaled into [-1, 1] (exact): their interpolation cannot
+    # overflow on data near the float64 limits.
+    lo, hi = np.ldexp(np.percentile(np.ldexp(sample, -exp), PERCENTILES), exp)
+    cast = float if work == np.float64 else work.type
+    return IntensityMap(cast(lo), cast(max(hi, lo)), dtype)

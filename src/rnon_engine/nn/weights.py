@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: read_metadata works wit
     from torch import nn
 
 __all__ = [
+    "EXPORT_NAMES",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "save_weights",
@@ -31,6 +32,12 @@ __all__ = [
 
 FORMAT_NAME = "napari-rnon-weights"
 FORMAT_VERSION = "1"
+#: File names of a training run's exported generators (``<run>/weights/<name>``), by stage.
+#: ``from_pretrained`` pairs a stage-1 export with the stage-2 export beside it.
+EXPORT_NAMES = {
+    "repair": "repair_generator.safetensors",
+    "optimize": "optimize_generator.safetensors",
+}
 _RESERVED = {"format", "format_version", "model_name", "config"}
 
 
@@ -102,6 +109,13 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     from safetensors import safe_open
 
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.safetensors"))
+        holds = f"it holds {', '.join(found)}" if found else "it holds no .safetensors file"
+        raise WeightsError(
+            f"{path} is a folder, not a weights file ({holds}); give the path of the "
+            ".safetensors file itself (a training run keeps them in its weights/ folder)"
+        )
     if not path.is_file():
         raise WeightsError(
             f"weights file not found: {path}. Give the path of a .safetensors file written "

@@ -33,23 +33,20 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from rnon_engine.device import resolve_device
 from rnon_engine.errors import ConfigError
 from rnon_engine.nn.registry import create_model
-from rnon_engine.nn.weights import load_model, save_weights
+from rnon_engine.nn.weights import EXPORT_NAMES, load_model, save_weights
 from rnon_engine.train.batches import BatchSource
 from rnon_engine.train.config import StageConfig, TrainConfig, config_to_dict
 
-__all__ = ["Trainer", "DistInfo", "setup_distributed", "resolve_device", "STAGES"]
+__all__ = ["Trainer", "DistInfo", "setup_distributed", "STAGES"]
 
 log = logging.getLogger(__name__)
 
 STAGES = {
     "repair": ("rnon-repair", "rnon-repair-disc"),
     "optimize": ("rnon-optimize", "rnon-optimize-disc"),
-}
-EXPORT_NAMES = {
-    "repair": "repair_generator.safetensors",
-    "optimize": "optimize_generator.safetensors",
 }
 
 
@@ -65,19 +62,6 @@ class DistInfo:
     def is_main(self) -> bool:
         """True on the process that logs and writes files."""
         return self.rank == 0
-
-
-def resolve_device(device: str | None, dist_info: DistInfo | None = None) -> torch.device:
-    """``auto``/None: CUDA when present (one GPU per local rank), else CPU."""
-    dist_info = dist_info or DistInfo()
-    if device in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda", dist_info.local_rank)
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but CUDA is not available here")
-    return dev
 
 
 def setup_distributed() -> DistInfo:
@@ -171,7 +155,7 @@ class Trainer:
         self.data = data
         self.val = val
         self.dist = dist_info or DistInfo()
-        self.device = resolve_device(device, self.dist)
+        self.device = resolve_device(device, local_rank=self.dist.local_rank)
         self.amp = bool(config.amp and self.device.type == "cuda")
         torch.manual_seed(config.seed)
         if self.device.type == "cpu" and deterministic:

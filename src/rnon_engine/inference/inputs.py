@@ -1,0 +1,77 @@
+"""Turn what a caller passed as an image or a mask into a numpy array, or say why not.
+
+``np.asarray`` accepts almost anything and fails late or obscurely (a tensor that
+requires grad raises a torch ``RuntimeError``, a ragged list a numpy ``ValueError``,
+``None`` becomes an object array). :func:`as_array` refuses each of these up front with an
+:class:`~rnon_engine.errors.InputError` that says what to pass instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rnon_engine.errors import InputError
+
+__all__ = ["as_array"]
+
+
+def as_array(value: Any, what: str) -> np.ndarray:
+    """``value`` as a numpy array (no copy when it already is one).
+
+    Accepts numpy arrays, anything with ``__array__`` (dask and zarr arrays are read in
+    full), CPU torch tensors that do not require grad, and rectangular nested lists of
+    numbers.
+
+    Args:
+        value: The image or mask as given.
+        what: ``"image"`` or ``"mask"``, for the message.
+
+    Raises:
+        InputError: ``value`` is None, a string, a tensor that requires grad or lives on
+            another device, or a ragged sequence.
+    """
+    if isinstance(value, np.ndarray):
+        return value
+    if value is None:
+        raise InputError(f"{what} is None; give a numpy array")
+    if isinstance(value, str | bytes):
+        raise InputError(
+            f"{what} is the string {value!r}, not an array; read the file first "
+            "(e.g. with tifffile.imread or skimage.io.imread) and pass the array"
+        )
+    if type(value).__module__.startswith("torch"):
+        return _from_tensor(value, what)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):
+        raise InputError(
+            f"{what} is not a rectangular array of numbers (a nested list whose rows differ "
+            "in length?); give a numpy array, or a nested list with rows of equal length"
+        ) from None
+    if array.dtype == object:
+        raise InputError(
+            f"{what} holds Python objects (a ragged or mixed sequence?), not numbers; give a "
+            "numeric numpy array"
+        )
+    return array
+
+
+def _from_tensor(tensor: Any, what: str) -> np.ndarray:
+    """A torch tensor as a numpy array, refusing the ones numpy cannot take as they are."""
+    if getattr(tensor, "requires_grad", False):
+        raise InputError(
+            f"{what} is a torch tensor that requires grad; pass {what}.detach().cpu().numpy() "
+            "(inpainting does not propagate gradients)"
+        )
+    device = getattr(tensor, "device", None)
+    if device is not None and getattr(device, "type", "cpu") != "cpu":
+        raise InputError(
+            f"{what} is a torch tensor on {device}; pass {what}.cpu().numpy() "
+            "(the image is read on the CPU)"
+        )
+    try:
+        return tensor.numpy()
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"{what} is a torch tensor numpy cannot read ({exc})") from None
