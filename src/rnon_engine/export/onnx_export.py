@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -95,11 +96,28 @@ def export_graphs(
     Returns:
         The written paths by role (``"repair"``, ``"optimize"``, ``"pipeline"``).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out_dir)
+    final.mkdir(parents=True, exist_ok=True)
+    # Written into a temporary folder beside the files, moved in place at the end: an
+    # export that fails leaves nothing half-written.
+    with tempfile.TemporaryDirectory(dir=final, prefix=".rnon-export-") as tmp:
+        paths = _export_all(repair, optimize, Path(tmp), metadata)
+        for role, path in paths.items():
+            os.replace(path, final / path.name)
+            paths[role] = final / path.name
+    return paths
+
+
+def _export_all(
+    repair: torch.nn.Module,
+    optimize: torch.nn.Module | None,
+    out: Path,
+    metadata: dict[str, Any] | None,
+) -> dict[str, Path]:
     repair = repair.cpu().float().eval()
-    rgraph = RepairGraph(repair)
-    ograph = OptimizeGraph(optimize.cpu().float().eval()) if optimize is not None else None
+    # Wrappers in eval mode too: the exporter restores the mode it found, recursively.
+    rgraph = RepairGraph(repair).eval()
+    ograph = OptimizeGraph(optimize.cpu().float().eval()).eval() if optimize is not None else None
     gen = torch.Generator().manual_seed(0)
     image = torch.rand(1, 3, 40, 56, generator=gen)
     mask = (torch.rand(1, 1, 40, 56, generator=gen) > 0.8).float()
@@ -134,7 +152,9 @@ def export_graphs(
         )
     _set_metadata(paths["repair"], rmeta)
     paths["pipeline"] = out / FILES["pipeline"]
-    _export(PipelineGraph(rgraph, ograph), (image, mask), paths["pipeline"], ["image", "mask"])
+    _export(
+        PipelineGraph(rgraph, ograph).eval(), (image, mask), paths["pipeline"], ["image", "mask"]
+    )
     _set_metadata(
         paths["pipeline"],
         {
