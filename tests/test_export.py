@@ -284,3 +284,52 @@ def test_bioimageio_package_passes_bioimageio_core_test(exported, tmp_path: Path
 def z_read(package: Path, name: str) -> str:
     with zipfile.ZipFile(package) as z:
         return z.read(name).decode()
+
+
+def test_onnx_model_refuses_a_gpu_device(exported) -> None:
+    from rnon_engine import InputError
+
+    paths, _ = exported
+    with pytest.raises(InputError, match="runs on the CPU with ONNX Runtime"):
+        Inpainter.from_pretrained(paths["repair"], "cuda")
+
+
+@pytest.mark.slow
+def test_rnon_batch_onnx_workers_never_import_torch(exported, tmp_path: Path) -> None:
+    """``rnon-batch --workers 2`` with an ONNX model, where importing torch is fatal.
+
+    A ``torch`` package that records its import and fails comes first on the path of the
+    driver and of every worker process it starts.
+    """
+    import tifffile
+
+    paths, _ = exported
+    poison = tmp_path / "poison" / "torch"
+    poison.mkdir(parents=True)
+    marker = tmp_path / "torch-imported"
+    poison.joinpath("__init__.py").write_text(
+        "import os, pathlib\n"
+        "pathlib.Path(os.environ['RNON_TORCH_MARKER']).write_text(str(os.getpid()))\n"
+        "raise ImportError('torch must not be imported here')\n"
+    )
+    image, mask = _scene((64, 80))
+    stack = (np.moveaxis(image, -1, 0) * 1000 + 2000).astype(np.uint16)  # 3 planes
+    tifffile.imwrite(tmp_path / "in.tif", stack, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "m.tif", mask.astype(np.uint8))
+    out = tmp_path / "out.tif"
+    env = {
+        "PYTHONPATH": f"{tmp_path / 'poison'}:{REPO / 'src'}:{REPO}",
+        "OMP_NUM_THREADS": "1",
+        "PATH": "/usr/bin:/bin",
+        "RNON_TORCH_MARKER": str(marker),
+        "HOME": str(tmp_path),
+    }
+    cmd = [sys.executable, "-m", "rnon_engine.batch.cli", str(tmp_path / "in.tif")]
+    cmd += ["--mask", str(tmp_path / "m.tif"), "-o", str(out), "--no-progress"]
+    cmd += ["--model", str(paths["repair"]), "--workers", "2"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert not marker.exists(), f"process {marker.read_text()} imported torch"
+    got = tifffile.imread(out)
+    ref = Inpainter.from_pretrained(paths["repair"]).inpaint(stack, mask, channel_axis=None)
+    assert np.array_equal(got, ref)

@@ -324,8 +324,10 @@ class Inpainter:
 
         Args:
             name_or_path: ``"default"`` (the packaged repair and optimize generators),
-                ``"telea"``, ``"ns"``, ``"biharmonic"``, or the path of a repair-generator
-                ``.safetensors`` file written by the trainer.
+                ``"telea"``, ``"ns"``, ``"biharmonic"``, the path of a repair-generator
+                ``.safetensors`` file written by the trainer, or an exported
+                ``rnon_repair.onnx`` (run by ONNX Runtime on the CPU, without torch; its
+                ``rnon_optimize.onnx`` beside it is stage 2; see ``docs/export.md``).
             device: ``"auto"`` or a torch device.
             stage2: Path of an optimize-generator file. If None: the file named by the
                 repair file's ``"stage2_file"`` metadata entry (a file name next to it), else
@@ -349,6 +351,11 @@ class Inpainter:
         if text.lower().endswith(".onnx"):  # ONNX Runtime on the CPU; torch is not imported
             from rnon_engine.inference.onnx_model import OnnxNetworks
 
+            if str(device) not in ("auto", "cpu"):
+                raise InputError(
+                    f"{text} is an ONNX model: it runs on the CPU with ONNX Runtime, not on "
+                    f"{device!r}; use device 'auto' or 'cpu', or the .safetensors weights"
+                )
             src = resolve_weights(text, stage2)
             nets = OnnxNetworks(src.repair, src.optimize, threads=threads)
             return cls(
