@@ -129,7 +129,9 @@ def run(name: str, args: list[str]) -> Run:
             for p in procs:
                 try:
                     rss = p.memory_info().rss
-                    cmdlines[p.pid] = " ".join(p.cmdline())
+                    cmdline = " ".join(p.cmdline())
+                    if cmdline:  # empty once the process is exiting: keep the last one seen
+                        cmdlines[p.pid] = cmdline
                 except psutil.Error:
                     continue
                 peaks[p.pid] = max(rss, peaks.get(p.pid, 0))
