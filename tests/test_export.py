@@ -16,7 +16,7 @@ import torch
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from rnon_engine import WeightsError, create_model, save_weights  # noqa: E402
+from rnon_engine import InputError, WeightsError, create_model, save_weights  # noqa: E402
 from rnon_engine.export.graphs import RepairGraph, pushpull_fill_unrolled  # noqa: E402
 from rnon_engine.export.onnx_export import FILES, export_graphs  # noqa: E402
 from rnon_engine.inference.inpainter import Inpainter  # noqa: E402
@@ -287,8 +287,6 @@ def z_read(package: Path, name: str) -> str:
 
 
 def test_onnx_model_refuses_a_gpu_device(exported) -> None:
-    from rnon_engine import InputError
-
     paths, _ = exported
     with pytest.raises(InputError, match="runs on the CPU with ONNX Runtime"):
         Inpainter.from_pretrained(paths["repair"], "cuda")
@@ -333,3 +331,17 @@ def test_rnon_batch_onnx_workers_never_import_torch(exported, tmp_path: Path) ->
     got = tifffile.imread(out)
     ref = Inpainter.from_pretrained(paths["repair"]).inpaint(stack, mask, channel_axis=None)
     assert np.array_equal(got, ref)
+
+
+def test_stage1_only_export_runs_stage1_only(tmp_path: Path) -> None:
+    repair, _ = _tiny()
+    paths = export_graphs(repair, None, tmp_path)
+    assert sorted(paths) == ["pipeline", "repair"]
+    inp = Inpainter.from_pretrained(paths["repair"])
+    assert inp.provenance["stages"] == ["repair"] and inp.optimize is None
+    image, mask = _scene((70, 90))
+    ref = Inpainter(repair, None, device="cpu").inpaint(image, mask)
+    scale = float(np.percentile(image, 99.9) - np.percentile(image, 0.1))
+    assert np.abs(inp.inpaint(image, mask) - ref).max() <= TOLERANCE * scale
+    with pytest.raises(InputError, match="no optimization network"):
+        inp.inpaint(image, mask, stages="optimize")

@@ -132,7 +132,7 @@ def export_bioimageio(
     zip_path = out if out.suffix == ".zip" else out / "rnon-inpainting.zip"
     with tempfile.TemporaryDirectory(prefix="rnon-bioimageio-") as tmp_name:
         tmp = Path(tmp_name)
-        paths = export_onnx(weights, tmp / "onnx", stage2=stage2)
+        paths = export_onnx(weights, tmp / "onnx", stage2=stage2, pipeline_only=True)
         onnx_file = tmp / FILES["pipeline"]
         shutil.move(paths["pipeline"], onnx_file)
         sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])

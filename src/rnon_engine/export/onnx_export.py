@@ -84,6 +84,7 @@ def export_graphs(
     out_dir: str | os.PathLike,
     *,
     metadata: dict[str, Any] | None = None,
+    pipeline_only: bool = False,
 ) -> dict[str, Path]:
     """Export generator modules (see the module docstring for the files).
 
@@ -92,6 +93,7 @@ def export_graphs(
         optimize: The ``"rnon-optimize"`` generator, or None (stage 1 only).
         out_dir: Folder to write into (created); files of the same names are replaced.
         metadata: Extra metadata entries for every file (source, hashes...).
+        pipeline_only: Write ``rnon.onnx`` alone (what a bioimage.io package holds).
 
     Returns:
         The written paths by role (``"repair"``, ``"optimize"``, ``"pipeline"``).
@@ -101,7 +103,7 @@ def export_graphs(
     # Written into a temporary folder beside the files, moved in place at the end: an
     # export that fails leaves nothing half-written.
     with tempfile.TemporaryDirectory(dir=final, prefix=".rnon-export-") as tmp:
-        paths = _export_all(repair, optimize, Path(tmp), metadata)
+        paths = _export_all(repair, optimize, Path(tmp), metadata, pipeline_only)
         for role, path in paths.items():
             os.replace(path, final / path.name)
             paths[role] = final / path.name
@@ -113,6 +115,7 @@ def _export_all(
     optimize: torch.nn.Module | None,
     out: Path,
     metadata: dict[str, Any] | None,
+    pipeline_only: bool,
 ) -> dict[str, Path]:
     repair = repair.cpu().float().eval()
     # Wrappers in eval mode too: the exporter restores the mode it found, recursively.
@@ -123,34 +126,9 @@ def _export_all(
     mask = (torch.rand(1, 1, 40, 56, generator=gen) > 0.8).float()
     pad = torch.zeros(NET_WINDOW_MULTIPLE)
     common = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **(metadata or {})}
-    paths = {"repair": out / FILES["repair"]}
-    _export(rgraph, (image, mask, pad), paths["repair"], ["image", "mask", "pad"])
-    rmeta = {
-        **common,
-        "model_name": "rnon-repair",
-        "role": "repair",
-        "config": asdict(repair.config),
-        "multiple": repair.multiple,
-        "description": "napari-rnon stage 1 (repair network): image, mask (nonzero = "
-        "repair), pad (length = padding multiple) -> composited image in [0, 1]",
-    }
-    if ograph is not None:
-        rmeta["stage2_file"] = FILES["optimize"]
-        paths["optimize"] = out / FILES["optimize"]
-        _export(ograph, (image,), paths["optimize"], ["image"])
-        _set_metadata(
-            paths["optimize"],
-            {
-                **common,
-                "model_name": "rnon-optimize",
-                "role": "optimize",
-                "config": asdict(optimize.config),
-                "halo": optimize.config.halo,
-                "description": "napari-rnon stage 2 (optimization network): image -> image "
-                "in [0, 1], not composited",
-            },
-        )
-    _set_metadata(paths["repair"], rmeta)
+    paths: dict[str, Path] = {}
+    if not pipeline_only:
+        _export_stages(rgraph, ograph, out, common, paths, (image, mask, pad))
     paths["pipeline"] = out / FILES["pipeline"]
     _export(
         PipelineGraph(rgraph, ograph).eval(), (image, mask), paths["pipeline"], ["image", "mask"]
@@ -172,11 +150,53 @@ def _export_all(
     return paths
 
 
+def _export_stages(
+    rgraph: RepairGraph,
+    ograph: OptimizeGraph | None,
+    out: Path,
+    common: dict[str, Any],
+    paths: dict[str, Path],
+    args: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> None:
+    """Write ``rnon_repair.onnx`` and ``rnon_optimize.onnx`` (the inpainter's files)."""
+    image, mask, pad = args
+    repair = rgraph.net
+    paths["repair"] = out / FILES["repair"]
+    _export(rgraph, (image, mask, pad), paths["repair"], ["image", "mask", "pad"])
+    rmeta = {
+        **common,
+        "model_name": "rnon-repair",
+        "role": "repair",
+        "config": asdict(repair.config),
+        "multiple": repair.multiple,
+        "description": "napari-rnon stage 1 (repair network): image, mask (nonzero = "
+        "repair), pad (length = padding multiple) -> composited image in [0, 1]",
+    }
+    if ograph is not None:
+        rmeta["stage2_file"] = FILES["optimize"]
+        paths["optimize"] = out / FILES["optimize"]
+        _export(ograph, (image,), paths["optimize"], ["image"])
+        _set_metadata(
+            paths["optimize"],
+            {
+                **common,
+                "model_name": "rnon-optimize",
+                "role": "optimize",
+                "config": asdict(ograph.net.config),
+                "halo": ograph.net.config.halo,
+                "description": "napari-rnon stage 2 (optimization network): image -> image "
+                "in [0, 1], not composited",
+            },
+        )
+    _set_metadata(paths["repair"], rmeta)
+
+
 def export_onnx(
     weights: str | os.PathLike = "default",
     out_dir: str | os.PathLike = "export",
     *,
     stage2: str | os.PathLike | None = None,
+    pipeline_only: bool = False,
 ) -> dict[str, Path]:
     """Export a weights file (or ``"default"``) to ONNX.
 
@@ -186,6 +206,7 @@ def export_onnx(
             <rnon_engine.inference.Inpainter.from_pretrained>` finds it.
         out_dir: Folder to write into.
         stage2: Explicit optimize-generator file.
+        pipeline_only: Write ``rnon.onnx`` alone.
 
     Returns:
         The written paths by role.
@@ -213,4 +234,4 @@ def export_onnx(
     for key in ("run", "step", "description"):
         if key in repair.metadata:
             meta[f"source_{key}"] = repair.metadata[key]
-    return export_graphs(repair, optimize, out_dir, metadata=meta)
+    return export_graphs(repair, optimize, out_dir, metadata=meta, pipeline_only=pipeline_only)
