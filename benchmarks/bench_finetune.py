@@ -33,8 +33,8 @@ def _unit(truth: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def evaluate(methods: dict, planes: np.ndarray, masks: dict) -> dict:
-    """Mean PSNR / SSIM / hole L1 per method and bucket."""
-    from rnon_engine.metrics import hole_l1, psnr, ssim
+    """Mean PSNR / SSIM / hole L1 per method and bucket (scored by ``score_repair``)."""
+    from rnon_engine.metrics import score_repair
 
     out: dict = {}
     for label, inp in methods.items():
@@ -45,8 +45,8 @@ def evaluate(methods: dict, planes: np.ndarray, masks: dict) -> dict:
                 damaged = truth.copy()
                 damaged[hole] = 0
                 result = inp.inpaint(damaged, hole, stages="repair", channel_axis=None)
-                t, r = _unit(truth, truth), _unit(truth, result)
-                scores.append((min(psnr(t, r), 100.0), ssim(t, r), hole_l1(t, r, hole)))
+                sc = score_repair(_unit(truth, truth), _unit(truth, result), hole)
+                scores.append((sc["psnr"], sc["ssim"], sc["l1"]))
             out[(label, bucket)] = np.mean(scores, axis=0).tolist()
             print(label, bucket, out[(label, bucket)], flush=True)
     return out

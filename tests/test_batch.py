@@ -15,8 +15,10 @@ import pytest
 import tifffile
 import zarr
 
+from rnon_engine.batch.axes import default_axes
 from rnon_engine.batch.cli import build_parser, main
-from rnon_engine.batch.io import default_axes, describe_input, describe_mask
+from rnon_engine.batch.io import describe_input
+from rnon_engine.batch.masks import describe_mask
 from rnon_engine.batch.plan import make_blocks, scan_holes
 from rnon_engine.inference.inpainter import Inpainter
 
@@ -400,6 +402,36 @@ def test_overwrite_refusal_and_resume_of_same_command(tmp_path, capsys):
     assert mtime == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     # another command (other model) on this output is refused
     assert main([*cmd[:-3], "--model", "ns", "--no-progress"]) == 2
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".tif"])
+def test_changed_mask_redoes_only_its_blocks(tmp_path, suffix):
+    from rnon_engine.batch import BatchOptions, run_batch
+
+    img = stack((4, 48, 64))
+    m = np.zeros(img.shape, np.uint8)
+    m[0, 10:18, 20:30] = 1
+    m[2, 30:34, 5:9] = 1
+    tifffile.imwrite(tmp_path / "in.tif", img)
+    zarr_array(tmp_path / "m.zarr", m, (1, 48, 64))
+    out = tmp_path / f"out{suffix}"
+    opts = dict(
+        input=str(tmp_path / "in.tif"),
+        mask=str(tmp_path / "m.zarr"),
+        output=str(out),
+        model="telea",
+        progress=False,
+    )
+    first = run_batch(BatchOptions(**opts))
+    assert (first.computed, first.mask_changed) == (2, 0)
+    m[2, 40:44, 50:60] = 1  # plane 2 changed
+    m[3, 1:5, 1:5] = 1  # plane 3 gets holes
+    zarr.open_array(str(tmp_path / "m.zarr"), mode="r+")[...] = m
+    second = run_batch(BatchOptions(**opts))
+    assert (second.computed, second.skipped, second.mask_changed) == (2, 2, 2)
+    res = tifffile.imread(out) if suffix == ".tif" else zarr.open_array(str(out))[...]
+    assert np.array_equal(res, reference(img, m))
+    assert run_batch(BatchOptions(**opts)).skipped == 4  # complete
 
 
 def test_dry_run_writes_nothing(tmp_path, capsys):

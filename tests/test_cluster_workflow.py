@@ -70,7 +70,7 @@ def image_files(root: Path) -> dict[str, str]:
 
 
 def level0(path: Path) -> np.ndarray:
-    from napari_rnon._ome import open_ome_image
+    from napari_rnon._ome_io import open_ome_image
 
     info = open_ome_image(path)
     assert info is not None
@@ -127,8 +127,8 @@ def test_existing_output_of_another_command_is_refused_without_overwrite(tmp_pat
     mask[20:30, 10:25] = 1
     write_label(src, mask)
     out = tmp_path / "stack.repaired.zarr"
-    # another command wrote the default output: every pixel equal to 0 (none) repaired
-    assert main([str(src), "--mask-value", "0", *TELEA]) == 0
+    # another command (another method) wrote the default output
+    assert main([str(src), "--model", "ns", "--no-progress"]) == 0
     first = level0(out)
     capsys.readouterr()
     assert main([str(src), *TELEA]) == 2
@@ -147,31 +147,39 @@ def test_existing_output_of_another_command_is_refused_without_overwrite(tmp_pat
     assert (tmp_path / "b.repaired.zarr" / "notes.txt").read_text() == "mine"
 
 
-def test_mask_saved_again_is_not_taken_for_a_finished_run(tmp_path, capsys):
-    """The fingerprint holds the mask's digest: a re-saved label never yields a stale result."""
-    from napari_rnon._ome import save_repair_label
+def test_mask_saved_again_redoes_only_the_blocks_whose_mask_changed(tmp_path, capsys):
+    """Save mask (Replace), same command: no --overwrite, only the changed blocks redone."""
+    from napari_rnon._ome_io import save_repair_label
 
     src = tmp_path / "stack.zarr"
     img = write_stack(src)
-    mask = np.zeros(SHAPE[-2:], np.uint8)
-    mask[5:15, 5:15] = 1
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[0, 5:15, 5:15] = 1
+    mask[1, 40:50, 20:30] = 1
     save_repair_label(src, mask)
     assert main([str(src), *TELEA]) == 0
     assert main([str(src), *TELEA]) == 0  # same mask: complete, nothing to do
     assert "already complete" in capsys.readouterr().err
-    mask[40:50, 40:50] = 1
+    out = tmp_path / "stack.repaired.zarr"
+    planes = {z: sorted((out / "0" / "c" / str(z)).rglob("*")) for z in range(3)}
+    stamp = {z: [(p, p.stat().st_mtime_ns) for p in planes[z] if p.is_file()] for z in range(3)}
+    mask[1, 50:60, 40:50] = 1  # painted more on plane 1 only
     save_repair_label(src, mask, replace=True)
-    assert main([str(src), *TELEA]) == 2
-    assert "mask" in capsys.readouterr().err
-    assert main([str(src), "--overwrite", *TELEA]) == 0
-    assert np.array_equal(level0(tmp_path / "stack.repaired.zarr"), telea_reference(img, mask))
+    assert main([str(src), *TELEA]) == 0
+    err = capsys.readouterr().err
+    assert "mask changed in 1 of 3 blocks" in err and "1 blocks redone" in err
+    assert np.array_equal(level0(out), telea_reference(img, mask))
+    for z in (0, 2):  # kept, not rewritten
+        assert stamp[z] == [(p, p.stat().st_mtime_ns) for p in planes[z] if p.is_file()]
+    assert main([str(src), *TELEA]) == 0
+    assert "already complete" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("fmt", ["0.5", "0.4"])
 @pytest.mark.parametrize("label_shape", [SHAPE[-2:], SHAPE])
 def test_bare_command_on_saved_label(tmp_path, capsys, fmt, label_shape):
     """NGFF 0.5 (zarr 3) and 0.4 (zarr 2); a YX label broadcast, or a full-shape one."""
-    from napari_rnon._ome import open_ome_image, save_repair_label
+    from napari_rnon._ome_io import open_ome_image, save_repair_label
 
     src = tmp_path / "stack.zarr"
     img = write_stack(src, fmt)
@@ -213,7 +221,7 @@ def test_bare_command_on_saved_label(tmp_path, capsys, fmt, label_shape):
 
 
 def test_save_label_checks_the_shape(tmp_path):
-    from napari_rnon._ome import save_repair_label
+    from napari_rnon._ome_io import save_repair_label
     from napari_rnon._planes import UserError
 
     src = tmp_path / "stack.zarr"
@@ -226,20 +234,19 @@ def test_save_label_checks_the_shape(tmp_path):
 
 
 def test_batch_command_from_settings():
-    from napari_rnon._ome import batch_command
-    from napari_rnon._widget import EngineSettings
+    from rnon_engine.batch.command import batch_command
 
     def s(name="default", stage2=None, device="auto", tile=512, stages="both"):
-        return EngineSettings(name, stage2, device, tile, stages)
+        return {"model": name, "stage2": stage2, "device": device, "tile": tile, "stages": stages}
 
-    assert batch_command(s(), "/d/stack.zarr") == ["rnon-batch", "/d/stack.zarr"]
-    assert batch_command(s("telea", stages="repair", device="cpu"), "/d/s.zarr") == [
+    assert batch_command("/d/stack.zarr", **s()) == ["rnon-batch", "/d/stack.zarr"]
+    assert batch_command("/d/s.zarr", **s("telea", stages="repair", device="cpu")) == [
         "rnon-batch",
         "/d/s.zarr",
         "--model",
         "telea",
     ]
-    assert batch_command(s("/w/r.safetensors", "/w/o.safetensors", "cpu", 256), "x.zarr") == [
+    assert batch_command("x.zarr", **s("/w/r.safetensors", "/w/o.safetensors", "cpu", 256)) == [
         "rnon-batch",
         "x.zarr",
         "--model",
@@ -251,7 +258,7 @@ def test_batch_command_from_settings():
         "--tile",
         "256",
     ]
-    assert batch_command(s(stages="repair"), None, mask="MASK") == [
+    assert batch_command(None, mask="MASK", **s(stages="repair")) == [
         "rnon-batch",
         "STACK.zarr",
         "--mask",
@@ -266,7 +273,8 @@ def test_reader_reads_image_lazily_with_its_repair_mask(tmp_path):
     import dask.array as da
 
     from napari_rnon._layers import MASK_FOR_KEY
-    from napari_rnon._ome import OME_KEY, napari_get_reader
+    from napari_rnon._ome_io import OME_KEY
+    from napari_rnon._reader import napari_get_reader
 
     assert napari_get_reader(str(tmp_path)) is None  # not OME-Zarr
     src = tmp_path / "stack.ome.zarr"
@@ -321,6 +329,7 @@ def test_napari_to_rnon_batch_the_whole_way(make_napari_viewer, qtbot, tmp_path,
 
     from napari_rnon._layers import layer_data
     from napari_rnon._widget import ALL_PLANES, InpaintWidget
+    from rnon_engine.batch.paths import default_output
 
     src = tmp_path / "stack.zarr"
     img = write_stack(src)
@@ -328,10 +337,11 @@ def test_napari_to_rnon_batch_the_whole_way(make_napari_viewer, qtbot, tmp_path,
 
     viewer = make_napari_viewer()
     layers = viewer.open(str(src), plugin="napari-rnon")
-    assert [ly._type_string for ly in layers] == ["image"]  # no labels/repair yet
+    assert [type(ly).__name__ for ly in layers] == ["Image"]  # no labels/repair yet
     widget = InpaintWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Inpaint")
     assert widget._image.value is layers[0]
+    assert widget.batch.expanded  # the section opens for an image read from OME-Zarr
     assert widget.batch.command() == ["rnon-batch", str(src.resolve())]
     assert "Save mask to OME-Zarr" in widget.batch._info.value
 
@@ -348,7 +358,7 @@ def test_napari_to_rnon_batch_the_whole_way(make_napari_viewer, qtbot, tmp_path,
     else:
         rep, opt = _tiny_networks(tmp_path)
         widget._method.value = "RNON (repair + optimise)"
-        widget._weights.value = str(rep)
+        widget.set_weights(rep)
         widget._stage2.value = str(opt)
         widget._device.value = "cpu"
         widget._tile_size.value = 256
@@ -377,9 +387,9 @@ def test_napari_to_rnon_batch_the_whole_way(make_napari_viewer, qtbot, tmp_path,
     # the real clipboard, once
     from qtpy.QtWidgets import QApplication
 
-    from napari_rnon._ome import _qt_copy
+    from napari_rnon._batch_section import qt_copy
 
-    _qt_copy("rnon-batch x")
+    qt_copy("rnon-batch x")
     assert QApplication.clipboard().text() == "rnon-batch x"
 
     # saving again asks first; "No" keeps the saved label as it is
@@ -392,7 +402,8 @@ def test_napari_to_rnon_batch_the_whole_way(make_napari_viewer, qtbot, tmp_path,
     # the widget's own Repair, every plane
     widget._planes.value = ALL_PLANES
     _run_widget(qtbot, widget)
-    gui = np.asarray(layer_data(viewer.layers["stack repaired"]))
+    tag = "telea" if engine == "telea" else "RNON r + o"
+    gui = np.asarray(layer_data(viewer.layers[f"stack repaired ({tag})"]))
 
     # rnon-batch, as a shell would run it, with the same torch thread count
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
@@ -406,6 +417,7 @@ def test_napari_to_rnon_batch_the_whole_way(make_napari_viewer, qtbot, tmp_path,
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "stack.repaired.zarr"
     assert f"wrote {out}" in proc.stderr
+    assert f"writes {default_output(src.resolve())}" in widget.batch._info.value
     result = level0(out)
     outside = painted == 0
     assert np.array_equal(result[outside], img[outside])
@@ -442,7 +454,7 @@ def test_replacing_the_saved_mask_asks_and_a_plain_layer_gets_a_placeholder(
     mask.data_setitem((np.array([10]), np.array([10])), 1)
     widget.batch.confirm = lambda path: True
     assert widget.batch.save_mask() is not None
-    from napari_rnon._ome import open_ome_image, read_repair_label
+    from napari_rnon._ome_io import open_ome_image, read_repair_label
 
     saved = read_repair_label(open_ome_image(src))
     assert saved[10, 10] == 1 and np.array_equal(saved[1:4, 1:4], old[1:4, 1:4])
@@ -454,3 +466,4 @@ def test_replacing_the_saved_mask_asks_and_a_plain_layer_gets_a_placeholder(
     assert widget.batch.command() == ["rnon-batch", "STACK.zarr", "--mask", "MASK"]
     assert "not opened from an OME-Zarr" in widget.batch._info.value
     assert not widget.batch._save_btn.enabled
+    assert not widget.batch.expanded  # closed for an image not read from OME-Zarr

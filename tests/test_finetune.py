@@ -35,7 +35,7 @@ from rnon_engine.train.finetune import (
     user_weights_dir,
     write_training_folder,
 )
-from rnon_engine.train.losses_adapter import build_stage_loss
+from rnon_engine.train.losses import build_stage_loss
 from rnon_engine.train.trainer import Trainer
 
 # Small and fast: 32-pixel crops, a 4-level network, no feature networks.

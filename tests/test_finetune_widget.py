@@ -91,17 +91,19 @@ def test_trains_stays_responsive_and_registers_weights(setup, wait_idle, tmp_pat
     assert "loss" in widget._status.value or "Saved" in widget._status.value
     assert widget._bar.value == 1000 and widget._train_btn.enabled
     assert len(ticks) > 5  # the event loop kept running during training
-    # The Inpaint widget lists the new weights and selects them.
-    assert str(path) in inpaint._saved.choices
-    assert inpaint._saved.value == str(path)
-    assert str(inpaint._weights.value) == str(path)
+    # The Inpaint widget lists the new weights in its one weights chooser and selects them.
+    assert str(path) in inpaint._weights.choices
+    assert inpaint._weights.value == str(path)
     assert inpaint.settings().name_or_path == str(path)
+    # fine-tuned weights are stage 1 only: "repair + optimise" says which stage 2 it uses
+    assert inpaint._method.value == RNON_METHODS[0]
+    assert inpaint._stage2_info.value.startswith("Stage 2: none")
     assert any("saved" in n for n in notes)
     # An Inpaint widget opened later lists them too.
     later = InpaintWidget(viewer)
-    assert str(path) in later._saved.choices
-    later._saved.value = str(path)
-    assert str(later._weights.value) == str(path)
+    assert str(path) in later._weights.choices
+    later._weights.value = str(path)
+    assert later.settings().name_or_path == str(path)
 
 
 def test_selecting_new_weights_switches_a_classical_inpaint_widget(setup, wait_idle):
@@ -150,3 +152,40 @@ def test_user_errors_start_nothing(setup, qtbot, notes):
     joined = " ".join(notes)
     for fragment in ("at least one image", "file name", "matches none", "not found"):
         assert fragment in joined, fragment
+
+
+def test_an_existing_name_is_never_overwritten_without_asking(setup, wait_idle, tmp_path, notes):
+    viewer, widget, _, _ = setup
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    existing = folder / "my-model.safetensors"
+    existing.write_bytes(b"the user's earlier model")
+    widget._images.value = [viewer.layers["rgb"]]
+    widget.max_steps = 1
+    asked = []
+
+    # "Cancel": nothing starts, the file is kept, the status line says why
+    widget.confirm_overwrite = lambda path, free: asked.append((path, free)) or "cancel"
+    assert widget._name.value == "my-model"
+    assert widget.run() is None
+    assert asked == [(existing, "my-model-2")]
+    assert existing.read_bytes() == b"the user's earlier model"
+    assert "Not started" in widget._status.value and "my-model-2" in widget._status.value
+
+    # "Save as my-model-2": trains into the free name, the old file is kept
+    widget.confirm_overwrite = lambda path, free: "rename"
+    assert widget.run() is not None
+    wait_idle(widget, TIMEOUT_MS)
+    assert widget.last_error is None, widget.last_error
+    assert widget.last_weights == folder / "my-model-2.safetensors"
+    assert existing.read_bytes() == b"the user's earlier model"
+    assert widget._name.value == "my-model-2"
+
+    # "Replace": only then is the file replaced
+    widget._name.value = "my-model"
+    widget.confirm_overwrite = lambda path, free: "replace"
+    assert widget.run() is not None
+    wait_idle(widget, TIMEOUT_MS)
+    assert widget.last_error is None, widget.last_error
+    assert widget.last_weights == existing
+    assert read_metadata(existing)["model_name"] == "rnon-repair"

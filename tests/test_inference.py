@@ -468,7 +468,7 @@ def test_default_is_the_trained_packaged_model():
         assert model.metadata["stage"] == stage and model.metadata["step"] > 0
         assert model.metadata["train_config"]["name"] == "cpu-lite"
     assert len(inp.provenance["sha256"]["repair"]) == 64
-    assert list_methods() == ["default", "telea", "ns", "biharmonic"]
+    assert list_methods() == ["auto", "default", "telea", "ns", "biharmonic"]
     assert rnon_engine.Inpainter is Inpainter
 
 

@@ -16,7 +16,7 @@ from napari.layers import Labels  # noqa: E402
 from qtpy.QtCore import QTimer  # noqa: E402
 
 from napari_rnon._commands import add_repair_mask  # noqa: E402
-from napari_rnon._layers import MASK_COLOR  # noqa: E402
+from napari_rnon._layers import MASK_COLOR, THIN_BRUSH  # noqa: E402
 from napari_rnon._widget import ALL_PLANES, InpaintWidget  # noqa: E402
 from rnon_engine.errors import Cancelled  # noqa: E402
 
@@ -101,7 +101,7 @@ def test_sample_new_mask_paint_and_repair(viewer_widget, run_to_end):
     mask = widget.new_mask()
     assert mask.data.shape == photo.data.shape[:2] and mask.data.dtype == np.uint8
     assert viewer.layers.selection.active is mask and mask.mode == "paint"
-    assert mask.selected_label == 1 and 3 <= mask.brush_size <= 40
+    assert mask.selected_label == 1 and mask.brush_size == THIN_BRUSH
     np.testing.assert_allclose(mask.colormap.map(np.array([1]))[0], MASK_COLOR)
     assert widget._mask.value is mask
     # paint programmatically, as the brush does (with undo history)
@@ -113,7 +113,7 @@ def test_sample_new_mask_paint_and_repair(viewer_widget, run_to_end):
     widget._method.value = "Telea (OpenCV)"
     worker = run_to_end(widget)
     assert worker is not None
-    result = viewer.layers["damaged photo repaired"]
+    result = viewer.layers["damaged photo repaired (telea)"]
     assert result.data.dtype == photo.data.dtype and result.rgb
     np.testing.assert_array_equal(result.data[~painted], photo.data[~painted])
     assert (result.data[painted] != photo.data[painted]).any()
@@ -128,7 +128,7 @@ def test_sample_new_mask_paint_and_repair(viewer_widget, run_to_end):
     n_layers = len(viewer.layers)
     run_to_end(widget)
     assert len(viewer.layers) == n_layers
-    assert viewer.layers["damaged photo repaired"] is result
+    assert viewer.layers["damaged photo repaired (telea)"] is result
     assert (result.data[new] != photo.data[new]).any()
 
 
@@ -147,7 +147,7 @@ def test_stack_all_planes_and_current_plane_keep_metadata(viewer_widget, run_to_
 
     viewer.dims.set_current_step(0, 2)
     run_to_end(widget)
-    result = viewer.layers["dead-pixel stack repaired"]
+    result = viewer.layers["dead-pixel stack repaired (biharmonic)"]
     m = mask.data != 0
     changed = [(result.data[z][m] != stack.data[z][m]).any() for z in range(4)]
     assert changed == [False, False, True, False]
@@ -158,7 +158,7 @@ def test_stack_all_planes_and_current_plane_keep_metadata(viewer_widget, run_to_
     widget._planes.value = ALL_PLANES
     widget._outline.value = True
     run_to_end(widget)
-    assert viewer.layers["dead-pixel stack repaired"] is result
+    assert viewer.layers["dead-pixel stack repaired (biharmonic)"] is result
     for z in range(4):
         np.testing.assert_array_equal(result.data[z][~m], stack.data[z][~m])
         assert (result.data[z][m] != stack.data[z][m]).any()
@@ -178,7 +178,7 @@ def test_dask_stack_result_is_lazy(viewer_widget, run_to_end):
     widget._method.value = "Telea (OpenCV)"
     widget._planes.value = ALL_PLANES
     run_to_end(widget)
-    result = viewer.layers["lazy repaired"]
+    result = viewer.layers["lazy repaired (telea)"]
     assert isinstance(result.data, da.Array)
     out = np.asarray(result.data)
     m = labels != 0
@@ -186,21 +186,42 @@ def test_dask_stack_result_is_lazy(viewer_widget, run_to_end):
     assert (out[m] != data[m]).any()
 
 
-def test_multichannel_layers_are_repaired_one_by_one(viewer_widget, run_to_end):
+def test_multichannel_one_repair_for_all_channels_without_double_brightness(
+    viewer_widget, run_to_end
+):
     viewer, widget = viewer_widget
     rng = np.random.default_rng(2)
-    data = rng.integers(0, 255, (2, 48, 48), dtype=np.uint8)
-    c0, c1 = viewer.add_image(data, channel_axis=0, name=["c0", "c1"])
-    widget._image.value = c1
+    data = rng.integers(0, 255, (3, 48, 48), dtype=np.uint8)
+    channels = viewer.add_image(data, channel_axis=0, name=["c0", "c1", "c2"])
+    other = viewer.add_image(data[0].copy(), name="other")  # same shape, not a channel
+    widget._image.value = channels[1]
+    assert not widget._channels.native.isHidden() and widget._channels.value
+    assert widget._channels.text == "All 3 channels (one mask)"
     mask = widget.new_mask()
     assert mask.data.shape == (48, 48)
     mask.data[5:9, 5:9] = 1
     widget._method.value = "Navier-Stokes (OpenCV)"
     run_to_end(widget)
-    out = viewer.layers["c1 repaired"].data
-    np.testing.assert_array_equal(out[mask.data == 0], data[1][mask.data == 0])
-    assert viewer.layers["c1 repaired"].colormap.name == c1.colormap.name
-    assert "c0 repaired" not in viewer.layers
+    results = [viewer.layers[f"c{i} repaired (navier-stokes)"] for i in range(3)]
+    m = mask.data != 0
+    for i, (src, res) in enumerate(zip(channels, results, strict=True)):
+        np.testing.assert_array_equal(res.data[~m], data[i][~m])
+        assert (res.data[m] != data[i][m]).any()
+        assert res.colormap.name == src.colormap.name
+    assert "other repaired (navier-stokes)" not in viewer.layers
+    # the results sit on top in channel order; the lowest is opaque, the others add to
+    # it as the sources do, so the composite is the results' and not results + sources
+    assert list(viewer.layers)[-3:] == results
+    assert [r.blending for r in results] == [c.blending for c in channels]
+    assert results[0].blending == "translucent_no_depth" and results[0].opacity == 1
+    assert {r.blending for r in results[1:]} == {"additive"}
+    assert other.data.shape == (48, 48)
+
+    # one channel alone when the box is cleared
+    widget._channels.value = False
+    widget._method.value = "Telea (OpenCV)"
+    run_to_end(widget)
+    assert "c1 repaired (telea)" in viewer.layers and "c0 repaired (telea)" not in viewer.layers
 
 
 def test_rnon_weights_file_repair_then_optimise(viewer_widget, run_to_end, tmp_path):
@@ -216,9 +237,9 @@ def test_rnon_weights_file_repair_then_optimise(viewer_widget, run_to_end, tmp_p
     mask = widget.new_mask()
     mask.data[20:30, 20:30] = 1
     widget._method.value = "RNON repair only"
-    widget._weights.value = path
+    widget.set_weights(path)
     run_to_end(widget)
-    result = viewer.layers["img repaired"]
+    result = viewer.layers["img repaired (RNON tiny stage 1)"]
     meta = result.metadata["rnon"]
     assert meta["method"] == "rnon" and meta["weights"]["repair"] == str(path)
     assert len(meta["sha256"]["repair"]) == 64
@@ -226,8 +247,9 @@ def test_rnon_weights_file_repair_then_optimise(viewer_widget, run_to_end, tmp_p
     np.testing.assert_array_equal(result.data[~inside], image[~inside])
     assert (result.data[inside] != image[inside]).any()
 
-    # Optimise is a separate step and writes "<name> optimised"; the fake engine shows
-    # which stages it was asked for.
+    # Optimise is a separate step: it runs stage 2 alone ("optimize", never "both", which
+    # would run stage 1 again) on the stage-1 result and names its own layer; the fake
+    # engine records the stages it was asked for.
     fake = SlowFake(tiles=1, delay=0)
     calls = []
     fake.inpaint = (lambda f: lambda img, m, **kw: calls.append(kw["stages"]) or f(img, m, **kw))(
@@ -235,8 +257,10 @@ def test_rnon_weights_file_repair_then_optimise(viewer_widget, run_to_end, tmp_p
     )
     use_fake(widget, fake)
     run_to_end(widget, "optimise")
-    assert calls and calls[0] in ("optimize", "both")
-    assert viewer.layers["img optimised"].metadata["rnon"]["step"] == "optimise"
+    assert calls == ["optimize"]
+    optimised = viewer.layers["img repaired (RNON tiny stage 1 + optimise)"]
+    assert optimised.metadata["rnon"]["step"] == "optimise"
+    assert optimised.metadata["rnon"]["input"] == result.name
 
 
 def test_viewer_stays_responsive_and_progress_moves(img_with_mask, wait_idle):
@@ -254,14 +278,14 @@ def test_viewer_stays_responsive_and_progress_moves(img_with_mask, wait_idle):
     # the GUI thread ran its event loop many times while the worker was busy
     assert sum(ticks) >= 5, ticks
     assert worker is not None and pbar.n == pbar.total == 40
-    assert "img repaired" in viewer.layers and not widget._cancel_btn.enabled
+    assert "img repaired (RNON)" in viewer.layers and not widget._cancel_btn.enabled
 
 
 def test_cancel_changes_no_layer(notes, long_run, wait_idle):
     viewer, widget, layer = long_run
     widget._cancel_btn.clicked.emit()
     wait_idle(widget, TIMEOUT_MS)
-    assert "img repaired" not in viewer.layers
+    assert [ly.name for ly in viewer.layers] == ["img", "img repair mask"]
     assert any("cancelled" in n for n in notes)
     assert (layer.data == 1).all() and widget._repair_btn.enabled
 
@@ -270,7 +294,7 @@ def test_layer_removed_during_run(notes, long_run, wait_idle):
     viewer, widget, layer = long_run
     viewer.layers.remove(layer)
     wait_idle(widget, TIMEOUT_MS)
-    assert "img repaired" not in viewer.layers
+    assert [ly.name for ly in viewer.layers] == ["img repair mask"]
     assert any("was removed during the run" in n for n in notes)
     assert widget._image.value is None
 
@@ -297,13 +321,13 @@ def test_error_paths_notify_and_change_nothing(viewer_widget, wait_idle, notes, 
     widget._mask.value = mask
     mask.data[4:8, 4:8] = 1
     widget._method.value = "RNON repair only"
-    widget._weights.value = tmp_path / "missing.safetensors"
+    widget.set_weights(tmp_path / "missing.safetensors")
     assert widget.run() is None  # missing weights file
     assert "not found" in notes[-1]
 
     bad = tmp_path / "corrupt.safetensors"
     bad.write_bytes(b"not a safetensors file")
-    widget._weights.value = bad
+    widget.set_weights(bad)
     assert widget.run() is not None  # the engine refuses it in the worker
     wait_idle(widget, TIMEOUT_MS)
     assert "corrupt" in notes[-1] or "safetensors" in notes[-1]
@@ -313,7 +337,7 @@ def test_error_paths_notify_and_change_nothing(viewer_widget, wait_idle, notes, 
     assert "Choose the image" in notes[-1]
     widget._image.value = layer
     assert widget.run("optimise") is None  # nothing repaired yet
-    assert "Run 'Repair' first" in notes[-1]
+    assert "Run 'Repair' with 'RNON repair only' first" in notes[-1]
 
     assert [ly.name for ly in viewer.layers] == ["img", "img repair mask", "wrong"]
     np.testing.assert_array_equal(layer.data, image)

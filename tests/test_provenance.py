@@ -98,7 +98,7 @@ def test_describe_and_the_batch_driver_do_not_import_torch(trainer_run):
     code = (
         "import sys\n"
         "from rnon_engine.inference.provenance import describe\n"
-        "import rnon_engine.batch.run, rnon_engine.batch.cli\n"
+        "import rnon_engine.batch.driver, rnon_engine.batch.cli\n"
         f"describe('default'); describe({str(trainer_run / 'repair_generator.safetensors')!r})\n"
         "print('torch' in sys.modules)\n"
     )

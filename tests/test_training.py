@@ -160,6 +160,10 @@ def test_paper_config_has_the_papers_numbers():
         ({"amp": "yes"}, "amp"),
         ({"repair": {"optim": {"lr": -1}}}, "config key 'repair.optim.lr': must be > 0"),
         ({"optimize": {"optim": {"betas": [1.5, 0.9]}}}, "config key 'optimize.optim.betas'"),
+        ({"repair": {"optim": {"schedule": "linear"}}}, "'repair.optim.schedule'"),
+        ({"repair": {"optim": {"schedule": "cosine"}}}, "'repair.optim.decay_steps'"),
+        ({"repair": {"optim": {"lr": 1e-3, "min_lr": 1e-2}}}, "'repair.optim.min_lr'"),
+        ({"repair": {"ema": 1.0}}, "'repair.ema'"),
     ],
 )
 def test_bad_config_is_refused_naming_the_key(raw, fragment):
@@ -181,9 +185,11 @@ def test_config_file_errors(tmp_path):
         load_config(typo)
 
 
-def test_crop_schedule():
-    cfg = config_from_dict({"data": {"crop_size": 256, "crop_schedule": [[0, 64], [10, 128]]}})
-    assert [cfg.data.crop_at(s) for s in (0, 9, 10, 1000)] == [64, 64, 128, 128]
+def test_crop_schedule_reaches_the_batches(image_dir):
+    cfg = _config(**{"data.crop_size": 96, "data.crop_schedule": [[0, 32], [10, 64]]})
+    train, _ = make_sources(cfg, 2, image_dir, None)
+    sizes = [train.batch(s)["image"].shape[-1] for s in (0, 9, 10, 1000)]
+    assert sizes == [32, 32, 64, 64]
 
 
 # --------------------------------------------------------------------------- learning
@@ -257,6 +263,58 @@ def test_resume_equals_uninterrupted(image_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     sa, sb = straight.opt_g.state_dict()["state"], second.opt_g.state_dict()["state"]
     assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+
+
+def test_lr_schedule_values():
+    cfg = _config(
+        **{
+            "repair.optim": {
+                "lr": 1e-3,
+                "schedule": "cosine",
+                "warmup_steps": 4,
+                "decay_start": 10,
+                "decay_steps": 20,
+                "min_lr": 1e-4,
+            }
+        }
+    ).repair.optim
+    lrs = [cfg.lr * cfg.lr_factor(s) for s in range(40)]
+    assert lrs[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])  # warm-up
+    assert lrs[4:11] == pytest.approx([1e-3] * 7)  # constant until decay_start
+    assert lrs[20] == pytest.approx(1e-4 + 0.9e-3 * 0.5)  # half way down the cosine
+    assert lrs[30:] == pytest.approx([1e-4] * 10)  # min_lr after decay_steps
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert _config().repair.optim.lr_factor(123) == 1.0  # constant: the paper's schedule
+
+
+def test_schedule_reaches_the_optimisers(image_dir, tmp_path):
+    optim = {"lr": 1e-3, "schedule": "cosine", "decay_steps": 4, "min_lr": 1e-5}
+    trainer = _trainer(_config(**{"repair.optim": optim}), "repair", tmp_path, image_dir)
+    trainer.fit(max_steps=6, progress=False)
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-5)
+    assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(1e-5)
+
+
+def test_ema_is_exported_and_resumes(image_dir, tmp_path):
+    cfg = _config(**{"repair.ema": 0.5})
+    straight = _trainer(cfg, "repair", tmp_path / "a", image_dir)
+    start = _state(straight.g_raw)
+    straight.fit(max_steps=6, progress=False)
+    raw, avg = _state(straight.g_raw), _state(straight.g_eval)
+    weight = "encoder.0.conv.weight" if "encoder.0.conv.weight" in raw else next(iter(raw))
+    # The average lies strictly between the start and the last weights (decay 0.5, 6 steps).
+    assert not torch.equal(avg[weight], raw[weight])
+    assert not torch.equal(avg[weight], start[weight])
+    exported = _state(load_model(straight.export_path))
+    assert all(torch.equal(exported[k], avg[k]) for k in exported)
+    # Resume restores the average too: interrupted == uninterrupted.
+    first = _trainer(cfg, "repair", tmp_path / "b", image_dir)
+    first.fit(max_steps=3, progress=False)
+    second = _trainer(cfg, "repair", tmp_path / "b", image_dir)
+    second.fit(max_steps=6, resume=True, progress=False)
+    again = _state(second.g_eval)
+    assert all(torch.equal(again[k], avg[k]) for k in avg)
 
 
 def test_resume_without_checkpoint_is_an_error(image_dir, tmp_path):

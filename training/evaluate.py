@@ -60,7 +60,6 @@ import datetime
 import json
 import logging
 import math
-import os
 import shlex
 import sys
 import time
@@ -89,7 +88,6 @@ __all__ = [
     "main",
     "pair_index",
     "prepare_image",
-    "score",
     "summarize",
     "verdict",
 ]
@@ -175,18 +173,13 @@ def list_image_files(folder: str | Path) -> list[Path]:
     Raises:
         InputError: The folder does not exist or holds no image file.
     """
-    from rnon_engine.train.data import IMAGE_EXTENSIONS
+    from rnon_engine.train.data import IMAGE_EXTENSIONS, list_images
 
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"--data {root} is not a folder; give a folder of images")
     exts = {e.lower() for e in IMAGE_EXTENSIONS}
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:
-                found.append(Path(dirpath) / name)
+    found = list_images(root)
     if not found:
         raise InputError(
             f"no images found under {root} (looked recursively for {', '.join(sorted(exts))})"
@@ -284,35 +277,6 @@ def build_samples(
 # ------------------------------------------------------------------------------ scoring
 
 
-def score(truth: np.ndarray, result: np.ndarray, hole: np.ndarray) -> dict[str, float]:
-    """PSNR (whole image, capped), SSIM (whole image) and L1 in the hole, on [0, 1] values.
-
-    Args:
-        truth: Ground truth, uint8 (divided by 255) or float in [0, 1].
-        result: The method's output, same shape and kind.
-        hole: ``(H, W)`` bool, True = hole.
-
-    Returns:
-        ``{"psnr", "ssim", "l1", "changed_outside"}``; the last is the fraction of known
-        pixels (any channel) that differ from the truth.
-    """
-    from rnon_engine.metrics import hole_l1, psnr, ssim
-
-    def unit(a: np.ndarray) -> np.ndarray:
-        a = np.asarray(a)
-        return a.astype(np.float64) / 255.0 if a.dtype == np.uint8 else a.astype(np.float64)
-
-    t, r = unit(truth), unit(result)
-    known = ~np.asarray(hole, bool)
-    changed = np.any(t != r, axis=-1) if t.ndim == 3 else t != r
-    return {
-        "psnr": min(psnr(t, r), MAX_PSNR),
-        "ssim": ssim(t, r),
-        "l1": hole_l1(t, r, hole),
-        "changed_outside": float(changed[known].mean()) if known.any() else 0.0,
-    }
-
-
 def evaluate(
     samples: Sequence[Sample],
     methods: Sequence[MethodSpec],
@@ -331,6 +295,8 @@ def evaluate(
     """
     from tqdm import tqdm
 
+    from rnon_engine.metrics import score_repair
+
     records = []
     with tqdm(
         total=len(samples) * len(methods), desc="evaluate", unit="img", disable=not progress
@@ -342,7 +308,7 @@ def evaluate(
                 t0 = time.perf_counter()
                 result = spec.fn(damaged, s.hole.copy())
                 dt = time.perf_counter() - t0
-                sc = score(s.truth, result, s.hole)
+                sc = score_repair(s.truth, result, s.hole, max_psnr=MAX_PSNR)
                 records.append(
                     Record(
                         spec.key,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,9 @@ class FinetuneWidget(WorkerMixin, Container):
         overrides: Dotted-key changes to the fine-tune configuration (tests).
         init: Starting weights used when the "Start from" field is empty.
         last_weights: Path of the weights saved by the last finished run.
+        confirm_overwrite: ``confirm_overwrite(path, free_name)``, asked when a model of
+            the chosen name exists: ``"replace"``, ``"rename"`` (save as ``free_name``)
+            or ``"cancel"`` (a Qt question box; tests replace it).
 
     Args:
         viewer: The napari viewer (injected by napari when the widget is opened).
@@ -71,6 +75,9 @@ class FinetuneWidget(WorkerMixin, Container):
         self.last_weights: Path | None = None
         self.last_error: BaseException | None = None
         self._t0 = 0.0
+        self.confirm_overwrite: Callable[[Path, str], str] = lambda path, free: ask_overwrite(
+            self.native, path, free
+        )
 
         self._images = Select(
             label="Images",
@@ -191,6 +198,20 @@ class FinetuneWidget(WorkerMixin, Container):
                 "choose a Labels layer with an image's shape, or none."
             )
         target = user_weights_dir() / f"{name}.safetensors"
+        overwrite = False
+        if target.exists():
+            free = free_name(target.parent, name)
+            answer = self.confirm_overwrite(target, free)
+            if answer == "replace":
+                overwrite = True
+            elif answer == "rename":
+                name, target = free, target.parent / f"{free}.safetensors"
+                self._name.value = free
+            else:
+                raise UserError(
+                    f"Not started: a model named '{name}' exists ({target}). Choose another "
+                    f"Name (e.g. '{free}'), or train again and answer 'Replace'."
+                )
         return {
             "images": images,
             "channel_axis": axes,
@@ -199,7 +220,7 @@ class FinetuneWidget(WorkerMixin, Container):
             "name": name,
             "minutes": float(self._minutes.value),
             "layers": [ly.name for ly in layers],
-            "overwrite": target.exists(),
+            "overwrite": overwrite,
         }
 
     def run(self) -> FunctionWorker | None:
@@ -292,3 +313,39 @@ def _preload() -> None:
     finally:
         if blocked and sys.modules.get("triton", 0) is None:
             del sys.modules["triton"]
+
+
+def free_name(folder: Path, name: str) -> str:
+    """``name`` if ``<folder>/<name>.safetensors`` is free, else ``name-2``, ``name-3``..."""
+    if not (folder / f"{name}.safetensors").exists():
+        return name
+    i = 2
+    while (folder / f"{name}-{i}.safetensors").exists():
+        i += 1
+    return f"{name}-{i}"
+
+
+def ask_overwrite(parent: Any, path: Path, free: str) -> str:
+    """Ask (Qt message box) what to do when a model of that name exists.
+
+    Returns:
+        ``"replace"``, ``"rename"`` (save under ``free``) or ``"cancel"``.
+    """
+    from qtpy.QtWidgets import QMessageBox
+
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setWindowTitle("Replace the model?")
+    box.setText(f"A model named '{path.stem}' exists:\n{path}\n\nReplace it?")
+    replace = box.addButton("Replace", QMessageBox.ButtonRole.DestructiveRole)
+    rename = box.addButton(f"Save as '{free}'", QMessageBox.ButtonRole.AcceptRole)
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(rename)
+    box.setEscapeButton(cancel)
+    box.exec()
+    clicked = box.clickedButton()
+    if clicked is replace:
+        return "replace"
+    if clicked is rename:
+        return "rename"
+    return "cancel"

@@ -27,7 +27,11 @@ OUTLINE_COLOR = np.array([1.0, 0.85, 0.0, 1.0])
 # "New mask" button then makes one (Y, X) mask that applies to every plane.
 FULL_MASK_MAX_PIXELS = 256 * 2**20
 MASK_FOR_KEY = "rnon_mask_for"
+# Default brush of a new mask: thin scratches and dead-pixel lines are 1-3 px wide.
+THIN_BRUSH = 3
 META_KEY = "rnon"
+# Layer metadata key: the names of all channel layers of one multichannel image (reader).
+CHANNEL_GROUP_KEY = "rnon_channels"
 
 # Planes repaired so far for each lazily stored (dask/zarr-backed) result layer.
 _LAZY_PLANES: weakref.WeakKeyDictionary[Any, dict[PlaneIndex, Any]] = weakref.WeakKeyDictionary()
@@ -57,8 +61,8 @@ def current_plane(viewer: napari.Viewer, layer: Image, geometry: Geometry) -> Pl
 
 
 def brush_size_for(yx: tuple[int, int]) -> int:
-    """A paint brush about 1/50 of the smaller image side, between 3 and 40 pixels."""
-    return int(np.clip(round(min(yx) / 50), 3, 40))
+    """A brush fit for thin scratches: 3 px, up to 10 px on very large planes (side/256)."""
+    return int(np.clip(round(min(yx) / 256), THIN_BRUSH, 10))
 
 
 def add_mask_layer(viewer: napari.Viewer, image: Image) -> Labels:
@@ -109,8 +113,10 @@ def find_result_layer(
         return None
     layer = viewer.layers[name]
     meta = layer.metadata.get(META_KEY) if hasattr(layer, "metadata") else None
+    from napari.layers import Image
+
     if (
-        layer._type_string != "image"
+        not isinstance(layer, Image)
         or not isinstance(meta, dict)
         or meta.get("source") != source_name
         or tuple(layer_data(layer).shape) != geometry.shape
@@ -208,7 +214,9 @@ def update_outline(viewer: napari.Viewer, source: Image, mask_layer: Labels, nam
         import dask.array as da
 
         data = (da.asarray(mask) != 0).astype(np.uint8)
-    if name in viewer.layers and viewer.layers[name]._type_string == "labels":
+    from napari.layers import Labels
+
+    if name in viewer.layers and isinstance(viewer.layers[name], Labels):
         layer = viewer.layers[name]
         layer.data = data
         return layer
@@ -225,3 +233,58 @@ def update_outline(viewer: napari.Viewer, source: Image, mask_layer: Labels, nam
     )
     layer.contour = 1
     return layer
+
+
+def _array_parent(data: Any) -> Any:
+    """What a channel layer's array was cut from: the numpy base, or the dask parents."""
+    if isinstance(data, np.ndarray):
+        return id(data.base) if data.base is not None else None
+    graph = getattr(data, "__dask_graph__", None)
+    name = getattr(data, "name", None)
+    if graph is None or name is None:
+        return None
+    deps = getattr(graph(), "dependencies", {}).get(name)
+    return frozenset(deps) if deps else None
+
+
+def channel_layers(viewer: napari.Viewer, layer: Image) -> list[Image]:
+    """The channel layers of the multichannel image ``layer`` belongs to, in list order.
+
+    napari splits an image opened with ``channel_axis`` into one layer per channel; they
+    are recognised by this plugin's reader (their names in the metadata), or as arrays
+    cut from one array (numpy views of one base, dask slices of one parent) with the
+    same shape, dtype, scale and translate. A layer on its own gives ``[layer]``.
+    """
+    from napari.layers import Image
+
+    names = layer.metadata.get(CHANNEL_GROUP_KEY)
+    if isinstance(names, list) and layer.name in names:
+        return [ly for ly in viewer.layers if ly.name in names and isinstance(ly, Image)]
+    if layer.rgb or META_KEY in layer.metadata:
+        return [layer]
+    data = layer_data(layer)
+    parent = _array_parent(data)
+    if parent is None:
+        return [layer]
+    group = []
+    for other in viewer.layers:
+        if not isinstance(other, Image) or other.rgb or META_KEY in other.metadata:
+            continue
+        od = layer_data(other)
+        if (
+            _array_parent(od) == parent
+            and tuple(od.shape) == tuple(data.shape)
+            and od.dtype == data.dtype
+            and np.allclose(other.scale, layer.scale)
+            and np.allclose(other.translate, layer.translate)
+        ):
+            group.append(other)
+    return group if layer in group else [layer]
+
+
+def place_on_top(viewer: napari.Viewer, layers: list[Any]) -> None:
+    """Move ``layers`` to the top of the layer list, in the given order, and show them."""
+    for layer in layers:
+        index = viewer.layers.index(layer)
+        viewer.layers.move(index, len(viewer.layers))
+        layer.visible = True

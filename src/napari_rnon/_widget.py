@@ -1,65 +1,102 @@
-"""The "Inpaint" dock widget: choose an image and a mask, repair, optimise.
+"""The "Inpaint" dock widget: choose an image and a mask, repair, optimise, compare.
 
 The widget is a thin shell over :class:`rnon_engine.inference.Inpainter`: it checks the
-user's choices on the GUI thread, runs the engine plane by plane in a napari worker thread
-(progress in napari's activity dock, Cancel in the widget and in the dock; see
-:mod:`napari_rnon._worker`), and writes the
-result into a new Image layer ``"<name> repaired"`` on the GUI thread once the run is
-complete. A cancelled or failed run changes no layer. torch and the engine are imported
-when the widget is created or run, never when napari reads the manifest.
+user's choices on the GUI thread (a problem shows in its status line and as a
+notification, and starts nothing), runs the engine plane by plane in a napari worker
+thread (progress with planes and time left in the widget and in napari's activity dock,
+Cancel in both; see :mod:`napari_rnon._worker`), and writes the result on the GUI thread
+once the run is complete into an Image layer named by what made it,
+``"<name> repaired (<method>)"``: re-running the same settings updates that layer, other
+settings make another, so methods can be compared. The result is shown on top, the mask
+stays the selected layer, and "Before / after" (Shift+B) flips between the source and the
+result. The channel layers of a multichannel image are repaired together with one mask.
+A cancelled or failed run changes no layer. torch and the engine are imported when a run
+starts (the widget opens at once: the devices torch can use are listed by a background
+thread), never when napari reads the manifest.
+
+This file is one dock widget with some twenty controls and their links (about 650
+lines); what has its own rules lives apart: the run (:mod:`napari_rnon._job`), methods,
+weights and devices (:mod:`napari_rnon._methods`), the mask tools
+(:mod:`napari_rnon._mask_section`) and the whole-stack section
+(:mod:`napari_rnon._batch_section`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import weakref
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_warning
 
+from napari_rnon._batch_section import BatchSection
+from napari_rnon._job import Job, apply_job, duration, prepare_job, run_job
 from napari_rnon._layers import (
     MASK_FOR_KEY,
     META_KEY,
     add_mask_layer,
-    apply_result,
+    channel_layers,
     current_plane,
-    layer_data,
     layer_geometry,
-    update_outline,
 )
-from napari_rnon._ome import BatchSection
+from napari_rnon._mask_section import MaskTools
+from napari_rnon._methods import (
+    METHODS,
+    PACKAGED,
+    RNON_METHODS,
+    available_devices,
+    describe_stage2,
+    load_inpainter,
+    result_tag,
+    user_weights,
+)
 from napari_rnon._planes import (
-    MaskPlanes,
     PlaneIndex,
     RunResult,
     UserError,
-    plane_label,
-    run_planes,
 )
-from napari_rnon._worker import WorkerMixin
+from napari_rnon._settings import EngineSettings
+from napari_rnon._worker import WorkerMixin, progress_relay
 
 if TYPE_CHECKING:
     import napari
     from napari.qt.threading import FunctionWorker
 
+__all__ = [
+    "ALL_PLANES",
+    "COMPARE_KEY",
+    "CURRENT_PLANE",
+    "METHODS",
+    "RNON_METHODS",
+    "EngineSettings",
+    "InpaintWidget",
+    "available_devices",
+    "load_inpainter",
+    "register_weights",
+    "result_tag",
+]
+
 logger = logging.getLogger(__name__)
 
-# Method label -> (engine name, stages). "default" means the packaged RNON weights.
-METHODS: dict[str, tuple[str, str]] = {
-    "RNON (repair + optimise)": ("default", "both"),
-    "RNON repair only": ("default", "repair"),
-    "Telea (OpenCV)": ("telea", "repair"),
-    "Navier-Stokes (OpenCV)": ("ns", "repair"),
-    "Biharmonic (scikit-image)": ("biharmonic", "repair"),
-}
-RNON_METHODS = ("RNON (repair + optimise)", "RNON repair only")
 CURRENT_PLANE = "current plane"
 ALL_PLANES = "all planes"
+BROWSE = "\0browse"
+#: The viewer key binding of "Before / after".
+COMPARE_KEY = "Shift-B"
 
 # Open Inpaint widgets, so the Fine-tune widget can offer them its new weights.
 _OPEN_WIDGETS: weakref.WeakSet[InpaintWidget] = weakref.WeakSet()
@@ -74,80 +111,6 @@ def register_weights(path: str | Path) -> None:
             _OPEN_WIDGETS.discard(widget)
 
 
-def _saved_weights_choices(_widget: Any = None) -> list[tuple[str, str]]:
-    """Weights in the user weights folder (fine-tuned models), newest first."""
-    from rnon_engine.train.finetune import list_user_weights
-
-    return [(p.stem, str(p)) for p in list_user_weights()]
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """Everything that selects an engine instance (the cache key) plus the stages to run.
-
-    Attributes:
-        name_or_path: ``"default"``, a classical method name, or a weights file path.
-        stage2: Optional separate stage-2 (optimise) weights file.
-        device: ``"auto"``, ``"cpu"``, ``"cuda:0"``...
-        tile_size: Tile side passed to the engine.
-        stages: ``"both"``, ``"repair"`` or ``"optimize"``.
-    """
-
-    name_or_path: str
-    stage2: str | None
-    device: str
-    tile_size: int
-    stages: str
-
-    @property
-    def engine_key(self) -> tuple[Any, ...]:
-        """The fields that select the Inpainter instance."""
-        return (self.name_or_path, self.stage2, self.device, self.tile_size)
-
-
-def available_devices() -> list[str]:
-    """Devices torch can use here: ``auto``, ``cpu``, then each CUDA device, then ``mps``."""
-    import torch
-
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
-
-
-def load_inpainter(settings: EngineSettings) -> Any:
-    """Build the engine's Inpainter for ``settings`` (runs in the worker thread)."""
-    from rnon_engine.inference.inpainter import Inpainter
-
-    return Inpainter.from_pretrained(
-        name_or_path=settings.name_or_path,
-        device=settings.device,
-        stage2=settings.stage2,
-        tile_size=settings.tile_size,
-    )
-
-
-@dataclass
-class _Job:
-    """One prepared run: everything the worker needs, checked on the GUI thread."""
-
-    step: str  # "repair" | "optimise"
-    source: Image  # the layer the user chose (named in the result)
-    input_layer: Image  # the layer whose pixels are read (the repaired layer for optimise)
-    mask_layer: Labels
-    data: Any
-    geometry: Any
-    mask: MaskPlanes
-    planes: list[PlaneIndex]
-    settings: EngineSettings
-    result_name: str
-    outline: bool
-    method_label: str
-
-
 class InpaintWidget(WorkerMixin, Container):
     """Dock widget that repairs the masked pixels of an image layer.
 
@@ -160,15 +123,25 @@ class InpaintWidget(WorkerMixin, Container):
     _cancelled_message = "Inpainting cancelled; no layer was changed."
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        self._init_worker(int, int, on_progress=self._update_pbar)
+        self._init_worker(int, int, on_progress=self._on_progress)
         self._viewer = viewer
         self.inpainter_factory = load_inpainter
         self._inpainter: Any = None
         self._inpainter_key: tuple[Any, ...] | None = None
-        self._job: _Job | None = None
+        self._job: Job | None = None
+        self._t0 = 0.0
+        self._extra_weights: list[str] = []
+        self._weights_value: str = PACKAGED
+        self._compare: list[weakref.ref[Image]] = []
 
         self._image = ComboBox(
             label="Image", choices=self._image_choices, nullable=True, tooltip="Image to repair"
+        )
+        self._channels = CheckBox(
+            text="All channels (one mask)",
+            value=True,
+            visible=False,
+            tooltip="Repair every channel layer of this multichannel image with the same mask",
         )
         self._mask = ComboBox(
             label="Mask",
@@ -179,23 +152,26 @@ class InpaintWidget(WorkerMixin, Container):
         self._new_mask = PushButton(
             text="New mask", tooltip="Add an empty mask for the image and start painting"
         )
+        self.mask_tools = MaskTools(
+            image=lambda: self._image.value,
+            mask=lambda: self._mask.value,
+            planes=self._run_planes_of,
+            report=self._say,
+        )
         self._method = ComboBox(label="Method", choices=list(METHODS), value=RNON_METHODS[0])
-        self._weights = FileEdit(
+        self._weights = ComboBox(
             label="Weights",
-            mode="r",
-            filter="*.safetensors",
-            nullable=True,
-            tooltip="RNON weights file (.safetensors); empty = the packaged model",
+            choices=self._weights_choices,
+            value=PACKAGED,
+            tooltip="RNON weights: the packaged model, your fine-tuned models (the "
+            "Fine-tune widget saves them), or a .safetensors file",
         )
-        self._saved = ComboBox(
-            label="My weights",
-            choices=_saved_weights_choices,
-            nullable=True,
-            value=None,
-            tooltip="Fine-tuned weights in the user weights folder (the Fine-tune widget "
-            "saves there); choosing one fills Weights",
-        )
-        self._device = ComboBox(label="Device", choices=available_devices(), value="auto")
+        self._stage2_info = Label(value="")
+        self._stage2_info.native.setWordWrap(True)
+        # torch takes seconds to import: the widget opens with these two and a background
+        # thread adds the GPUs torch finds (see _start_device_probe).
+        self._devices: list[str] = ["auto", "cpu"]
+        self._device = ComboBox(label="Device", choices=self._device_choices, value="auto")
         self._planes = ComboBox(
             label="Planes",
             choices=[CURRENT_PLANE, ALL_PLANES],
@@ -223,7 +199,8 @@ class InpaintWidget(WorkerMixin, Container):
         self._repair_btn = PushButton(text="Repair", tooltip="Fill the masked pixels")
         self._optimise_btn = PushButton(
             text="Optimise",
-            tooltip="Run the RNON optimisation stage on the '<name> repaired' layer",
+            tooltip="Run the RNON optimisation stage (stage 2) on the 'RNON repair only' "
+            "result, or on the result layer chosen as Image",
         )
         self._cancel_btn = PushButton(text="Cancel", enabled=False)
         buttons = Container(
@@ -231,36 +208,64 @@ class InpaintWidget(WorkerMixin, Container):
             labels=False,
             widgets=[self._repair_btn, self._optimise_btn, self._cancel_btn],
         )
+        self._bar = ProgressBar(label="Progress", min=0, max=1000, value=0)
         self._status = Label(value="")
         self._status.native.setWordWrap(True)
-        # Save the mask into the OME-Zarr + the rnon-batch command line (see _ome.py).
-        self.batch = BatchSection(self)
+        self._compare_btn = PushButton(
+            text="Before / after (Shift+B)",
+            tooltip="Flip between the source and the last result",
+        )
+        self.batch = BatchSection(
+            image=lambda: self._image.value,
+            mask=lambda: self._mask.value,
+            settings=lambda: self.settings("repair"),
+            report=self._say,
+        )
         super().__init__(
             widgets=[
                 self._image,
+                self._channels,
                 self._mask,
                 self._new_mask,
+                self.mask_tools,
                 self._method,
                 self._weights,
-                self._saved,
+                self._stage2_info,
                 self._device,
                 self._planes,
                 self._outline,
                 self._show_advanced,
                 self._advanced,
                 buttons,
+                self._bar,
                 self._status,
+                self._compare_btn,
                 self.batch,
             ],
         )
         self._image.changed.connect(self._on_image_changed)
+        self._mask.changed.connect(self.mask_tools.attach)
         self._method.changed.connect(self._on_method_changed)
-        self._saved.changed.connect(self._on_saved_changed)
+        self._weights.changed.connect(self._on_weights_changed)
+        self._stage2.changed.connect(lambda _: self._update_stage2_info())
         self._show_advanced.changed.connect(lambda v: setattr(self._advanced, "visible", v))
         self._new_mask.clicked.connect(self.new_mask)
         self._repair_btn.clicked.connect(lambda: self.run("repair"))
         self._optimise_btn.clicked.connect(lambda: self.run("optimise"))
         self._cancel_btn.clicked.connect(self.cancel)
+        self._compare_btn.clicked.connect(self.toggle_before_after)
+        for control in (
+            self._image,
+            self._mask,
+            self._method,
+            self._weights,
+            self._device,
+            self._tile_size,
+            self._stage2,
+        ):
+            control.changed.connect(self.batch.refresh)
+        viewer.bind_key(COMPARE_KEY, self._on_compare_key, overwrite=True)
+        self._start_device_probe()
 
         events = viewer.layers.events
         events.inserted.connect(self._on_layers_changed)
@@ -271,6 +276,8 @@ class InpaintWidget(WorkerMixin, Container):
             layer.events.name.connect(self._on_layers_changed)
         self._pick_defaults()
         self._on_method_changed(self._method.value)
+        self._on_image_changed(self._image.value)
+        self.mask_tools.attach(self._mask.value)
         _OPEN_WIDGETS.add(self)
 
     # ----------------------------------------------------------------- choices
@@ -280,6 +287,42 @@ class InpaintWidget(WorkerMixin, Container):
     def _mask_choices(self, _widget: Any = None) -> list[tuple[str, Labels]]:
         return [(ly.name, ly) for ly in self._viewer.layers if isinstance(ly, Labels)]
 
+    def _weights_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        choices = [("packaged model", PACKAGED), *user_weights()]
+        known = {v for _, v in choices}
+        choices += [(Path(p).name, p) for p in self._extra_weights if p not in known]
+        return [*choices, ("choose a file...", BROWSE)]
+
+    def _device_choices(self, _widget: Any = None) -> list[str]:
+        return list(self._devices)
+
+    def _start_device_probe(self) -> None:
+        """List torch's devices in a background thread; the GUI thread gets the list."""
+        self.devices_ready = threading.Event()
+        self._device_relay = progress_relay(object)
+        self._device_relay.progress.connect(self._on_devices)
+
+        def probe() -> None:
+            try:
+                devices = available_devices()
+            except Exception as exc:  # no torch, a broken driver: keep auto and cpu
+                logger.warning("RNON: could not list the torch devices: %s", exc)
+                devices = ["auto", "cpu"]
+            self._device_relay.progress.emit(devices)
+
+        threading.Thread(target=probe, name="rnon-device-probe", daemon=True).start()
+
+    def _on_devices(self, devices: list[str]) -> None:
+        self._devices = list(devices)
+        try:
+            current = self._device.value
+            self._device.reset_choices()
+            if current in self._devices:
+                self._device.value = current
+        except RuntimeError:  # the widget is gone
+            pass
+        self.devices_ready.set()
+
     def _on_layers_changed(self, event: Any = None) -> None:
         inserted = None
         if event is not None and getattr(event, "type", "") == "inserted":
@@ -288,6 +331,7 @@ class InpaintWidget(WorkerMixin, Container):
         try:
             self.reset_choices()
             self._pick_defaults(inserted=inserted)
+            self._update_channels()
         except RuntimeError:  # the Qt widget is already gone (viewer closing)
             return
 
@@ -310,13 +354,27 @@ class InpaintWidget(WorkerMixin, Container):
         if image is None:
             return
         masks = [c for _, c in self._mask_choices()]
-        made_for = [m for m in masks if m.metadata.get(MASK_FOR_KEY) == image.name]
+        names = {ly.name for ly in self._channel_group(image)}
+        made_for = [m for m in masks if m.metadata.get(MASK_FOR_KEY) in names]
         if isinstance(prefer, Labels) and prefer in made_for:
             self._mask.value = prefer
         elif self._mask.value is None and made_for:
             self._mask.value = made_for[-1]
         elif self._mask.value is None and len(masks) == 1:
             self._mask.value = masks[0]
+
+    def _channel_group(self, image: Image) -> list[Image]:
+        try:
+            return channel_layers(self._viewer, image)
+        except Exception:  # an odd layer never blocks the widget
+            return [image]
+
+    def _update_channels(self) -> None:
+        image = self._image.value
+        group = self._channel_group(image) if image is not None else []
+        self._channels.visible = len(group) > 1
+        if len(group) > 1:
+            self._channels.text = f"All {len(group)} channels (one mask)"
 
     def _on_image_changed(self, image: Image | None) -> None:
         stack = False
@@ -326,45 +384,95 @@ class InpaintWidget(WorkerMixin, Container):
             except UserError:
                 stack = False
             current = self._mask.value
-            if current is None or current.metadata.get(MASK_FOR_KEY) not in (None, image.name):
+            names = {ly.name for ly in self._channel_group(image)}
+            if current is None or current.metadata.get(MASK_FOR_KEY) not in (None, *names):
                 self._mask.value = None
             self._pick_mask()
         self._planes.visible = stack
+        self._update_channels()
 
-    def _on_saved_changed(self, path: str | None) -> None:
-        if path:
-            self._weights.value = path
+    def _on_weights_changed(self, value: str | None) -> None:
+        if value == BROWSE:
+            from qtpy.QtWidgets import QFileDialog
+
+            path, _ = QFileDialog.getOpenFileName(
+                self.native, "RNON weights", "", "Weights (*.safetensors)"
+            )
+            if path:
+                self.set_weights(path)
+            else:
+                self._weights.value = self._weights_value
+            return
+        if value is not None:
+            self._weights_value = value
+        self._update_stage2_info()
+
+    def set_weights(self, path: str | Path) -> None:
+        """Choose ``path`` (a ``.safetensors`` file) or ``"default"`` as the RNON weights."""
+        value = str(path)
+        if value != PACKAGED and value not in {v for _, v in self._weights_choices()}:
+            self._extra_weights.append(value)
+            self._weights.reset_choices()
+        self._weights.value = value
 
     def refresh_weights(self, select: str | Path | None = None) -> None:
         """Re-read the user weights folder; with ``select``, choose that file as Weights."""
-        self._saved.reset_choices()
+        self._weights.reset_choices()
         if select is None:
             return
-        select = str(select)
-        if select in [v for _, v in _saved_weights_choices()]:
-            self._saved.value = select
-        self._weights.value = select
+        self.set_weights(select)
         if self._method.value not in RNON_METHODS:
             self._method.value = RNON_METHODS[1]
 
     def _on_method_changed(self, label: str) -> None:
         rnon = label in RNON_METHODS
         self._weights.enabled = rnon
-        self._saved.enabled = rnon
         self._stage2.enabled = rnon
         self._optimise_btn.enabled = rnon and self._worker is None
+        self._update_stage2_info()
+
+    def _update_stage2_info(self) -> None:
+        """Say which stage 2 "RNON (repair + optimise)" uses with the chosen weights."""
+        if self._method.value != RNON_METHODS[0]:
+            self._stage2_info.value = ""
+            self._stage2_info.visible = False
+            return
+        self._stage2_info.visible = True
+        self._stage2_info.value = self.stage2_description()
+
+    def stage2_description(self) -> str:
+        """Which stage-2 (optimise) weights a repair + optimise run uses, in words."""
+        return describe_stage2(self.settings("repair"))
+
+    # ---------------------------------------------------------------- helpers
+    def _say(self, text: str) -> None:
+        """Show ``text`` in the status line."""
+        try:
+            self._status.value = text
+        except RuntimeError:  # widget already deleted
+            pass
+
+    def _run_planes_of(self, image: Image) -> list[PlaneIndex]:
+        """The planes a run covers for ``image``: the one on screen, or all of them."""
+        geometry = layer_geometry(image)
+        if geometry.leading_shape and self._planes.value == ALL_PLANES:
+            return geometry.all_planes()
+        return [current_plane(self._viewer, image, geometry)]
 
     # ---------------------------------------------------------------- actions
     def new_mask(self) -> Labels | None:
         """Add an empty mask for the chosen image, select it and switch to the brush."""
         image = self._image.value
         if image is None:
-            show_warning("Choose an image layer first, then click 'New mask'.")
+            text = "Choose an image layer first, then click 'New mask'."
+            show_warning(text)
+            self._say(text)
             return None
         try:
             layer = add_mask_layer(self._viewer, image)
         except UserError as exc:
             show_error(str(exc))
+            self._say(str(exc))
             return None
         self._mask.value = layer
         return layer
@@ -373,7 +481,7 @@ class InpaintWidget(WorkerMixin, Container):
         """The engine settings the widget's controls describe for ``step``."""
         name, stages = METHODS[self._method.value]
         weights = self._weights.value
-        if name == "default" and weights is not None and str(weights) not in ("", "."):
+        if name == PACKAGED and weights not in (None, PACKAGED, BROWSE):
             name = str(weights)
         stage2 = self._stage2.value
         stage2_path = str(stage2) if stage2 is not None and str(stage2) not in ("", ".") else None
@@ -387,71 +495,35 @@ class InpaintWidget(WorkerMixin, Container):
             stages=stages,
         )
 
-    def _prepare(self, step: str) -> _Job:
+    def _prepare(self, step: str) -> Job:
         """Check the user's choices and build a job; raises UserError with the reason."""
-        source = self._image.value
-        if source is None or source not in self._viewer.layers:
+        chosen = self._image.value
+        if chosen is None or chosen not in self._viewer.layers:
             raise UserError("Choose the image layer to repair (Image).")
-        input_layer = source
-        if step == "optimise":
-            if self._method.value not in RNON_METHODS:
-                raise UserError("Optimise is the second RNON stage: choose an RNON method.")
-            meta = source.metadata.get(META_KEY)
-            if isinstance(meta, dict) and meta.get("source") in self._viewer.layers:
-                input_layer = source
-                source = self._viewer.layers[meta["source"]]
-            else:
-                repaired = f"{source.name} repaired"
-                if repaired not in self._viewer.layers:
-                    raise UserError(
-                        f"Run 'Repair' first: 'Optimise' improves the layer '{repaired}'."
-                    )
-                input_layer = self._viewer.layers[repaired]
+        if step == "optimise" and self._method.value not in RNON_METHODS:
+            raise UserError("Optimise is the second RNON stage: choose an RNON method.")
         mask_layer = self._mask.value
         if mask_layer is None or mask_layer not in self._viewer.layers:
             raise UserError(
                 "No mask: click 'New mask' and paint the pixels to repair, "
                 "or choose a Labels layer as Mask."
             )
-        geometry = layer_geometry(input_layer)
-        if geometry.shape != layer_geometry(source).shape:
-            raise UserError(
-                f"'{input_layer.name}' no longer has the shape of '{source.name}': "
-                "run 'Repair' again."
-            )
-        if geometry.leading_shape and self._planes.value == ALL_PLANES:
-            planes = geometry.all_planes()
-            where = " in any plane"
-        else:
-            planes = [current_plane(self._viewer, source, geometry)]
-            where = f" in {plane_label(planes[0])}" if planes[0] else ""
-        mask = MaskPlanes(layer_data(mask_layer), geometry, planes)
-        painted = mask.painted_planes()
-        if painted is not None:
-            if not painted:
-                raise UserError(
-                    f"The mask '{mask_layer.name}' has no painted pixels{where}. "
-                    "Paint the pixels to repair with the brush (label 1), then run again."
-                )
-            planes = [p for p in planes if p in set(painted)]
+        group = self._channel_group(chosen)
+        if not (self._channels.value and len(group) > 1):
+            group = [chosen]
         settings = self.settings(step)
-        read_layer = input_layer
         for path in (settings.name_or_path, settings.stage2):
             if path is not None and path not in {n for n, _ in METHODS.values()}:
                 if not Path(path).is_file():
                     raise UserError(f"Weights file not found: {path}. Choose an existing file.")
-        suffix = "optimised" if step == "optimise" else "repaired"
-        return _Job(
-            step=step,
-            source=source,
-            input_layer=input_layer,
-            mask_layer=mask_layer,
-            data=layer_data(read_layer),
-            geometry=geometry,
-            mask=mask,
-            planes=planes,
-            settings=settings,
-            result_name=f"{source.name} {suffix}",
+        return prepare_job(
+            self._viewer,
+            step,
+            group,
+            mask_layer,
+            settings,
+            planes_of=self._run_planes_of,
+            all_planes=self._planes.value == ALL_PLANES,
             outline=bool(self._outline.value),
             method_label=str(self._method.value),
         )
@@ -460,100 +532,114 @@ class InpaintWidget(WorkerMixin, Container):
         """Start a run (``"repair"`` or ``"optimise"``) in a worker thread.
 
         Returns:
-            The started worker, or None when the choices are not valid (a notification
-            then says why) or a run is already going on.
+            The started worker, or None when the choices are not valid (the status line
+            and a notification say why) or a run is already going on.
         """
         job = self._prepare_run(self._prepare, step)
         if job is None:
             return None
         self._job = job
-        self._status.value = f"Running {step} on {len(job.planes)} plane(s)..."
+        self._bar.value = 0
+        n = len(job.planes) * len(job.parts)
+        self._say(f"{step.capitalize()}: starting ({n} plane(s))...")
         self._t0 = time.perf_counter()
         return self._start_worker(
             self._work, job, self._on_returned, progress_desc=f"RNON: {step} {job.source.name}"
         )
 
     # ---------------------------------------------------- worker (other thread)
-    def _work(self, job: _Job) -> RunResult:
+    def _work(self, job: Job) -> list[RunResult]:
         key = (self.inpainter_factory, job.settings.engine_key)
         if self._inpainter_key != key:
             self._inpainter = None
             self._inpainter = self.inpainter_factory(job.settings)
             self._inpainter_key = key
-        inpainter = self._inpainter
-        rgb = job.geometry.rgb
-
-        def inpaint(plane: Any, mask: Any, progress: Any, cancel: Any) -> Any:
-            return inpainter.inpaint(
-                plane,
-                mask,
-                stages=job.settings.stages,
-                channel_axis=-1 if rgb else None,
-                progress=progress,
-                cancel=cancel,
-            )
-
-        result = run_planes(
-            job.data,
-            job.geometry,
-            job.mask,
-            job.planes,
-            inpaint,
-            progress=self._relay.progress.emit,
-            cancel=self._cancelled,
-        )
-        result.provenance = dict(getattr(inpainter, "provenance", {}) or {})
-        return result
+        return run_job(job, self._inpainter, self._relay.progress.emit, self._cancelled)
 
     # --------------------------------------------------------- GUI-thread ends
-    def _on_returned(self, result: RunResult) -> None:
+    def _on_progress(self, done: int, total: int) -> None:
+        """Progress bar, percent, plane and time left in the widget (GUI thread)."""
+        self._update_pbar(done, total)
+        job = self._job
+        if job is None or total <= 0:
+            return
+        frac = min(max(done / total, 0.0), 1.0)
+        self._bar.value = int(1000 * frac)
+        n = len(job.planes) * len(job.parts)
+        plane = min(n, int(frac * n) + 1)
+        elapsed = time.perf_counter() - self._t0
+        text = f"{job.step.capitalize()}: {100 * frac:.0f}%, plane {plane} of {n}"
+        if 0 < frac < 1 and elapsed > 0.5:
+            text += f", about {duration(elapsed * (1 - frac) / frac)} left"
+        self._say(text)
+
+    def _on_returned(self, results: list[RunResult]) -> None:
         try:
-            self._apply(result)
+            self._apply(results)
         except Exception as exc:  # never let a bug take napari down: report it
             logger.error("RNON: writing the result failed", exc_info=exc)
             show_error(f"Writing the result failed ({type(exc).__name__}): {exc}")
+            self._say(f"Writing the result failed: {exc}")
 
-    def _apply(self, result: RunResult) -> None:
+    def _apply(self, results: list[RunResult]) -> None:
         job = self._job
         if job is None:
             return
-        for layer in (job.source, job.input_layer):
-            if layer not in self._viewer.layers:
-                show_warning(f"'{layer.name}' was removed during the run; nothing was written.")
-                return
-        if not result.planes:
-            show_warning(
+        for part in job.parts:
+            for layer in (part.source, part.input_layer):
+                if layer not in self._viewer.layers:
+                    text = f"'{layer.name}' was removed during the run; nothing was written."
+                    show_warning(text)
+                    self._say(text)
+                    return
+        if not any(r.planes for r in results):
+            text = (
                 f"Nothing to repair: the mask '{job.mask_layer.name}' has no painted pixels "
                 "in the planes of this run. Paint the pixels to repair, then run again."
             )
+            show_warning(text)
+            self._say(text)
             return
-        provenance = {
-            **result.provenance,
-            "source": job.source.name,
-            "input": job.input_layer.name,
-            "mask": job.mask_layer.name,
-            "step": job.step,
-            "method_label": job.method_label,
-            "settings": asdict(job.settings),
-        }
-        layer = apply_result(
-            self._viewer,
-            job.source,
-            job.data,
-            job.geometry,
-            job.result_name,
-            result.planes,
-            provenance,
-        )
-        if job.outline:
-            update_outline(
-                self._viewer, job.source, job.mask_layer, f"{job.source.name} repaired pixels"
-            )
+        layers = apply_job(self._viewer, job, results)
+        self._compare = [weakref.ref(layer) for layer in layers]
+        if job.mask_layer in self._viewer.layers:
+            self._viewer.layers.selection.active = job.mask_layer
         elapsed = time.perf_counter() - self._t0
-        self._status.value = (
-            f"{job.step.capitalize()}: {len(result.planes)} plane(s) of '{job.source.name}' "
-            f"in {elapsed:.1f} s -> '{layer.name}'"
+        self._bar.value = 1000
+        n = len(results[0].planes)
+        names = ", ".join(f"'{layer.name}'" for layer in layers)
+        self._say(
+            f"{job.step.capitalize()}: {n} plane(s) in {elapsed:.1f} s -> {names}. "
+            f"Before / after: {COMPARE_KEY.replace('-', '+')}."
         )
+
+    def toggle_before_after(self) -> bool | None:
+        """Hide or show the last run's result layers, to compare them with the source.
+
+        Returns:
+            True when the result shows now, False when the source does, None when there
+            is no result to compare yet (the status line says so).
+        """
+        layers = [
+            layer
+            for ref in self._compare
+            if (layer := ref()) is not None and layer in self._viewer.layers
+        ]
+        if not layers:
+            self._say("Nothing to compare yet: run Repair first.")
+            return None
+        show = not any(layer.visible for layer in layers)
+        for layer in layers:
+            layer.visible = show
+        self._say(
+            f"After: {', '.join(repr(ly.name) for ly in layers)}."
+            if show
+            else f"Before: {', '.join(repr(ly.metadata[META_KEY]['source']) for ly in layers)}."
+        )
+        return show
+
+    def _on_compare_key(self, viewer: Any = None) -> None:
+        self.toggle_before_after()
 
     def _on_errored(self, exc: BaseException) -> None:
         from rnon_engine.errors import Cancelled, RnonError
@@ -572,11 +658,13 @@ class InpaintWidget(WorkerMixin, Container):
         job = self._job
         if job is None or self._worker is None:
             return
-        if event.value is job.source or event.value is job.input_layer:
-            self.cancel(
-                f"'{event.value.name}' was removed during the run; the run was stopped "
-                "and no layer was changed."
-            )
+        for part in job.parts:
+            if event.value is part.source or event.value is part.input_layer:
+                self.cancel(
+                    f"'{event.value.name}' was removed during the run; the run was stopped "
+                    "and no layer was changed."
+                )
+                return
 
     def _set_running(self, running: bool) -> None:
         self._repair_btn.enabled = not running

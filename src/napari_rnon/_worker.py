@@ -82,7 +82,7 @@ class WorkerMixin:
         """``prepare(*args)`` on the GUI thread; None (after a warning) if refused.
 
         Refused: a run is going on, or ``prepare`` raised a :class:`UserError` (its message
-        is the warning).
+        is the warning, and stays in the widget's status line).
         """
         if self._worker is not None:
             show_warning(self._busy_message)
@@ -91,6 +91,7 @@ class WorkerMixin:
             return prepare(*args)
         except UserError as exc:
             show_warning(str(exc))
+            self._status.value = str(exc)
             return None
 
     def _start_worker(

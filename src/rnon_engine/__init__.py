@@ -26,7 +26,7 @@ __all__ = [
 
 def __getattr__(name: str):  # lazy: importing the package stays cheap
     if name in ("Inpainter", "list_methods"):
-        from rnon_engine.inference import inpainter
+        from rnon_engine.inference.inpainter import inpainter
 
         return getattr(inpainter, name)
     raise AttributeError(f"module 'rnon_engine' has no attribute {name!r}")

@@ -26,3 +26,7 @@ class ConfigError(RnonError, ValueError):
 
 class Cancelled(RnonError):
     """A long operation stopped because its ``cancel()`` callback returned True."""
+
+
+class OutputError(RnonError):
+    """An output cannot be written (no space left, no permission); finished work is kept."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from rnon_engine.errors import InputError
 
-__all__ = ["psnr", "ssim", "hole_l1"]
+__all__ = ["psnr", "ssim", "hole_l1", "score_repair"]
 
 
 def _check(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,3 +56,33 @@ def hole_l1(truth: np.ndarray, result: np.ndarray, mask: np.ndarray) -> float:
     if not m.any():
         raise InputError("the mask is empty: no hole pixels to measure")
     return float(np.abs(a[m] - b[m]).mean())
+
+
+def score_repair(
+    truth: np.ndarray, result: np.ndarray, hole: np.ndarray, *, max_psnr: float = 100.0
+) -> dict[str, float]:
+    """PSNR (whole image, capped at ``max_psnr``), SSIM (whole image), L1 in the hole.
+
+    Args:
+        truth: Ground truth, uint8 (divided by 255) or float in [0, 1].
+        result: The method's output, same shape and kind.
+        hole: ``(H, W)`` bool, True = hole.
+        max_psnr: Cap of the PSNR (identical images have an infinite PSNR).
+
+    Returns:
+        ``{"psnr", "ssim", "l1", "changed_outside"}``; the last is the fraction of known
+        pixels (any channel) that differ from the truth.
+    """
+    def unit(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a)
+        return a.astype(np.float64) / 255.0 if a.dtype == np.uint8 else a.astype(np.float64)
+
+    t, r = unit(truth), unit(result)
+    known = ~np.asarray(hole, bool)
+    changed = np.any(t != r, axis=-1) if t.ndim == 3 else t != r
+    return {
+        "psnr": min(psnr(t, r), max_psnr),
+        "ssim": ssim(t, r),
+        "l1": hole_l1(t, r, hole),
+        "changed_outside": float(changed[known].mean()) if known.any() else 0.0,
+    }

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
+from typing import Any
 
 from rnon_engine.errors import Cancelled, RnonError
 
@@ -24,8 +27,12 @@ samples axis of an RGB TIFF) is colour. Channels of zarr/OME-Zarr data are
 inpainted one by one.
 
 Run the same command again after an interruption (Ctrl-C, a killed job) to finish
-what is left; finished blocks are not computed again.
-exit status: 0 done, 2 bad input or arguments (nothing written), 130 interrupted.
+what is left; finished blocks are not computed again. After Save mask (Replace) in
+napari, the same command recomputes only the blocks whose mask changed.
+
+exit status: 0 done; 2 bad input, arguments or output (found before the run:
+nothing written; found while running, e.g. a damaged chunk or a full disk: the
+message says so and the output resumes); 130 Ctrl-C, 143 SIGTERM (resumable).
 """
 
 
@@ -71,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--model",
-        default="default",
+        default="auto",
         metavar="default|PATH|telea|ns|biharmonic",
         help="'default' (the packaged RNON networks), the path of a repair-generator "
         ".safetensors file, an exported rnon_repair.onnx (ONNX Runtime on the CPU, no torch), "
@@ -158,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``rnon-batch``; returns the exit status (0, 2 on bad input, 130 on Ctrl-C)."""
-    from rnon_engine.batch.run import BatchOptions, run_batch
+    """Run ``rnon-batch``; returns the exit status (0, 2 bad input, 130 Ctrl-C, 143 SIGTERM)."""
+    from rnon_engine.batch import BatchOptions, run_batch
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -187,20 +194,39 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         argv=argv,
     )
+    previous = _on_sigterm()
     try:
         run_batch(opts)
     except Cancelled as exc:
         print(f"rnon-batch: {exc}", file=sys.stderr)
-        return 130
+        return 143 if "SIGTERM" in str(exc) else 130
     except RnonError as exc:
         print(f"rnon-batch: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        how = str(exc) or "Ctrl-C"
         print(
-            "rnon-batch: stopped by Ctrl-C; run the same command again to resume.", file=sys.stderr
+            f"rnon-batch: stopped by {how}; run the same command again to resume.", file=sys.stderr
         )
-        return 130
+        return 143 if how == "SIGTERM" else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _on_sigterm() -> Any:
+    """Make SIGTERM stop the run like Ctrl-C (a message, resumable); returns the old handler.
+
+    Only in the main thread (signal handlers cannot be set elsewhere); None otherwise.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 if __name__ == "__main__":  # pragma: no cover

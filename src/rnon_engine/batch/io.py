@@ -5,10 +5,8 @@ and a kind); the array itself is opened inside the task with :func:`open_array`,
 tifffile's zarr store cannot be pickled and a zarr array should not travel through a
 dask graph.
 
-Axes are letters: ``Y`` and ``X`` (the plane that is inpainted), ``C`` (channels), ``T``,
-``Z`` and ``Q`` (any other leading axis). They come, in this order of precedence, from OME
-metadata (OME-Zarr ``multiscales.axes``, OME-TIFF), from ``--axes``, from zarr v3
-``dimension_names``, and otherwise from the rule in :func:`default_axes`.
+Axes follow :mod:`rnon_engine.batch.axes`; masks are fitted to an image in
+:mod:`rnon_engine.batch.masks`.
 """
 
 from __future__ import annotations
@@ -23,6 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from rnon_engine.batch.axes import (
+    colour_axis,
+    default_axes,
+    letters_from_names,
+    resolve_axes,
+)
 from rnon_engine.errors import InputError
 
 __all__ = [
@@ -30,16 +34,17 @@ __all__ = [
     "TIFF_SUFFIXES",
     "ArrayRef",
     "ImageInfo",
-    "MaskInfo",
     "classify_path",
-    "default_axes",
     "describe_input",
-    "describe_mask",
+    "describe_image_file",
     "open_array",
     "read_image_file",
+    "read_image_header",
     "write_image_file",
     "create_zarr_like",
+    "write_chunks_of",
     "pair_folder",
+    "read_json",
 ]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -169,97 +174,6 @@ def classify_path(path: str | os.PathLike, what: str = "INPUT") -> str:
     )
 
 
-def default_axes(shape: tuple[int, ...], *, image_file: bool = False) -> str:
-    """The documented rule for data without axis metadata.
-
-    The last two axes are ``YX``; every axis before them is an independent leading axis
-    (``Q``). Exception: a single image file (PNG, JPEG, non-OME TIFF...) whose trailing axis
-    has 3 or 4 entries is colour, ``...YXC``.
-    """
-    if len(shape) < 2:
-        raise InputError(f"an image needs at least two axes (Y, X); got shape {shape}.")
-    if image_file and len(shape) >= 3 and shape[-1] in (3, 4):
-        return "Q" * (len(shape) - 3) + "YXC"
-    return "Q" * (len(shape) - 2) + "YX"
-
-
-def check_axes(axes: str, shape: tuple[int, ...], what: str = "--axes") -> str:
-    """Validate an axes string against a shape and return it upper-cased."""
-    axes = axes.upper()
-    if len(axes) != len(shape):
-        raise InputError(
-            f"{what} {axes!r} has {len(axes)} letters but the data has {len(shape)} "
-            f"dimensions (shape {shape}); give one letter per dimension, e.g. "
-            f"{default_axes(shape)!r}."
-        )
-    for letter in "YXC":
-        if axes.count(letter) > 1:
-            raise InputError(f"{what} {axes!r} names {letter} more than once.")
-    if "Y" not in axes or "X" not in axes:
-        raise InputError(f"{what} {axes!r} must contain both Y and X (the inpainted plane).")
-    bad = set(axes) - set("TCZYXQ")
-    if bad:
-        raise InputError(
-            f"{what} {axes!r} uses unknown letters {sorted(bad)}; use T, C, Z, Y, X, or Q "
-            "for any other axis."
-        )
-    return axes
-
-
-def _letters_from_names(names: list[str], types: list[str | None] | None = None) -> str:
-    out = []
-    for i, n in enumerate(names):
-        t = (types[i] if types else None) or ""
-        n = (n or "").lower()
-        if n in ("t", "c", "z", "y", "x"):
-            out.append(n.upper())
-        elif t == "channel":
-            out.append("C")
-        elif t == "time":
-            out.append("T")
-        else:
-            out.append("Q")
-    return "".join(out)
-
-
-def _color_axis(axes: str, shape: tuple[int, ...], colour_data: bool) -> int | None:
-    """The C axis handed to the engine as colour, or None.
-
-    Only RGB(A) data (image files, TIFF samples) has one; channels of zarr / OME-Zarr data
-    are inpainted one by one.
-    """
-    if "C" not in axes or not colour_data:
-        return None
-    c = axes.index("C")
-    return c if shape[c] in (3, 4) else None
-
-
-def _resolve_axes(
-    meta_axes: str | None,
-    source: str,
-    user_axes: str | None,
-    shape: tuple[int, ...],
-    *,
-    image_file: bool = False,
-) -> tuple[str, str]:
-    if meta_axes is not None and source == "ome":
-        meta_axes = check_axes(meta_axes, shape, "the OME metadata's axes")
-        if user_axes is not None and user_axes.upper() != meta_axes:
-            raise InputError(
-                f"--axes {user_axes!r} contradicts the OME metadata, which says {meta_axes!r}; "
-                "leave --axes out for OME data."
-            )
-        return meta_axes, "ome"
-    if user_axes is not None:
-        return check_axes(user_axes, shape), "--axes"
-    if meta_axes is not None:
-        try:
-            return check_axes(meta_axes, shape, source), source
-        except InputError:
-            pass
-    return default_axes(shape, image_file=image_file), "rule"
-
-
 def _ome_multiscales(attrs: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]] | None]:
     if "ome" in attrs and isinstance(attrs["ome"], dict):
         ome = attrs["ome"]
@@ -271,7 +185,8 @@ def _ome_multiscales(attrs: dict[str, Any]) -> tuple[str | None, list[dict[str, 
     return None, None
 
 
-def _write_chunks(arr: Any) -> tuple[int, ...]:
+def write_chunks_of(arr: Any) -> tuple[int, ...]:
+    """The unit a writer of zarr array ``arr`` must own: its shards when sharded, else chunks."""
     shards = getattr(arr, "shards", None)
     return tuple(int(c) for c in (shards or arr.chunks))
 
@@ -301,19 +216,29 @@ def describe_input(
         raise
     except Exception as exc:  # any reader failure is the file's fault
         raise InputError(f"cannot read {what} {str(path)!r}: {exc}") from exc
-    shape = tuple(int(s) for s in data.shape)
-    ax, src = _resolve_axes(None, "rule", axes, shape, image_file=True)
+    return describe_image_file(p, data.shape, data.dtype, axes)
+
+
+def describe_image_file(
+    path: str | os.PathLike, shape: tuple[int, ...], dtype: Any, axes: str | None
+) -> ImageInfo:
+    """The description of an image file of ``shape`` and ``dtype`` (read whole by a task).
+
+    Its axes come from ``--axes`` or the image-file rule (a trailing 3 or 4 is colour).
+    """
+    shape = tuple(int(s) for s in shape)
+    ax, src = resolve_axes(None, "rule", axes, shape, image_file=True)
     return ImageInfo(
         form="image",
-        path=str(p),
-        ref=ArrayRef("image", str(p)),
+        path=str(path),
+        ref=ArrayRef("image", str(path)),
         shape=shape,
-        dtype=str(data.dtype),
+        dtype=str(np.dtype(dtype)),
         chunks=shape,
         write_chunks=shape,
         axes=ax,
         axes_source=src,
-        color_axis=_color_axis(ax, shape, True),
+        color_axis=colour_axis(ax, shape, True),
     )
 
 
@@ -345,8 +270,8 @@ def _describe_zarr(p: Path, axes: str | None, what: str) -> ImageInfo:
         arr, arr_path = node[component], p / component
     shape = tuple(int(s) for s in arr.shape)
     dim_names = getattr(arr.metadata, "dimension_names", None)
-    meta = _letters_from_names(list(dim_names)) if dim_names and all(dim_names) else None
-    ax, src = _resolve_axes(meta, "dimension_names", axes, shape)
+    meta = letters_from_names(list(dim_names)) if dim_names and all(dim_names) else None
+    ax, src = resolve_axes(meta, "dimension_names", axes, shape)
     return ImageInfo(
         form="zarr",
         path=str(p),
@@ -354,7 +279,7 @@ def _describe_zarr(p: Path, axes: str | None, what: str) -> ImageInfo:
         shape=shape,
         dtype=str(arr.dtype),
         chunks=tuple(int(c) for c in arr.chunks),
-        write_chunks=_write_chunks(arr),
+        write_chunks=write_chunks_of(arr),
         axes=ax,
         axes_source=src,
         color_axis=None,
@@ -382,7 +307,7 @@ def _describe_ome(
     if ome_axes:
         names = [a["name"] if isinstance(a, dict) else a for a in ome_axes]
         types = [a.get("type") if isinstance(a, dict) else None for a in ome_axes]
-        meta = _letters_from_names(names, types)
+        meta = letters_from_names(names, types)
     else:
         meta = None
     levels = []
@@ -392,9 +317,9 @@ def _describe_ome(
     arr = group[datasets[0]]
     shape = levels[0][1]
     if meta is not None:
-        ax, src = _resolve_axes(meta, "ome", axes, shape)
+        ax, src = resolve_axes(meta, "ome", axes, shape)
     else:
-        ax, src = _resolve_axes(None, "rule", axes, shape)
+        ax, src = resolve_axes(None, "rule", axes, shape)
     attrs = dict(group.attrs)
     omero = attrs.get("ome", attrs).get("omero")
     return ImageInfo(
@@ -404,7 +329,7 @@ def _describe_ome(
         shape=shape,
         dtype=str(arr.dtype),
         chunks=levels[0][2],
-        write_chunks=_write_chunks(arr),
+        write_chunks=write_chunks_of(arr),
         axes=ax,
         axes_source=src,
         color_axis=None,
@@ -452,9 +377,9 @@ def _describe_tiff(p: Path, axes: str | None, what: str) -> ImageInfo:
         letters = letters.replace("S", "C")
     letters = "".join(c if c in "TCZYXQ" else "Q" for c in letters)
     if is_ome:
-        ax, src = _resolve_axes(letters, "ome", axes, shape)
+        ax, src = resolve_axes(letters, "ome", axes, shape)
     elif axes is not None:
-        ax, src = _resolve_axes(None, "rule", axes, shape)
+        ax, src = resolve_axes(None, "rule", axes, shape)
     elif letters.endswith("YXC") and shape[-1] in (3, 4):
         ax, src = "Q" * (len(shape) - 3) + "YXC", "rule"
     else:
@@ -469,105 +394,9 @@ def _describe_tiff(p: Path, axes: str | None, what: str) -> ImageInfo:
         write_chunks=chunks,
         axes=ax,
         axes_source=src,
-        color_axis=_color_axis(ax, shape, "S" in t_axes.upper() or src == "rule"),
+        color_axis=colour_axis(ax, shape, "S" in t_axes.upper() or src == "rule"),
         tiff=tiff,
     )
-
-
-# --------------------------------------------------------------------------- masks
-
-
-@dataclass(frozen=True)
-class MaskInfo:
-    """How to get the repair mask of any window of INPUT.
-
-    Attributes:
-        ref: The mask array, or None when the mask is ``INPUT == value``.
-        value: The ``--mask-value``, or None.
-        dims: For each mask dimension (after dropping ``reduce_axis``), the INPUT
-            dimension it lines up with; INPUT dimensions not listed are broadcast.
-        reduce_axis: A mask axis reduced with ``any`` (the mask's own colour axis).
-        shape: The mask's shape.
-    """
-
-    ref: ArrayRef | None
-    value: float | None = None
-    dims: tuple[int, ...] = ()
-    reduce_axis: int | None = None
-    shape: tuple[int, ...] = ()
-
-    @property
-    def broadcast(self) -> bool:
-        """True when the same mask applies to several planes (it lacks leading axes)."""
-        return self.ref is not None and len(self.dims) == 2
-
-
-def describe_mask(path: str | os.PathLike, image: ImageInfo) -> MaskInfo:
-    """Check that the mask at ``path`` fits ``image`` and say how it lines up.
-
-    The mask may have INPUT's full shape, INPUT's shape without its colour axis, or any
-    trailing part of that (at least YX), which is broadcast over the leading axes. A mask
-    image file with a colour axis (an RGB PNG) is reduced with ``any``.
-    """
-    m = describe_input(path, what="MASK")
-    mshape = m.shape
-    keep = [i for i in range(len(image.shape)) if i != image.color_axis]
-    spatial = tuple(image.shape[i] for i in keep)
-    if mshape == image.shape:
-        if image.color_axis is not None:
-            return MaskInfo(m.ref, None, tuple(keep), image.color_axis, mshape)
-        return MaskInfo(m.ref, None, tuple(range(len(mshape))), None, mshape)
-    reduce_axis = m.color_axis if m.form == "image" else None
-    core = tuple(s for i, s in enumerate(mshape) if i != reduce_axis)
-    n = len(core)
-    if 2 <= n <= len(spatial) and core == spatial[len(spatial) - n :]:
-        dims = tuple(keep[len(keep) - n :])
-        if image.y not in dims or image.x not in dims:
-            raise InputError(
-                f"MASK shape {mshape} lines up with INPUT's trailing axes, but those are not "
-                f"Y and X (INPUT axes {image.axes!r}); give a mask of INPUT's full shape."
-            )
-        return MaskInfo(m.ref, None, dims, reduce_axis, mshape)
-    raise InputError(
-        f"MASK shape {mshape} does not fit INPUT shape {image.shape} (axes {image.axes!r}): "
-        f"a mask must have INPUT's shape, or its trailing YX shape {spatial[-2:]} (broadcast "
-        "over the leading axes), or a trailing part of it."
-    )
-
-
-def mask_window(
-    info: MaskInfo, image: ImageInfo, window: tuple[slice, ...], mask_arr: Any, data: Any
-) -> np.ndarray:
-    """Boolean repair mask of ``window`` of INPUT, with INPUT's dimensions.
-
-    The colour axis (if any) has length 1; broadcast axes have length 1 too.
-
-    Args:
-        info: From :func:`describe_mask`.
-        image: INPUT's description.
-        window: Slices into INPUT.
-        mask_arr: The opened mask array (unused with ``--mask-value``).
-        data: INPUT's values in ``window`` (only used with ``--mask-value``; may be None
-            otherwise).
-    """
-    if info.ref is None:
-        m = np.asarray(data) == info.value
-        if image.color_axis is not None:
-            m = m.any(axis=image.color_axis, keepdims=True)
-        return m
-    idx: list[Any] = []
-    order = list(info.dims)
-    if info.reduce_axis is not None:
-        order.insert(info.reduce_axis, -1)
-    for d in order:
-        idx.append(slice(None) if d < 0 else window[d])
-    m = np.asarray(mask_arr[tuple(idx)]) != 0
-    if info.reduce_axis is not None:
-        m = m.any(axis=info.reduce_axis)
-    shape = [1] * len(image.shape)
-    for axis, d in enumerate(info.dims):
-        shape[d] = m.shape[axis]
-    return m.reshape(shape)
 
 
 # --------------------------------------------------------------------------- files
@@ -585,6 +414,28 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
     return np.asarray(iio.imread(path))
 
 
+def read_image_header(path: str | os.PathLike, what: str = "image") -> tuple[tuple[int, ...], str]:
+    """Shape and dtype of an image file from its header (TIFF series 0, or imageio).
+
+    Raises:
+        InputError: the file cannot be read.
+    """
+    p = str(path)
+    try:
+        if p.lower().endswith(TIFF_SUFFIXES):
+            import tifffile
+
+            with tifffile.TiffFile(p) as tf:
+                series = tf.series[0]
+                return tuple(int(s) for s in series.shape), str(series.dtype)
+        import imageio.v3 as iio
+
+        props = iio.improps(p)
+        return tuple(int(s) for s in props.shape), str(props.dtype)
+    except Exception as exc:
+        raise InputError(f"cannot read {what} {p!r}: {exc}") from exc
+
+
 def write_image_file(
     path: str | os.PathLike,
     data: np.ndarray,
@@ -598,21 +449,26 @@ def write_image_file(
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.rnon-tmp{path.suffix}")
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        import tifffile
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
 
-        tifffile.imwrite(
-            tmp,
-            data,
-            photometric="rgb" if color and data.shape[-1] in (3, 4) else "minisblack",
-            metadata={"rnon_batch": description} if description else {},
-            software="rnon-batch",
-        )
-    else:
-        import imageio.v3 as iio
+            tifffile.imwrite(
+                tmp,
+                data,
+                photometric="rgb" if color and data.shape[-1] in (3, 4) else "minisblack",
+                metadata={"rnon_batch": description} if description else {},
+                software="rnon-batch",
+            )
+        else:
+            import imageio.v3 as iio
 
-        iio.imwrite(tmp, data, extension=path.suffix)
-    os.replace(tmp, path)
+            iio.imwrite(tmp, data, extension=path.suffix)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # no half-written file left behind (full disk, Ctrl-C)
+        raise
 
 
 def pair_folder(images: Path, masks: Path | None) -> list[tuple[str, str | None]]:

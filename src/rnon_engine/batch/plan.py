@@ -15,15 +15,19 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from rnon_engine.batch.io import ImageInfo, MaskInfo, mask_window, open_array
+from rnon_engine.batch.io import ImageInfo, open_array
+from rnon_engine.batch.masks import MaskInfo, mask_window
+from rnon_engine.batch.regions import read_region
+from rnon_engine.errors import InputError
 
-__all__ = ["Block", "Plan", "make_blocks", "scan_holes", "fingerprint"]
+__all__ = ["Block", "Plan", "check_plan", "make_blocks", "plane_label", "scan_holes", "fingerprint"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,10 @@ class Block:
         hole_planes: Planes of ``region`` with holes (-1: unknown).
         tiles: Engine tiles (``tile``-sized squares of a plane) holding holes (-1: unknown).
         digest: Hash of the region's boolean mask ("" when not scanned).
+        full_planes: INPUT indices (leading axes) of the planes whose part in ``region``
+            the mask covers entirely (the whole plane, unless planes are cut in YX).
+        nonfinite: ``(plane, count)`` of the planes with NaN or infinite pixels outside the
+            mask (found by a scan that read INPUT's values).
     """
 
     index: int
@@ -47,6 +55,8 @@ class Block:
     hole_planes: int = -1
     tiles: int = -1
     digest: str = ""
+    full_planes: tuple[tuple[int, ...], ...] = ()
+    nonfinite: tuple[tuple[tuple[int, ...], int], ...] = ()
 
     def slices(self, which: str = "region") -> tuple[slice, ...]:
         """The region (or window) as a tuple of slices."""
@@ -132,32 +142,79 @@ def _count(image: ImageInfo, block: Block, m: np.ndarray, tile: int) -> Block:
     )
 
 
-def scan_holes(
-    image: ImageInfo, mask: MaskInfo, plan: Plan, *, tile: int = 512, threads: int = 2
-) -> Plan:
-    """Count hole pixels, hole planes and tiles with holes in every block.
+def _lead_indices(image: ImageInfo, block: Block, flags: np.ndarray) -> list[tuple[int, ...]]:
+    """INPUT indices (leading axes) of the planes of ``block`` where ``flags`` is True.
 
-    Reads only the mask (a broadcast 2-D mask once per YX region); with ``--mask-value``
-    it reads INPUT itself.
+    ``flags`` has INPUT's dimensions with Y, X and colour reduced to length 1 (and
+    broadcast leading axes of length 1).
+    """
+    y, x, c = image.y, image.x, image.color_axis
+    lead = [d for d in range(len(image.shape)) if d not in (y, x, c)]
+    sizes = [b - a for a, b in block.region]
+    per = np.broadcast_to(flags.reshape([flags.shape[d] for d in lead]), [sizes[d] for d in lead])
+    return [
+        tuple(block.region[d][0] + int(i) for d, i in zip(lead, at, strict=True))
+        for at in np.argwhere(per)
+    ]
+
+
+def _check_planes(image: ImageInfo, block: Block, m: np.ndarray, data: np.ndarray | None) -> Block:
+    """Record the block's planes that the engine would refuse (see :class:`Block`)."""
+    y, x, c = image.y, image.x, image.color_axis
+    full = _lead_indices(image, block, m.all(axis=(y, x), keepdims=True))
+    bad: list[tuple[tuple[int, ...], int]] = []
+    if data is not None and data.dtype.kind == "f":
+        nonfinite = ~np.isfinite(data)
+        if c is not None:
+            nonfinite = nonfinite.any(axis=c, keepdims=True)
+        nonfinite &= ~m
+        counts = np.count_nonzero(nonfinite, axis=(y, x), keepdims=True)
+        planes = _lead_indices(image, block, counts > 0)
+        bad = list(zip(planes, (int(n) for n in counts[counts > 0]), strict=True))
+    return replace(block, full_planes=tuple(full), nonfinite=tuple(bad))
+
+
+def scan_holes(
+    image: ImageInfo,
+    mask: MaskInfo,
+    plan: Plan,
+    *,
+    tile: int = 512,
+    threads: int = 2,
+    check_values: bool = False,
+) -> Plan:
+    """Count hole pixels, hole planes and tiles with holes in every block, and find bad planes.
+
+    Reads the mask (a broadcast 2-D mask once per YX region); with ``--mask-value``, or
+    with ``check_values``, it reads INPUT too. Whole-plane blocks record the planes the mask
+    covers entirely; a scan that read INPUT records the planes with NaN or infinite pixels
+    outside the mask (see :class:`Block`).
     """
     cache: dict[Any, np.ndarray] = {}
+    read_input = mask.ref is None or (check_values and np.dtype(image.dtype).kind == "f")
 
-    def read(block: Block) -> np.ndarray:
-        with open_array(mask.ref if mask.ref is not None else image.ref) as arr:
-            region = block.slices()
-            if mask.ref is None:
-                return mask_window(mask, image, region, None, arr[region])
-            return mask_window(mask, image, region, arr, None)
+    def read(block: Block) -> tuple[np.ndarray, np.ndarray | None]:
+        region = block.slices()
+        data = None
+        if read_input:
+            with open_array(image.ref) as arr:
+                data = read_region(arr, image.ref, region, "INPUT")
+        if mask.ref is None:
+            return mask_window(mask, image, region, None, data), data
+        if mask.broadcast:
+            key = (block.region[image.y], block.region[image.x])
+            if key not in cache:
+                with open_array(mask.ref) as marr:
+                    cache[key] = mask_window(mask, image, region, marr, None)
+            return cache[key], data
+        with open_array(mask.ref) as marr:
+            return mask_window(mask, image, region, marr, None), data
 
     def one(block: Block) -> Block:
-        if not mask.broadcast:
-            return _count(image, block, read(block), tile)
-        key = (block.region[image.y], block.region[image.x])
-        if key not in cache:
-            cache[key] = read(block)
-        return _count(image, block, cache[key], tile)
+        m, data = read(block)
+        return _check_planes(image, _count(image, block, m, tile), m, data)
 
-    if mask.broadcast:
+    if mask.broadcast and not read_input:
         blocks = tuple(one(b) for b in plan.blocks)
     else:
         with ThreadPoolExecutor(max(1, threads)) as pool:
@@ -165,7 +222,79 @@ def scan_holes(
     return Plan(blocks, plan.step, plan.split_yx, plan.halo)
 
 
+def _planes_text(planes: list[str]) -> str:
+    more = f" and {len(planes) - 5} more" if len(planes) > 5 else ""
+    return ", ".join(planes[:5]) + more
+
+
+def check_plan(
+    image: ImageInfo, plan: Plan, mask_value: float | None, *, require_holes: bool = True
+) -> None:
+    """Refuse, before anything is written, a plan the engine would stop in the middle of.
+
+    Args:
+        image: INPUT's description.
+        plan: The scanned plan (see :func:`~rnon_engine.batch.plan.scan_holes`).
+        mask_value: The ``--mask-value`` (None with a mask array).
+        require_holes: Refuse a ``--mask-value`` that matches no pixel.
+
+    Raises:
+        InputError: the mask covers a whole plane, INPUT has NaN or infinite pixels
+            outside the mask, or ``--mask-value`` matches no pixel; the message names the
+            planes and says what to do.
+    """
+    # A plane is covered when every block holding a part of it is (one block, unless the
+    # planes are cut into YX chunks).
+    parts = 1
+    if plan.split_yx:
+        for d in (image.y, image.x):
+            parts *= -(-image.shape[d] // plan.step[d])
+    covered = Counter(p for b in plan.blocks for p in b.full_planes)
+    full = [plane_label(image, p) for p, n in sorted(covered.items()) if n == parts]
+    if full:
+        why = (
+            f"every pixel of it equals --mask-value {mask_value:g} (saturated or dead)"
+            if mask_value is not None
+            else "the mask covers every pixel of it"
+        )
+        raise InputError(
+            f"{image.path}: {_planes_text(full)}: {why}, so there is nothing to repair it "
+            f"from ({len(full)} plane(s)). Leave some pixels of each plane out of the mask, or "
+            "leave such planes out of INPUT. Nothing was written."
+        )
+    bad = [f"{plane_label(image, p)} ({n} pixels)" for b in plan.blocks for p, n in b.nonfinite]
+    if bad:
+        raise InputError(
+            f"{image.path}: NaN or infinite pixels outside the mask in {len(bad)} plane(s): "
+            f"{_planes_text(bad)}. Add them to the mask to repair them (or replace them). "
+            "Nothing was written."
+        )
+    if require_holes and mask_value is not None and not any(b.holes for b in plan.blocks):
+        raise InputError(
+            f"no pixel of {image.path} equals --mask-value {mask_value:g}, so there is nothing "
+            f"to repair (INPUT is {image.dtype}). Check the value (e.g. 65535 for saturated "
+            "uint16 pixels, 0 for dead ones). Nothing was written."
+        )
+
+
 def fingerprint(parts: dict[str, Any]) -> str:
     """A short, stable hash of everything that determines the output's pixels."""
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def plane_label(image: ImageInfo, index: tuple[int, ...]) -> str:
+    """A plane of INPUT by its leading-axis indices: ``"plane [4]"``, ``"plane [T=1, Z=0]"``.
+
+    Args:
+        image: INPUT's description.
+        index: One index per leading axis (every axis but Y, X and colour), in order.
+    """
+    lead = [d for d in range(len(image.shape)) if d not in (image.y, image.x, image.color_axis)]
+    if not lead:
+        return "the image"
+    parts = [
+        str(i) if image.axes[d] == "Q" else f"{image.axes[d]}={i}"
+        for d, i in zip(lead, index, strict=True)
+    ]
+    return "plane [" + ", ".join(parts) + "]"

@@ -13,7 +13,7 @@ __all__ = ["Inpainter", "describe", "list_methods"]
 
 def __getattr__(name: str) -> Any:
     if name in ("Inpainter", "list_methods", "describe"):
-        from rnon_engine.inference import inpainter
+        from rnon_engine.inference.inpainter import inpainter
 
         return getattr(inpainter, name)
-    raise AttributeError(f"module 'rnon_engine.inference' has no attribute {name!r}")
+    raise AttributeError(f"module 'rnon_engine.inference.inpainter' has no attribute {name!r}")

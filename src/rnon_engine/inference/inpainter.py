@@ -78,10 +78,12 @@ def list_methods() -> list[str]:
     """Names accepted by :meth:`Inpainter.from_pretrained`.
 
     ``"default"`` is the packaged RNON model; ``"telea"``, ``"ns"`` (OpenCV) and
-    ``"biharmonic"`` (scikit-image) are classical methods. A path to a repair-generator
-    ``.safetensors`` file written by the trainer is accepted as well.
+    ``"biharmonic"`` (scikit-image) are classical methods; ``"auto"`` routes every hole
+    group to the method that repairs its kind best (:mod:`rnon_engine.inference.auto`).
+    A path to a repair-generator ``.safetensors`` file written by the trainer is accepted
+    as well.
     """
-    return ["default", *CLASSICAL_METHODS]
+    return ["auto", "default", *CLASSICAL_METHODS]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -323,11 +325,13 @@ class Inpainter:
         """Load the packaged model, a trained model, or pick a classical method.
 
         Args:
-            name_or_path: ``"default"`` (the packaged repair and optimize generators),
-                ``"telea"``, ``"ns"``, ``"biharmonic"``, the path of a repair-generator
-                ``.safetensors`` file written by the trainer, or an exported
-                ``rnon_repair.onnx`` (run by ONNX Runtime on the CPU, without torch; its
-                ``rnon_optimize.onnx`` beside it is stage 2; see ``docs/export.md``).
+            name_or_path: ``"auto"`` (each hole group to its best method, see
+                :mod:`rnon_engine.inference.auto`), ``"default"`` (the packaged repair
+                and optimize generators), ``"telea"``, ``"ns"``, ``"biharmonic"``, the
+                path of a repair-generator ``.safetensors`` file written by the trainer, or
+                an exported ``rnon_repair.onnx`` (run by ONNX Runtime on the CPU, without
+                torch; its ``rnon_optimize.onnx`` beside it is stage 2; see
+                ``docs/export.md``).
             device: ``"auto"`` or a torch device.
             stage2: Path of an optimize-generator file. If None: the file named by the
                 repair file's ``"stage2_file"`` metadata entry (a file name next to it), else
@@ -348,6 +352,12 @@ class Inpainter:
         text = os.fspath(name_or_path)
         if text in CLASSICAL_METHODS:
             return cls(method=text, tile_size=tile_size, threads=threads, name=text, **kwargs)
+        if text == "auto":  # routing and compositing live in inference/auto.py
+            from rnon_engine.inference.auto import build_auto
+
+            return build_auto(
+                "default", device, stage2=stage2, tile_size=tile_size, threads=threads, **kwargs
+            )
         if text.lower().endswith(".onnx"):  # ONNX Runtime on the CPU; torch is not imported
             from rnon_engine.inference.onnx_model import OnnxNetworks
 
@@ -536,6 +546,24 @@ class Inpainter:
         return out
 
     __call__ = inpaint
+
+    def estimate_error(
+        self, image: np.ndarray, mask: np.ndarray, *, seed: int = 0, **kwargs: Any
+    ) -> float:
+        """Expected RMSE of this inpainter's repair, in the image's units, without ground truth.
+
+        Known pixels near the holes are hidden in the holes' shapes, repaired the same way
+        and compared (:func:`rnon_engine.inference.estimate.estimate_error`, which takes
+        ``repeats``, ``max_groups``, ``channel_axis`` and ``inpaint``'s arguments;
+        :func:`~rnon_engine.inference.estimate.estimate_error_detail` gives it per
+        damage kind). Costs ``repeats`` (default 2) repairs.
+
+        Raises:
+            InputError: An empty mask, or the image or mask is not acceptable.
+        """
+        from rnon_engine.inference.estimate import estimate_error
+
+        return estimate_error(self, image, mask, seed=seed, **kwargs)
 
     # ------------------------------------------------------------------ internals
     def _run_plan(

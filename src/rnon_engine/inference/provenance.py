@@ -224,6 +224,10 @@ def describe(
         WeightsError: A weights file is missing, corrupt, foreign or of the wrong model.
     """
     check_settings(tile_size, stage2_region)
+    if os.fspath(name_or_path) == "auto":  # each hole group to its best method
+        from rnon_engine.inference.routing import describe_auto
+
+        return describe_auto(stage2=stage2, tile_size=tile_size, stage2_region=stage2_region)
     src = resolve_weights(name_or_path, stage2)
     return build_provenance(
         src.method,

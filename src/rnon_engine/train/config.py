@@ -11,6 +11,7 @@ The packaged configurations (``paper``, ``cpu-lite``, ``finetune``) are YAML fil
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -90,27 +91,56 @@ class DataConfig:
         _check(0 < lo < hi < 1, "data.fine_ratio", "must be [low, high] with 0 < low < high < 1")
         _check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
 
-    def crop_at(self, step: int) -> int:
-        """Crop side in force at ``step``."""
-        size = self.crop_size
-        for start, side in self.crop_schedule:
-            if step >= start:
-                size = side
-        return size
-
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam settings (the paper: lr 2e-4, β = (0.5, 0.999), weight decay 1e-7)."""
+    """Adam settings (the paper: lr 2e-4, β = (0.5, 0.999), weight decay 1e-7) and schedule.
+
+    The learning rate at step ``s`` is ``lr × lr_factor(s)`` (:meth:`lr_factor`): a linear
+    warm-up over ``warmup_steps``, then constant (``schedule: constant``, the paper) or, with
+    ``schedule: cosine``, constant until ``decay_start`` and a half cosine from ``lr`` down
+    to ``min_lr`` over ``decay_steps`` steps, ``min_lr`` after that. It is a function of the
+    step alone, so a resumed or continued run (``--continue-from``) picks it up where it was.
+    The discriminator's rate follows the same factor.
+    """
 
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = 1e-7
     d_lr: float | None = None
     grad_clip: float | None = None
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    decay_start: int = 0
+    decay_steps: int = 0
+    min_lr: float = 0.0
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of ``lr`` (and ``d_lr``) for the update made at ``step`` (0-based)."""
+        factor = 1.0
+        if self.warmup_steps and step < self.warmup_steps:
+            factor = (step + 1) / self.warmup_steps
+        if self.schedule == "cosine" and step >= self.decay_start:
+            t = min(1.0, (step - self.decay_start) / self.decay_steps)
+            floor = self.min_lr / self.lr
+            factor *= floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+        return factor
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "optim.lr", "must be > 0")
+        _check(
+            self.schedule in ("constant", "cosine"),
+            "optim.schedule",
+            f"must be 'constant' or 'cosine', got {self.schedule!r}",
+        )
+        _check(self.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
+        _check(self.decay_start >= 0, "optim.decay_start", "must be >= 0")
+        _check(
+            self.schedule != "cosine" or self.decay_steps >= 1,
+            "optim.decay_steps",
+            "must be >= 1 with schedule: cosine (the number of steps from lr to min_lr)",
+        )
+        _check(0 <= self.min_lr <= self.lr, "optim.min_lr", "must be in [0, lr]")
         _check(all(0 <= b < 1 for b in self.betas), "optim.betas", "must be in [0, 1)")
         _check(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
         _check(self.d_lr is None or self.d_lr > 0, "optim.d_lr", "must be > 0")
@@ -128,6 +158,9 @@ class StageConfig:
     matches every parameter under it, or an :mod:`fnmatch` pattern over parameter names
     (``decoder.[67].*``); empty = all. The others are frozen, and BatchNorm layers without
     a trainable parameter stay in eval mode (their running statistics do not move).
+    ``ema`` > 0 keeps an exponential moving average of the generator's parameters and
+    buffers (decay ``ema`` per step, :class:`torch.optim.swa_utils.AveragedModel`);
+    validation, images and exports then use the average.
     """
 
     model: dict[str, Any] = field(default_factory=dict)
@@ -137,9 +170,11 @@ class StageConfig:
     batch_size: int = 4
     steps: int = 100_000
     trainable: tuple[str, ...] = ()
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _check(0.0 <= self.ema < 1.0, "ema", "must be in [0, 1): 0 = off, e.g. 0.999")
         _check(self.steps >= 0, "steps", "must be >= 0")
         object.__setattr__(self, "trainable", tuple(self.trainable))
         _check(

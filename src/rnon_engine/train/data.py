@@ -78,6 +78,7 @@ __all__ = [
     "InpaintingDataset",
     "SampleKey",
     "TrainBatchSampler",
+    "list_images",
     "balanced_sampler",
     "read_image",
     "read_image_raw",
@@ -259,7 +260,12 @@ class CropSchedule:
 # ------------------------------------------------------------------------------ dataset
 
 
-def _list_images(root: Path, extensions: Sequence[str]) -> list[Path]:
+def list_images(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
+    """Image files under ``root`` (recursive, follows links, hidden entries skipped).
+
+    Folders are walked in sorted order and each folder's files come sorted, so the list is
+    deterministic; files of a folder come before those of its subfolders.
+    """
     exts = {e.lower() for e in extensions}
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -346,7 +352,7 @@ class ImageFolderDataset(Dataset):
         self.paths: list[Path] = []
         self.shapes: list[tuple[int, int]] = []
         self.exclude_paths: list[Path | None] = []
-        for path in _list_images(self.root, extensions):
+        for path in list_images(self.root, extensions):
             try:
                 shape = _header_shape(path)
             except Exception as exc:  # noqa: BLE001

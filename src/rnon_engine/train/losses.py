@@ -59,20 +59,12 @@ from rnon_engine.train.features import FEATURE_LAYERS, FeatureExtractor, build_f
 
 __all__ = [
     "ADV_MODES",
-    "ContentLoss",
-    "DiscriminatorLoss",
-    "GeneratorAdversarialLoss",
-    "HoleLoss",
     "OptimizeLoss",
     "OptimizeLossWeights",
-    "PerceptualLoss",
     "RepairLoss",
     "RepairLossWeights",
-    "SSIMLoss",
     "StageLoss",
-    "StyleLoss",
-    "TotalVariationLoss",
-    "ValidLoss",
+    "build_stage_loss",
     "composite",
     "content_loss",
     "discriminator_loss",
@@ -464,96 +456,6 @@ def discriminator_loss(
         ).tolist()
     names = ("d_total", "d_real", "d_fake", "d_real_prob", "d_fake_prob")
     return loss, dict(zip(names, vals, strict=True))
-
-
-# --------------------------------------------------------------------------- thin modules
-
-
-class ValidLoss(nn.Module):
-    """Module form of :func:`valid_loss`."""
-
-    def forward(self, output: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-        """See :func:`valid_loss`."""
-        return valid_loss(output, target, mask)
-
-
-class HoleLoss(nn.Module):
-    """Module form of :func:`hole_loss`."""
-
-    def forward(self, output: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-        """See :func:`hole_loss`."""
-        return hole_loss(output, target, mask)
-
-
-class ContentLoss(nn.Module):
-    """Module form of :func:`content_loss`."""
-
-    def forward(self, output: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-        """See :func:`content_loss`."""
-        return content_loss(output, target, mask)
-
-
-class TotalVariationLoss(nn.Module):
-    """Module form of :func:`total_variation_loss`."""
-
-    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
-        """See :func:`total_variation_loss`."""
-        return total_variation_loss(image, mask)
-
-
-class SSIMLoss(nn.Module):
-    """Module form of :func:`ssim_loss`."""
-
-    def __init__(self, data_range: float = 1.0) -> None:
-        super().__init__()
-        self.data_range = data_range
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        """See :func:`ssim_loss`."""
-        return ssim_loss(x, y, data_range=self.data_range)
-
-
-class PerceptualLoss(nn.Module):
-    """Module form of :func:`perceptual_loss` (on precomputed feature lists)."""
-
-    def forward(
-        self,
-        feats_out: Sequence[Tensor],
-        feats_com: Sequence[Tensor],
-        feats_real: Sequence[Tensor],
-    ) -> Tensor:
-        """See :func:`perceptual_loss`."""
-        return perceptual_loss(feats_out, feats_com, feats_real)
-
-
-class StyleLoss(nn.Module):
-    """Module form of :func:`style_loss` (on precomputed feature lists)."""
-
-    def forward(self, feats: Sequence[Tensor], feats_real: Sequence[Tensor]) -> Tensor:
-        """See :func:`style_loss`."""
-        return style_loss(feats, feats_real)
-
-
-class GeneratorAdversarialLoss(nn.Module):
-    """Generator adversarial term: ``"bce"`` (non-saturating) or ``"eq9"`` (the paper)."""
-
-    def __init__(self, mode: str = "bce") -> None:
-        super().__init__()
-        if mode not in ADV_MODES:
-            raise ConfigError(f"adv_mode must be one of {ADV_MODES}, got {mode!r}")
-        self.mode = mode
-
-    def forward(self, d_fake_logits: Tensor, d_real_logits: Tensor | None = None) -> Tensor:
-        """Return the term; ``"eq9"`` needs ``d_real_logits``."""
-        return _adv_term(self.mode, d_fake_logits, d_real_logits)
-
-
-class DiscriminatorLoss(nn.Module):
-    """Module form of :func:`discriminator_loss`, returning ``(loss, metrics)``."""
-
-    def forward(self, d_real_logits: Tensor, d_fake_logits: Tensor) -> tuple[Tensor, dict]:
-        """See :func:`discriminator_loss`."""
-        return discriminator_loss(d_real_logits, d_fake_logits)
 
 
 def _adv_term(mode: str, d_fake_logits: Tensor | None, d_real_logits: Tensor | None) -> Tensor:
@@ -1019,3 +921,20 @@ class OptimizeLoss(StageLoss):
                 ),
             },
         )
+
+
+def build_stage_loss(stage: str, weights: RepairLossWeights | OptimizeLossWeights) -> StageLoss:
+    """The loss module of ``stage`` (``"repair"``: eq. 1, ``"optimize"``: eq. 11)."""
+    if stage == "repair":
+        if not isinstance(weights, RepairLossWeights):
+            raise ConfigError(
+                f"stage 'repair' needs RepairLossWeights, got {type(weights).__name__}"
+            )
+        return RepairLoss(weights)
+    if stage == "optimize":
+        if not isinstance(weights, OptimizeLossWeights):
+            raise ConfigError(
+                f"stage 'optimize' needs OptimizeLossWeights, got {type(weights).__name__}"
+            )
+        return OptimizeLoss(weights)
+    raise ConfigError(f"stage must be 'repair' or 'optimize', got {stage!r}")

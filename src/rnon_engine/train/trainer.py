@@ -220,6 +220,16 @@ class Trainer:
             betas=oc.betas,
             weight_decay=oc.weight_decay,
         )
+        self.g_ema: nn.Module | None = None
+        if self.stage_cfg.ema > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.g_ema = AveragedModel(
+                self.g_raw,
+                multi_avg_fn=get_ema_multi_avg_fn(self.stage_cfg.ema),
+                use_buffers=True,
+            )
+            self.g_ema.eval()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -234,6 +244,19 @@ class Trainer:
             self.g, self.d = self.g_raw, self.d_raw
         self.step = init_step
         self._writer = None
+
+    @property
+    def g_eval(self) -> nn.Module:
+        """The generator that is validated and exported: the EMA average when ``ema`` is on."""
+        return self.g_raw if self.g_ema is None else self.g_ema.module
+
+    def _set_lr(self) -> None:
+        """Apply the schedule's factor for the update made at :attr:`step`."""
+        oc = self.stage_cfg.optim
+        factor = oc.lr_factor(self.step)
+        for opt, base in ((self.opt_g, oc.lr), (self.opt_d, oc.d_lr or oc.lr)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
 
     # ------------------------------------------------------------------ paths
     @property
@@ -282,6 +305,7 @@ class Trainer:
             bn.eval()
         self.d.train()
         metrics: dict[str, float] = {}
+        self._set_lr()
         with self._autocast():
             out, _ = self._forward(image, valid)
         if self.use_adv:
@@ -319,7 +343,10 @@ class Trainer:
         self._clip(self.g_raw, self.opt_g)
         self.scaler.step(self.opt_g)
         self.scaler.update()
+        if self.g_ema is not None:
+            self.g_ema.update_parameters(self.g_raw)
         metrics.update({f"g/{k}": float(v) for k, v in terms.items()})
+        metrics["lr"] = self.opt_g.param_groups[0]["lr"]
         metrics["g/total"] = float(g_loss.detach())
         return metrics
 
@@ -343,6 +370,8 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "torch_rng": torch.get_rng_state(),
         }
+        if self.g_ema is not None:
+            state["g_ema"] = self.g_ema.state_dict()
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
@@ -371,6 +400,11 @@ class Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.g_ema is not None:
+            if "g_ema" in state:
+                self.g_ema.load_state_dict(state["g_ema"])
+            else:  # a checkpoint made without ema: the average starts from its weights
+                self.g_ema.module.load_state_dict(self.g_raw.state_dict())
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -388,7 +422,9 @@ class Trainer:
         }
         if self.stage == "optimize":
             meta["repair_weights"] = str(self.repair_weights)
-        return save_weights(self.g_raw, self.export_path, **meta)
+        if self.g_ema is not None:
+            meta["ema"] = self.stage_cfg.ema
+        return save_weights(self.g_eval, self.export_path, **meta)
 
     # ------------------------------------------------------------------ logging
     def _log(self, metrics: dict[str, Any]) -> None:
@@ -416,7 +452,7 @@ class Trainer:
         valid = batch["valid"][:4].to(self.device)
         self.g_raw.eval()
         with self._autocast():
-            out, first = self._forward(image, valid, self.g_raw)
+            out, first = self._forward(image, valid, self.g_eval)
         out = valid * image + (1 - valid) * out.float()
         cols = [
             image * valid
@@ -437,12 +473,13 @@ class Trainer:
 
         assert self.val is not None
         self.g_raw.eval()
+        g = self.g_eval
         scores: dict[str, list[float]] = {}
         for i in range(len(self.val)):
             batch = self.val.batch(i)
             image, valid = batch["image"].to(self.device), batch["valid"].to(self.device)
             with self._autocast():
-                out, _ = self._forward(image, valid, self.g_raw)
+                out, _ = self._forward(image, valid, g)
             out = valid * image + (1 - valid) * out.float()
             for j in range(image.shape[0]):
                 res = out[j].permute(1, 2, 0).cpu().numpy()
@@ -606,6 +643,6 @@ def _freeze(model: nn.Module, patterns: tuple[str, ...], stage: str) -> list[nn.
 
 
 def _build_loss(stage: str, cfg: StageConfig) -> nn.Module:
-    from rnon_engine.train.losses_adapter import build_stage_loss
+    from rnon_engine.train.losses import build_stage_loss
 
     return build_stage_loss(stage, cfg.loss)

@@ -1,0 +1,253 @@
+"""The ``"auto"`` method: every group of holes goes to the method that repairs it best.
+
+``Inpainter.from_pretrained("auto")`` returns an :class:`AutoInpainter`. For every 2-D plane
+of the mask it sorts the hole groups into damage kinds and routes each kind to a method
+by :data:`rnon_engine.inference.routing.RULES` (measured by ``benchmarks/auto_rules.py``).
+The fills are composited into one result:
+
+1. The cheapest method (Telea) fills every hole: this call checks the image, the mask and
+   the arguments (same errors as any other method, before any work) and gives every
+   later method a plausible context where holes of other kinds lie next to its own.
+2. Every other method that has holes routed to it repairs exactly those holes on the
+   result so far, classical methods first, the network last. ``"biharmonic"`` groups are
+   solved all at once (:mod:`rnon_engine.inference.sparse_biharmonic`, equal to
+   scikit-image's fill but without its per-region cost).
+
+Each step keeps the pixels outside its own holes bit-identical, so the result is
+bit-identical to the input outside the mask, in the input's dtype. Isolated dead pixels
+never reach the network: scattered damage costs what the classical methods cost.
+
+With no network weights available, ``"auto"`` uses
+:data:`~rnon_engine.inference.routing.FALLBACK_RULES` (classical methods only) and says so
+once with a :class:`RuntimeWarning`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnon_engine.errors import Cancelled, InputError, WeightsError
+from rnon_engine.inference.inpainter import Inpainter
+from rnon_engine.inference.routing import (
+    FALLBACK_RULES,
+    KINDS,
+    LABEL_NAMES,
+    NETWORK,
+    PREFILL,
+    RULES,
+    auto_provenance,
+    method_labels,
+)
+from rnon_engine.inference.sparse_biharmonic import fill_biharmonic
+
+__all__ = ["SPARSE_KINDS", "AutoInpainter", "build_auto", "check_rules"]
+
+_warned_fallback = False
+
+
+def _warn_fallback(reason: str) -> None:
+    global _warned_fallback
+    if not _warned_fallback:
+        warnings.warn(
+            f"'auto': no network weights available ({reason}); using the classical rules "
+            f"only ({', '.join(f'{k}: {v}' for k, v in FALLBACK_RULES.items())})",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        _warned_fallback = True
+
+
+#: Kinds whose groups are thin enough for one sparse biharmonic solve.
+SPARSE_KINDS = ("pixel", "speck", "thin")
+
+
+def check_rules(rules: dict[str, str]) -> None:
+    """Refuse rules that miss a kind, name an unknown method or overload the sparse solve.
+
+    Raises:
+        InputError: What is wrong with ``rules``.
+    """
+    methods = sorted(set(LABEL_NAMES.values()))
+    if set(rules) != set(KINDS):
+        raise InputError(f"rules must map every kind {list(KINDS)} to a method, got {rules!r}")
+    bad = {k: m for k, m in rules.items() if m not in methods}
+    if bad:
+        raise InputError(f"unknown method(s) in rules {bad}; choose from {methods}")
+    wide = [k for k, m in rules.items() if m == "biharmonic" and k not in SPARSE_KINDS]
+    if wide:
+        raise InputError(
+            f"'auto' fills biharmonic groups in one sparse solve, meant for thin damage "
+            f"{list(SPARSE_KINDS)}; route {wide} to another method"
+        )
+
+
+class AutoInpainter(Inpainter):
+    """Routes each damage kind to its best method and composites the fills.
+
+    Behaves like an :class:`~rnon_engine.inference.Inpainter` (same ``inpaint`` contract,
+    ``estimate_error``, ``provenance``); build it with ``Inpainter.from_pretrained("auto")``
+    or :func:`build_auto`.
+
+    Attributes:
+        rules: kind -> method actually used (the fallback rules without weights).
+        members: method name -> the inpainter that runs it.
+        last_counts: Hole pixels filled by each method in the last ``inpaint`` call.
+    """
+
+    def __init__(  # noqa: D107  (the members are built by build_auto)
+        self,
+        members: dict[str, Inpainter],
+        rules: dict[str, str],
+        *,
+        name: str = "auto",
+    ) -> None:
+        # Not Inpainter.__init__: an AutoInpainter holds inpainters rather than networks.
+        check_rules(rules)
+        missing = sorted(set(rules.values()) - set(members) - {"biharmonic"})
+        if missing or PREFILL not in members:
+            raise InputError(f"'auto' needs inpainters for {missing or [PREFILL]}")
+        self.members = dict(members)
+        self.rules = dict(rules)
+        self.name = name
+        self.method = "auto"
+        net = self.members.get(NETWORK)
+        self.device = net.device if net is not None else None
+        # The settings of the inpainter that does the heavy work, for callers that show them.
+        main = net if net is not None else self.members[PREFILL]
+        self.tile_size = main.tile_size
+        for attr in ("margin", "overlap", "batch_size", "window_multiple", "stage2_region"):
+            setattr(self, attr, getattr(main, attr, None))
+        self.repair = net.repair if net is not None else None
+        self.optimize = net.optimize if net is not None else None
+        self.last_counts: dict[str, int] = {}
+        self.provenance = auto_provenance(
+            self.rules, {m: inp.provenance for m, inp in self.members.items()}, name
+        )
+
+    def __repr__(self) -> str:
+        return f"AutoInpainter(rules={self.rules!r}, device={self.device})"
+
+    def method_labels(self, mask: np.ndarray) -> np.ndarray:
+        """Which method fills which pixel of ``mask`` (see :func:`routing.method_labels`).
+
+        Returns:
+            uint8 array of the mask's shape: 0 known, then the codes of :data:`LABEL_NAMES`
+            (1 telea, 2 ns, 3 biharmonic, 4 the network).
+        """
+        return method_labels(mask, self.rules)
+
+    def run_provenance(self) -> dict[str, Any]:
+        """:attr:`provenance` plus ``pixels_per_method`` of the last ``inpaint`` call."""
+        return {**self.provenance, "pixels_per_method": dict(self.last_counts)}
+
+    def inpaint(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        *,
+        stages: str = "both",
+        channel_axis: int | str | None = "auto",
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
+        """Repair ``image`` where ``mask`` is nonzero, each hole group by its best method.
+
+        Same arguments, result and errors as :meth:`Inpainter.inpaint`; ``stages``
+        (``"both"`` or ``"repair"``) applies to the network's holes. Afterwards
+        :attr:`last_counts` holds the hole pixels filled by each method.
+        """
+        if stages not in ("both", "repair"):
+            raise InputError(
+                f"'auto' runs stages 'both' or 'repair' (got {stages!r}); for stage 2 alone "
+                "use the RNON model ('default')"
+            )
+        mask = np.asarray(mask)
+        steps = [PREFILL, *[m for m in LABEL_NAMES.values() if m != PREFILL]]
+        nsteps = len(steps)
+
+        def step_progress(i: int) -> Callable[[int, int], None] | None:
+            if progress is None:
+                return None
+            return lambda done, total: progress(
+                i * 1000 + (1000 * done) // max(total, 1), nsteps * 1000
+            )
+
+        # Step 1 checks everything (image, mask, channel axis) before any work.
+        out = self.members[PREFILL].inpaint(
+            image, mask, channel_axis=channel_axis, progress=step_progress(0), cancel=cancel
+        )
+        labels = self.method_labels(mask)
+        codes = {name: code for code, name in LABEL_NAMES.items()}
+        counts = {m: int(np.count_nonzero(labels == codes[m])) for m in set(self.rules.values())}
+        counts[PREFILL] = int(np.count_nonzero(labels == codes[PREFILL]))
+        self.last_counts = {m: c for m, c in counts.items() if c}
+        for i, method in enumerate(steps[1:], start=1):
+            if not counts.get(method):
+                continue
+            if method == "biharmonic":
+                if cancel is not None and cancel():
+                    raise Cancelled("inpainting cancelled before the biharmonic fill")
+                out = fill_biharmonic(out, labels == codes[method], channel_axis)
+                continue
+            kwargs: dict[str, Any] = {"stages": stages} if method == NETWORK else {}
+            out = self.members[method].inpaint(
+                out,
+                labels == codes[method],
+                channel_axis=channel_axis,
+                progress=step_progress(i),
+                cancel=cancel,
+                **kwargs,
+            )
+        if progress is not None:
+            progress(nsteps * 1000, nsteps * 1000)
+        return out
+
+    __call__ = inpaint
+
+
+def build_auto(
+    network: str | os.PathLike = "default",
+    device: str | torch.device = "auto",
+    *,
+    stage2: str | os.PathLike | None = None,
+    tile_size: int = 512,
+    threads: int | None = None,
+    rules: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> AutoInpainter:
+    """Build the ``"auto"`` inpainter (what ``Inpainter.from_pretrained("auto")`` calls).
+
+    Args:
+        network: The network to route to (``"default"`` or a repair-generator path).
+        device: Device of the network.
+        stage2: Optimize-generator path (see :meth:`Inpainter.from_pretrained`).
+        tile_size: Largest window side of every member.
+        threads: Torch CPU threads, if given.
+        rules: kind -> method, default :data:`~rnon_engine.inference.routing.RULES`.
+        **kwargs: Passed to the network's :class:`Inpainter` (``batch_size``...).
+
+    Raises:
+        InputError: Unknown device or settings.
+    """
+    rules = dict(RULES if rules is None else rules)
+    check_rules(rules)
+    methods = set(rules.values()) | {PREFILL}
+    members: dict[str, Inpainter] = {}
+    if NETWORK in methods:
+        try:
+            members[NETWORK] = Inpainter.from_pretrained(
+                network, device, stage2=stage2, tile_size=tile_size, threads=threads, **kwargs
+            )
+        except WeightsError as exc:
+            _warn_fallback(str(exc))
+            rules = dict(FALLBACK_RULES)
+            methods = set(rules.values()) | {PREFILL}
+    for method in sorted(methods - {NETWORK, "biharmonic"}):
+        members[method] = Inpainter.from_pretrained(method, tile_size=tile_size, threads=threads)
+    return AutoInpainter(members, rules)

@@ -1,0 +1,250 @@
+"""Which method repairs which hole: damage kinds measured from the mask, and the rules.
+
+The ``"auto"`` method (:mod:`rnon_engine.inference.auto`) splits a hole mask into groups
+(8-connected components, merged when only one known pixel separates them), measures each
+group and sorts it into a damage kind:
+
+============  =====================================================================
+kind          group features (``n`` = pixel count, ``t`` = thickness, see below)
+============  =====================================================================
+``pixel``     ``n == 1``: an isolated dead pixel
+``speck``     ``t <= 3`` and ``n <= 25``: dead-pixel clusters, dust of radius 1
+``thin``      ``t <= 5`` otherwise: scratches 1-4 px wide, dust of radius 2
+``spot``      ``t <= 21`` and compact (``n <= 2 t²``): dust r3-4, spots r3-10
+``blob``      ``t <= 51`` and compact: spots r10-25
+``large``     everything else: free-form strokes, large blobs, long wide holes
+============  =====================================================================
+
+The thickness ``t = 2·d - 1`` where ``d`` is the largest Euclidean distance from a pixel of
+the group to the nearest known pixel (:func:`scipy.ndimage.distance_transform_edt`): 1 for
+a single pixel or a 1-px line, 3 for a 3- or 4-px line, about the diameter for a disk.
+
+:data:`RULES` maps each kind to the method that repaired it best in the committed
+measurement (``benchmarks/auto_rules.py``, table in ``docs/evaluation.md``);
+:data:`FALLBACK_RULES` is used when no network weights are available. Nothing here
+imports torch: the batch driver describes ``"auto"`` without loading a network.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FALLBACK_RULES",
+    "KINDS",
+    "LABEL_NAMES",
+    "NETWORK",
+    "PREFILL",
+    "RULES",
+    "Group",
+    "auto_provenance",
+    "classify",
+    "describe_auto",
+    "groups",
+    "kind_of",
+    "method_labels",
+]
+
+#: Damage kinds, in the order of the table above.
+KINDS = ("pixel", "speck", "thin", "spot", "blob", "large")
+#: The name the rules use for the network (the packaged default model).
+NETWORK = "default"
+#: kind -> method, from the measurement in ``benchmarks/auto_rules.py``.
+RULES: dict[str, str] = {
+    "pixel": "biharmonic",
+    "speck": "biharmonic",
+    "thin": "biharmonic",
+    "spot": NETWORK,
+    "blob": NETWORK,
+    "large": NETWORK,
+}
+#: kind -> the best classical method in the same measurement, when no network weights
+#: are available.
+FALLBACK_RULES: dict[str, str] = {
+    "pixel": "biharmonic",
+    "speck": "biharmonic",
+    "thin": "biharmonic",
+    "spot": "ns",
+    "blob": "ns",
+    "large": "ns",
+}
+#: The cheapest method: fills every hole first (prefill and input checks).
+PREFILL = "telea"
+#: Method label codes of :func:`method_labels` (0 = not a hole).
+LABEL_NAMES: dict[int, str] = {1: "telea", 2: "ns", 3: "biharmonic", 4: NETWORK}
+_CODES = {name: code for code, name in LABEL_NAMES.items()}
+#: Groups closer than this many known pixels are one group (1: one known pixel between).
+MERGE_GAP = 1
+
+
+@dataclass(frozen=True)
+class Group:
+    """One group of hole pixels and its measured features.
+
+    Attributes:
+        label: Its label in the array returned by :func:`groups`.
+        pixels: Number of hole pixels.
+        thickness: ``2·d - 1``, ``d`` the largest distance to a known pixel.
+        kind: Its damage kind (:data:`KINDS`).
+    """
+
+    label: int
+    pixels: int
+    thickness: int
+    kind: str
+
+
+def kind_of(pixels: int, thickness: int) -> str:
+    """The damage kind of a group with these features (the table in the module docstring)."""
+    if pixels <= 1:
+        return "pixel"
+    if thickness <= 3 and pixels <= 25:
+        return "speck"
+    if thickness <= 5:
+        return "thin"
+    compact = pixels <= 2 * thickness * thickness
+    if thickness <= 21 and compact:
+        return "spot"
+    if thickness <= 51 and compact:
+        return "blob"
+    return "large"
+
+
+def groups(hole: np.ndarray) -> tuple[np.ndarray, list[Group]]:
+    """Split a 2-D hole mask into groups and classify them.
+
+    Args:
+        hole: ``H×W`` bool, True = hole.
+
+    Returns:
+        ``(labels, groups)``: an int32 ``H×W`` array (0 outside the holes, group ``i`` has
+        label ``i``) and the groups in label order.
+    """
+    from scipy import ndimage
+
+    hole = np.asarray(hole, dtype=bool)
+    if hole.ndim != 2:
+        raise ValueError(f"groups() takes a 2-D mask, got shape {hole.shape}")
+    eight = np.ones((3, 3), dtype=bool)
+    joined = ndimage.binary_dilation(hole, eight, iterations=MERGE_GAP) if MERGE_GAP else hole
+    labels, count = ndimage.label(joined, structure=eight)
+    labels = np.where(hole, labels, 0).astype(np.int32)
+    if count == 0:
+        return labels, []
+    pixels = np.bincount(labels.ravel(), minlength=count + 1)
+    # Distance to the nearest known pixel; the maximum per group gives the thickness.
+    # Single pixels (most groups of sparse damage) have d = 1: skip the transform for them.
+    depth = np.zeros(count + 1, dtype=np.float64)
+    depth[pixels == 1] = 1.0
+    multi = np.flatnonzero(pixels > 1)
+    h, w = hole.shape
+    boxes = ndimage.find_objects(labels)
+    for lab in multi[multi > 0]:
+        # The group's box and one ring of known pixels (none past the image's edge, where
+        # the distance is then measured to the known pixels inside).
+        sl = boxes[lab - 1]
+        ys = slice(max(0, sl[0].start - 1), min(h, sl[0].stop + 1))
+        xs = slice(max(0, sl[1].start - 1), min(w, sl[1].stop + 1))
+        depth[lab] = ndimage.distance_transform_edt(labels[ys, xs] == lab).max()
+    out = []
+    for lab in range(1, count + 1):
+        if pixels[lab] == 0:
+            continue
+        t = int(round(2 * depth[lab] - 1))
+        out.append(Group(lab, int(pixels[lab]), t, kind_of(int(pixels[lab]), t)))
+    return labels, out
+
+
+def classify(hole: np.ndarray) -> np.ndarray:
+    """The damage kind of every hole pixel of a 2-D mask.
+
+    Returns:
+        A uint8 ``H×W`` array: 0 outside the holes, ``1 + KINDS.index(kind)`` inside.
+    """
+    labels, found = groups(hole)
+    table = np.zeros(len(found) and max(g.label for g in found) + 1, dtype=np.uint8)
+    for g in found:
+        table[g.label] = 1 + KINDS.index(g.kind)
+    if not found:
+        return np.zeros(labels.shape, dtype=np.uint8)
+    return table[labels]
+
+
+def method_labels(mask: np.ndarray, rules: Mapping[str, str] = RULES) -> np.ndarray:
+    """Which method fills which pixel: a label image for display (napari Labels).
+
+    Args:
+        mask: Hole mask (nonzero = hole), ``H×W`` or with leading axes (``...×H×W``):
+            every 2-D plane is grouped on its own.
+        rules: kind -> method (:data:`RULES` or :data:`FALLBACK_RULES`).
+
+    Returns:
+        uint8 array of the mask's shape: 0 for known pixels, else a code of
+        :data:`LABEL_NAMES` (1 telea, 2 ns, 3 biharmonic, 4 the network).
+    """
+    hole = np.asarray(mask) != 0
+    if hole.ndim < 2:
+        raise ValueError(f"a mask has at least 2 dimensions, got shape {hole.shape}")
+    lut = np.zeros(len(KINDS) + 1, dtype=np.uint8)
+    for i, kind in enumerate(KINDS):
+        lut[i + 1] = _CODES[rules[kind]]
+    out = np.zeros(hole.shape, dtype=np.uint8)
+    for idx in np.ndindex(*hole.shape[:-2]):
+        if hole[idx].any():
+            out[idx] = lut[classify(hole[idx])]
+    return out
+
+
+def auto_provenance(
+    rules: dict[str, str], members: dict[str, dict[str, Any]], name: str = "auto"
+) -> dict[str, Any]:
+    """The provenance of an ``"auto"`` inpainter from its rules and members' provenance."""
+    from rnon_engine import __version__
+
+    network = members.get(NETWORK)
+    prov: dict[str, Any] = {
+        "method": "auto",
+        "name": name,
+        "package_version": __version__,
+        "rules": dict(rules),
+        "members": {m: dict(p) for m, p in members.items()},
+        "stages": [PREFILL, *sorted({m for m in rules.values() if m != PREFILL})],
+    }
+    if network is not None:
+        for key in ("weights", "sha256"):
+            if key in network:
+                prov[key] = network[key]
+    return prov
+
+
+def describe_auto(
+    network: str | os.PathLike = "default",
+    *,
+    stage2: str | os.PathLike | None = None,
+    tile_size: int = 512,
+    stage2_region: str = "band",
+) -> dict[str, Any]:
+    """``Inpainter.from_pretrained("auto").provenance`` from the weights' metadata alone.
+
+    Falls back to :data:`FALLBACK_RULES` when the network's weights are missing, as
+    ``from_pretrained("auto")`` does.
+    """
+    from rnon_engine.errors import WeightsError
+    from rnon_engine.inference.provenance import describe
+
+    rules = dict(RULES)
+    members: dict[str, dict[str, Any]] = {}
+    try:
+        members[NETWORK] = describe(
+            network, stage2=stage2, tile_size=tile_size, stage2_region=stage2_region
+        )
+    except WeightsError:
+        rules = dict(FALLBACK_RULES)
+    for method in sorted((set(rules.values()) | {PREFILL}) - {NETWORK, "biharmonic"}):
+        members[method] = describe(method, tile_size=tile_size)
+    return auto_provenance(rules, members)

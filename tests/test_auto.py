@@ -1,0 +1,348 @@
+"""The "auto" method (routing, compositing, fallback) and Inpainter.estimate_error."""
+
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from rnon_engine.errors import InputError, WeightsError
+from rnon_engine.inference import auto as auto_module
+from rnon_engine.inference.inpainter import Inpainter, describe, list_methods
+from rnon_engine.inference.routing import (
+    FALLBACK_RULES,
+    LABEL_NAMES,
+    RULES,
+    groups,
+    kind_of,
+    method_labels,
+)
+from rnon_engine.inference.sparse_biharmonic import fill_biharmonic
+
+
+@pytest.fixture(scope="module")
+def auto() -> Inpainter:
+    return Inpainter.from_pretrained("auto", device="cpu")
+
+
+def picture(size: int = 96, seed: int = 0) -> np.ndarray:
+    """A smooth RGB picture with some texture, uint8."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    img = np.stack([127 + 90 * np.sin(5 * x + c) * np.cos(3 * y - c) for c in range(3)], -1)
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def one_of_each(size: int = 160) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
+    """A mask with one hole of every kind, far apart, and a pixel inside each."""
+    m = np.zeros((size, size), np.uint8)
+    m[10, 10] = 1  # pixel
+    m[10, 30] = m[11, 31] = m[12, 30] = 1  # speck: a dead-pixel cluster
+    cv2.line(m, (50, 10), (150, 14), 1, 2)  # thin: a 2-px scratch
+    cv2.circle(m, (20, 60), 6, 1, -1)  # spot: r6
+    cv2.circle(m, (70, 70), 16, 1, -1)  # blob: r16
+    cv2.line(m, (10, 130), (150, 110), 1, 12)  # large: a long wide stroke
+    cv2.circle(m, (130, 60), 30, 1, -1)  # also large: r30 (thickness > 51)
+    where = {
+        "pixel": (10, 10),
+        "speck": (11, 31),
+        "thin": (12, 100),
+        "spot": (60, 20),
+        "blob": (70, 70),
+        "large": (120, 80),
+    }
+    return m.astype(bool), where
+
+
+def test_groups_measure_kinds():
+    mask, where = one_of_each()
+    labels, found = groups(mask)
+    by_label = {g.label: g for g in found}
+    for kind, (y, x) in where.items():
+        assert by_label[labels[y, x]].kind == kind, kind
+    g = by_label[labels[10, 10]]
+    assert (g.pixels, g.thickness) == (1, 1)
+    assert by_label[labels[60, 20]].pixels == int(np.count_nonzero(labels == labels[60, 20]))
+    assert by_label[labels[60, 130]].kind == "large"
+
+
+def test_close_groups_merge_far_ones_do_not():
+    m = np.zeros((20, 20), bool)
+    m[5, 5] = m[5, 8] = True  # two known pixels between: one group
+    m[15, 5] = m[15, 9] = True  # three known pixels between: two groups
+    _, found = groups(m)
+    assert sorted(g.pixels for g in found) == [1, 1, 2]
+
+
+def test_kind_of_thresholds():
+    assert kind_of(1, 1) == "pixel"
+    assert kind_of(25, 3) == "speck"
+    assert kind_of(26, 3) == "thin"
+    assert kind_of(300, 5) == "thin"
+    assert kind_of(49, 7) == "spot"
+    assert kind_of(2 * 21 * 21 + 1, 21) == "large"  # too elongated for a spot
+    assert kind_of(700, 31) == "blob"
+    assert kind_of(10_000, 61) == "large"
+
+
+def test_each_kind_goes_where_the_rules_say(auto):
+    mask, where = one_of_each()
+    labels = auto.method_labels(mask)
+    assert labels.dtype == np.uint8 and labels.shape == mask.shape
+    assert not labels[~mask].any()
+    assert labels[mask].all()
+    for kind, (y, x) in where.items():
+        assert LABEL_NAMES[int(labels[y, x])] == RULES[kind], kind
+    # the same with leading axes: each plane on its own
+    stack = np.stack([mask, np.zeros_like(mask)])
+    labels3 = method_labels(stack)
+    assert np.array_equal(labels3[0], labels) and not labels3[1].any()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_composite_identical_outside_mask_and_counts(auto, dtype):
+    mask, _ = one_of_each(160)
+    base = picture(160).astype(np.float32)
+    img = {
+        np.uint8: base.astype(np.uint8),
+        np.uint16: (base * 200).astype(np.uint16),
+        np.float32: base / 255.0 - 0.3,
+    }[dtype]
+    before = img.copy()
+    out = auto.inpaint(img, mask)
+    assert out.dtype == img.dtype and out.shape == img.shape
+    assert np.array_equal(out[~mask], img[~mask])
+    assert np.array_equal(img, before)
+    assert np.isfinite(out.astype(np.float64)).all()
+    counts = auto.last_counts
+    assert sum(counts.values()) == int(mask.sum())
+    expect = {
+        m: int(np.count_nonzero(auto.method_labels(mask) == c)) for c, m in LABEL_NAMES.items()
+    }
+    assert counts == {m: c for m, c in expect.items() if c}
+    assert auto.run_provenance()["pixels_per_method"] == counts
+    # every fill lands near the picture's values (no wild values from any member)
+    lo, hi = float(img[~mask].min()), float(img[~mask].max())
+    span = hi - lo
+    assert out[mask].min() >= lo - 0.05 * span and out[mask].max() <= hi + 0.05 * span
+
+
+def test_nan_in_holes_and_grayscale_stack(auto):
+    img = picture(64)[..., 0].astype(np.float32)
+    stack = np.stack([img, img[::-1]])
+    mask = np.zeros((2, 64, 64), bool)
+    mask[0, 10, 10] = mask[1, 30:40, 30:40] = True
+    stack[mask] = np.nan
+    out = auto.inpaint(stack, mask, channel_axis=None)
+    assert np.isfinite(out).all()
+    assert np.array_equal(out[~mask], stack[~mask])
+
+
+def test_isolated_pixels_never_reach_the_network(auto, monkeypatch):
+    net = auto.members["default"]
+
+    def boom(*a, **k):
+        raise AssertionError("the network ran")
+
+    monkeypatch.setattr(net, "inpaint", boom)
+    rng = np.random.default_rng(1)
+    mask = np.zeros((128, 128), bool)
+    mask.ravel()[rng.choice(128 * 128, 80, replace=False)] = True
+    img = picture(128)
+    out = auto.inpaint(img, mask)
+    assert np.array_equal(out[~mask], img[~mask])
+    assert "default" not in auto.last_counts
+
+
+def test_bad_input_refused_like_other_methods(auto):
+    img = picture(32)
+    with pytest.raises(InputError, match="mask shape"):
+        auto.inpaint(img, np.ones((31, 32), bool))
+    with pytest.raises(InputError, match="stages"):
+        auto.inpaint(img, np.zeros((32, 32), bool), stages="optimize")
+    with pytest.raises(InputError, match="every pixel"):
+        auto.inpaint(img, np.ones((32, 32), bool))
+    empty = auto.inpaint(img, np.zeros((32, 32), bool))
+    assert np.array_equal(empty, img) and empty is not img
+
+
+def test_listed_and_described(auto):
+    assert list_methods()[0] == "auto"
+    assert describe("auto") == auto.provenance
+    assert auto.provenance["method"] == "auto"
+    assert auto.provenance["rules"] == RULES
+    assert "sha256" in auto.provenance
+
+
+def test_fallback_without_weights_warns_once(monkeypatch):
+    import rnon_engine.pretrained as pretrained
+
+    def missing():
+        raise WeightsError("the packaged weights file is missing")
+
+    monkeypatch.setattr(pretrained, "default_paths", missing)
+    monkeypatch.setattr(auto_module, "_warned_fallback", False)
+    with pytest.warns(RuntimeWarning, match="classical rules"):
+        inp = Inpainter.from_pretrained("auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = Inpainter.from_pretrained("auto")  # said once only
+    assert inp.rules == FALLBACK_RULES == again.rules
+    assert "default" not in inp.members and inp.device is None
+    assert describe("auto") == inp.provenance
+    mask, _ = one_of_each(160)
+    img = picture(160)
+    out = inp.inpaint(img, mask)
+    assert np.array_equal(out[~mask], img[~mask])
+    assert sum(inp.last_counts.values()) == int(mask.sum())
+    assert set(inp.last_counts) <= set(FALLBACK_RULES.values())
+
+
+def test_sparse_biharmonic_equals_scikit_image():
+    from skimage.restoration import inpaint_biharmonic
+
+    img = picture(80).astype(np.float64) / 255.0
+    mask = np.zeros((80, 80), bool)
+    mask[20, 20] = True
+    mask[40:43, 30] = True
+    cv2.line(mask.view(np.uint8), (10, 60), (70, 66), 1, 2)
+    mask[50:58, 50:57] = True
+    ref = inpaint_biharmonic(img, mask, channel_axis=-1, split_into_regions=True)
+    ours = fill_biharmonic(img, mask)
+    np.testing.assert_allclose(ours, ref, atol=1e-9)
+    assert np.array_equal(ours[~mask], img[~mask])
+    u8 = (img * 255).astype(np.uint8)
+    np.testing.assert_allclose(fill_biharmonic(u8, mask)[mask], np.rint(ref[mask] * 255), atol=1)
+
+
+# ---------------------------------------------------------------- estimate_error
+
+
+def _holes(size: int = 96) -> np.ndarray:
+    m = np.zeros((size, size), np.uint8)
+    cv2.circle(m, (30, 30), 5, 1, -1)
+    cv2.line(m, (50, 70), (90, 80), 1, 2)
+    m[10, 80] = m[80, 10] = 1
+    return m.astype(bool)
+
+
+def test_estimate_scales_with_the_image(auto):
+    img = picture(96).astype(np.float32) / 255.0
+    mask = _holes()
+    e1 = auto.estimate_error(img, mask, seed=3)
+    e7 = auto.estimate_error(img * 7.0, mask, seed=3)
+    assert e1 > 0
+    assert e7 == pytest.approx(7.0 * e1, rel=1e-3)
+
+
+def test_estimate_in_image_units_and_deterministic(auto):
+    img = picture(96)
+    mask = _holes()
+    a = auto.estimate_error(img, mask, seed=5)
+    assert isinstance(a, float)
+    assert a == auto.estimate_error(img, mask, seed=5)
+    # a constant picture is repaired to within a grey level: estimate below 1
+    assert auto.estimate_error(np.full((64, 64), 77, np.uint8), mask[:64, :64], seed=0) < 1.0
+    # a telea estimate is of the same order as telea's true error on the holes
+    telea = Inpainter.from_pretrained("telea")
+    est = telea.estimate_error(img, mask, seed=1)
+    out = telea.inpaint(img, mask)
+    truth = np.sqrt(np.mean((out[mask].astype(float) - img[mask]) ** 2))
+    assert truth / 4 < est < truth * 4
+
+
+def test_estimate_refuses_empty_mask_and_bad_input(auto):
+    img = picture(32)
+    with pytest.raises(InputError, match="mask is empty"):
+        auto.estimate_error(img, np.zeros((32, 32), bool))
+    with pytest.raises(InputError, match="mask shape"):
+        auto.estimate_error(img, np.ones((31, 32), bool))
+    with pytest.raises(InputError, match="repeats"):
+        auto.estimate_error(img, np.ones((32, 32), bool), repeats=0)
+
+
+def test_batch_auto_is_the_default_and_matches_the_engine(tmp_path, auto):
+    import zarr
+
+    from rnon_engine.batch.cli import main
+
+    img = np.stack([picture(64)[..., c] for c in range(2)]).astype(np.uint16) * 100
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20, 20] = 1
+    mask[40:52, 30:42] = 1
+    for path, data in (("in.zarr", img), ("m.zarr", mask)):
+        z = zarr.create_array(store=str(tmp_path / path), shape=data.shape, dtype=data.dtype)
+        z[...] = data
+    out = tmp_path / "out.zarr"
+    args = [str(tmp_path / "in.zarr"), "--mask", str(tmp_path / "m.zarr"), "-o", str(out)]
+    assert main([*args, "--no-progress", "--threads", "1"]) == 0  # no --model: auto
+    z = zarr.open_array(str(out))
+    res = z[...]
+    for p in range(2):
+        assert np.array_equal(res[p], auto.inpaint(img[p], mask, channel_axis=None))
+    assert dict(z.attrs)["rnon_batch"]["model"]["method"] == "auto"
+
+
+def test_describe_auto_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from rnon_engine.inference.provenance import describe; "
+        "p = describe('auto'); assert p['method'] == 'auto', p; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_progress_cancel_and_rgba(auto):
+    from rnon_engine.errors import Cancelled
+
+    mask, _ = one_of_each(160)
+    rgba = np.concatenate([picture(160), np.full((160, 160, 1), 200, np.uint8)], axis=-1)
+    seen = []
+    out = auto.inpaint(rgba, mask, progress=lambda d, n: seen.append((d, n)))
+    assert seen and seen[-1][0] == seen[-1][1]
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:], strict=False))
+    assert (out[..., 3] == 200).all()  # alpha copied, also in the holes
+    assert np.array_equal(out[~mask], rgba[~mask])
+    with pytest.raises(Cancelled):
+        auto.inpaint(rgba, mask, cancel=lambda: True)
+    est = auto.estimate_error(rgba, mask, seed=0)
+    assert 0 < est < 255
+
+
+def test_estimate_detail_per_kind(auto):
+    from rnon_engine.inference.estimate import estimate_error_detail, probe_mask
+
+    img = picture(96)
+    mask = _holes()
+    detail = estimate_error_detail(auto, img, mask, seed=5)
+    assert detail.rmse == auto.estimate_error(img, mask, seed=5)
+    assert set(detail.by_kind) == set(detail.probed_pixels) <= {"pixel", "thin", "spot"}
+    assert "spot" in detail.by_kind and "pixel" in detail.by_kind
+    pooled = sum(detail.by_kind[k] ** 2 * detail.probed_pixels[k] for k in detail.by_kind)
+    assert detail.rmse == pytest.approx(np.sqrt(pooled / sum(detail.probed_pixels.values())))
+    probes = probe_mask(mask, np.random.default_rng(0))
+    assert not (probes[mask] > 0).any()
+    # every probe keeps its distance from the holes
+    from scipy import ndimage
+
+    near = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=3)
+    assert not (probes[near] > 0).any()
+
+
+def test_bad_rules_refused():
+    from rnon_engine.inference.auto import build_auto
+
+    with pytest.raises(InputError, match="every kind"):
+        build_auto(rules={"pixel": "telea"})
+    with pytest.raises(InputError, match="unknown method"):
+        build_auto(rules={**FALLBACK_RULES, "large": "magic"})
+    with pytest.raises(InputError, match="sparse solve"):
+        build_auto(rules={**FALLBACK_RULES, "large": "biharmonic"})
+    classical = build_auto(rules={k: "telea" for k in FALLBACK_RULES})
+    assert set(classical.members) == {"telea"} and classical.device is None
