@@ -271,7 +271,8 @@ def test_bioimageio_package_passes_bioimageio_core_test(exported, tmp_path: Path
     with zipfile.ZipFile(package) as z:
         names = set(z.namelist())
         rdf = yaml.safe_load(z.read("rdf.yaml"))
-    assert {"rnon.onnx", "cover.png", "README.md", "test_image.npy", "test_mask.npy"} <= names
+    assert {"rnon.onnx", "rnon.pt", "cover.png", "README.md", "test_image.npy"} <= names
+    assert set(rdf["weights"]) == {"onnx", "torchscript"}
     assert [t["id"] for t in rdf["inputs"]] == ["image", "mask"]
     assert rdf["license"] == "BSD-3-Clause"
     assert RNON_DOI in [c.get("doi") for c in rdf["cite"]]

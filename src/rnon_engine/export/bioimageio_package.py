@@ -2,7 +2,8 @@
 
 The package (a ``.zip``, what bioimage.io, deepImageJ, ilastik and QuPath load) holds:
 
-- ``rnon.onnx``: both stages in one graph (:class:`~rnon_engine.export.graphs.PipelineGraph`),
+- ``rnon.onnx`` and its TorchScript twin ``rnon.pt``: both stages in one graph
+  (:class:`~rnon_engine.export.graphs.PipelineGraph`),
   dynamic batch, height and width; inputs ``image`` ``[b,c=3,y,x]`` and ``mask``
   ``[b,c=1,y,x]`` (nonzero = repair), output ``output`` ``[b,c=3,y,x]``.
 - Pre-processing of ``image``: ``scale_range`` with the engine's percentiles
@@ -124,17 +125,28 @@ def export_bioimageio(
             "'napari-rnon[bioimageio]'"
         ) from None
     import onnxruntime as ort
+    import torch
+
+    torch_version = torch.__version__.split("+")[0]
 
     from rnon_engine import __version__
-    from rnon_engine.export.onnx_export import FILES, OPSET, export_onnx
+    from rnon_engine.export.onnx_export import (
+        FILES,
+        OPSET,
+        export_graphs,
+        export_torchscript,
+        load_generators,
+    )
 
     out = Path(out)
     zip_path = out if out.suffix == ".zip" else out / "rnon-inpainting.zip"
     with tempfile.TemporaryDirectory(prefix="rnon-bioimageio-") as tmp_name:
         tmp = Path(tmp_name)
-        paths = export_onnx(weights, tmp / "onnx", stage2=stage2, pipeline_only=True)
+        repair, optimize, source = load_generators(weights, stage2)
+        paths = export_graphs(repair, optimize, tmp / "onnx", metadata=source, pipeline_only=True)
         onnx_file = tmp / FILES["pipeline"]
         shutil.move(paths["pipeline"], onnx_file)
+        ts_file = export_torchscript(repair, optimize, tmp / "rnon.pt")
         sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
         meta = {k: v for k, v in sess.get_modelmeta().custom_metadata_map.items()}
         stages = json.loads(meta.get("stages", '["repair"]'))
@@ -234,7 +246,13 @@ def export_bioimageio(
             inputs=inputs,
             outputs=outputs,
             weights=spec.WeightsDescr(
-                onnx=spec.OnnxWeightsDescr(source=onnx_file, opset_version=OPSET)
+                onnx=spec.OnnxWeightsDescr(source=onnx_file, opset_version=OPSET),
+                torchscript=spec.TorchscriptWeightsDescr(
+                    source=ts_file,
+                    pytorch_version=spec.Version(torch_version),
+                    parent="onnx",  # the spec wants one root entry; both are traced alike
+                    comment="traced from the same torch module as the ONNX weights",
+                ),
             ),
             version=__version__.split(".dev")[0],
             config={"napari-rnon": {k: v for k, v in meta.items() if k != "description"}},

@@ -34,7 +34,16 @@ from rnon_engine.errors import InputError
 from rnon_engine.export.graphs import OptimizeGraph, PipelineGraph, RepairGraph
 from rnon_engine.inference.provenance import NET_WINDOW_MULTIPLE, resolve_weights
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "OPSET", "FILES", "export_onnx", "export_graphs"]
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "OPSET",
+    "FILES",
+    "export_graphs",
+    "export_onnx",
+    "export_torchscript",
+    "load_generators",
+]
 
 FORMAT_NAME = "napari-rnon-onnx"
 FORMAT_VERSION = "1"
@@ -215,6 +224,19 @@ def export_onnx(
         InputError: A classical method name, or a model that cannot be exported.
         WeightsError: A weights file is missing, corrupt or foreign.
     """
+    repair, optimize, meta = load_generators(weights, stage2)
+    return export_graphs(repair, optimize, out_dir, metadata=meta, pipeline_only=pipeline_only)
+
+
+def load_generators(
+    weights: str | os.PathLike = "default", stage2: str | os.PathLike | None = None
+) -> tuple[torch.nn.Module, torch.nn.Module | None, dict[str, Any]]:
+    """Load the generators to export, and the metadata that the exported files record.
+
+    Raises:
+        InputError: A classical method name, or a model that cannot be exported.
+        WeightsError: A weights file is missing, corrupt or foreign.
+    """
     from rnon_engine.nn.weights import load_model
 
     src = resolve_weights(weights, stage2)
@@ -234,4 +256,25 @@ def export_onnx(
     for key in ("run", "step", "description"):
         if key in repair.metadata:
             meta[f"source_{key}"] = repair.metadata[key]
-    return export_graphs(repair, optimize, out_dir, metadata=meta, pipeline_only=pipeline_only)
+    return repair, optimize, meta
+
+
+def export_torchscript(
+    repair: torch.nn.Module, optimize: torch.nn.Module | None, path: str | os.PathLike
+) -> Path:
+    """Write both stages as one traced TorchScript module (``rnon.onnx``'s twin).
+
+    The tracer records the sizes as graph values here too, so the module takes any
+    batch, height and width (``tests/test_export.py`` checks it on several sizes).
+    """
+    rgraph = RepairGraph(repair.cpu().float().eval()).eval()
+    ograph = OptimizeGraph(optimize.cpu().float().eval()).eval() if optimize is not None else None
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 40, 56, generator=gen)
+    mask = (torch.rand(1, 1, 40, 56, generator=gen) > 0.8).float()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(PipelineGraph(rgraph, ograph).eval(), (image, mask))
+    path = Path(path)
+    traced.save(str(path))
+    return path
