@@ -3,7 +3,7 @@
 Generates, plane by plane (never the whole stack in memory), a zarr v3 stack (default
 4.3 GB: 256 planes of 2048×4096 uint16, chunks 1×1024×1024) and a full-shape uint8 mask
 with a few small holes on one plane in 8, under ``--scratch``
-(default /root/rnon-scratch/bench_batch; deleted afterwards unless ``--keep``). Then runs,
+(default ``$TMPDIR/rnon-bench-batch``; deleted afterwards unless ``--keep``). Then runs,
 each as a subprocess ``python -m rnon_engine.batch.cli`` with a fresh output:
 
 - the default model, single process (threads);
@@ -32,6 +32,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_section  # noqa: E402
 
-SCRATCH = Path("/root/rnon-scratch/bench_batch")
+SCRATCH = Path(tempfile.gettempdir()) / "rnon-bench-batch"
 CHUNK = 1024
 RSS_LIMIT_GB = 2.0
 ROLES = ("driver", "worker", "other")

@@ -9,14 +9,14 @@ model repairs it with
   holes, rounded up to the U-Net's padding multiple (256 px) (``window_multiple=256,
   margin=64``);
 - ``context N``: small-hole windows with N px of context, rounded up to 16 px and computed
-  at that size (``margin=N``; N = 32 is the default);
+  at that size (``margin=N``; N = 24 is the engine's default, ``NET_CONTEXT``);
 
 and, for reference, the classical methods. Reported per damage kind: PSNR over the hole
 pixels (mean over pictures), the mean paired difference to ``padded`` with its standard
 error, SSIM over the picture, and the summed time. Both stages run (stage 2 on the band).
 
-    python benchmarks/context_quality.py --data /root/rnon-data/val-photo \
-        --data /root/rnon-data/corpus/val --limit 32 --out docs/context_quality.md
+    python benchmarks/context_quality.py --data <val-photos> \
+        --data <corpus>/val --limit 32 --out docs/context_quality.md
 """
 
 from __future__ import annotations

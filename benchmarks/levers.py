@@ -11,9 +11,10 @@ need no training:
 * ``flips blend a``: the same blend with the flip mean.
 
 Every fill is computed once per case and the combinations are made from those, so the
-rows are paired (same images, same masks)::
+rows are paired (same images, same masks). ``<val-photos>``: a folder holding the validation
+photographs of the corpus (its ``manifest.json`` entries with ``split: val``, ``kind: photo``)::
 
-    python benchmarks/levers.py --data <corpus>/../val-photo --per-bucket 40 --out levers
+    python benchmarks/levers.py --data <val-photos> --per-bucket 40 --out levers
 
 Writes ``results.md`` (mean ± standard error per bucket) and ``results.json`` into ``--out``.
 """

@@ -236,7 +236,7 @@ def test_save_label_checks_the_shape(tmp_path):
 def test_batch_command_from_settings():
     from rnon_engine.batch.command import batch_command
 
-    def s(name="default", stage2=None, device="auto", tile=512, stages="both"):
+    def s(name="auto", stage2=None, device="auto", tile=512, stages="both"):
         return {"model": name, "stage2": stage2, "device": device, "tile": tile, "stages": stages}
 
     assert batch_command("/d/stack.zarr", **s()) == ["rnon-batch", "/d/stack.zarr"]
@@ -266,6 +266,8 @@ def test_batch_command_from_settings():
         "--stages",
         "repair",
     ]
+    # Packaged model names stay names (not resolved as files); the CLI default is left out.
+    assert batch_command("x.zarr", **s("default"))[2:] == ["--model", "default"]
 
 
 def test_reader_reads_image_lazily_with_its_repair_mask(tmp_path):

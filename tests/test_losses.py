@@ -17,12 +17,7 @@ from rnon_engine.train.features import (
     build_feature_extractor,
     imagenet_weights_file,
 )
-from rnon_engine.train.losses import (
-    OptimizeLoss,
-    OptimizeLossWeights,
-    RepairLoss,
-    RepairLossWeights,
-    StageLoss,
+from rnon_engine.train.loss_terms import (
     composite,
     content_loss,
     discriminator_loss,
@@ -37,6 +32,13 @@ from rnon_engine.train.losses import (
     style_loss,
     total_variation_loss,
     valid_loss,
+)
+from rnon_engine.train.losses import (
+    OptimizeLoss,
+    OptimizeLossWeights,
+    RepairLoss,
+    RepairLossWeights,
+    StageLoss,
 )
 
 KINDS = ("vgg16", "vgg19", "densenet121")

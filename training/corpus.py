@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m training.corpus --out /root/rnon-data/corpus [--cache DIR] [--val-fraction 0.1]
+    python -m training.corpus --out <corpus> [--cache DIR] [--val-fraction 0.1]
 
 Steps (idempotent and resumable; the download and extraction cache is reused):
 

@@ -766,7 +766,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     cmd = "python -m training.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
     meta: dict[str, Any] = {
         "command": cmd,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "weights": weights,
         "stages": args.stages,
         "stage2_note": stage2_note,

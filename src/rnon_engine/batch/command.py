@@ -56,12 +56,15 @@ def batch_command(
     """
     from rnon_engine.inference.classical import CLASSICAL_METHODS
 
+    def named(value: str) -> bool:  # a method or packaged-model name, not a file
+        return not Path(value).suffix and "/" not in value and "\\" not in value
+
     defaults = batch_defaults()
     args = [_parser().prog, str(input_path) if input_path else PLACEHOLDER_INPUT]
     if mask:
         args += ["--mask", mask]
     if model != defaults["model"]:
-        args += ["--model", model if model in CLASSICAL_METHODS else str(Path(model).resolve())]
+        args += ["--model", model if named(model) else str(Path(model).resolve())]
     if model not in CLASSICAL_METHODS:
         if stage2 and stage2 != defaults["stage2"]:
             args += ["--stage2", str(Path(stage2).resolve())]

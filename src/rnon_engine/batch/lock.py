@@ -83,7 +83,7 @@ def output_lock(
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "started": _start_time(os.getpid()),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["rnon-batch", *(argv or [])]),
     }
     created = [p for p in [path.parent, *path.parent.parents] if not p.exists()]

@@ -89,7 +89,7 @@ def provenance(
             "model": prov,
             "arguments": argv,
             "command": shlex.join(["rnon-batch", *argv]),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "fingerprint": fp,
             "complete": False,
             **extra,

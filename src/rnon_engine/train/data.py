@@ -1,5 +1,9 @@
 """Training data: image folders, random crops, crop-size schedules, paired hole masks.
 
+(Over 600 lines on purpose: reading, cropping, the per-step seeding and the samplers form
+one pipeline whose pieces share the sample key and the seeding rule; most of the length is
+their documentation.)
+
 Reading images (:func:`read_image`):
     PNG, JPEG, WebP and BMP are decoded with OpenCV (which keeps 16-bit PNGs at 16 bits),
     TIFF with ``tifffile``. The result is always ``float32`` ``(H, W, 3)`` in ``[0, 1]``:

@@ -1,5 +1,9 @@
 """Hole masks: irregular free-form generators, a fixed evaluation set, mask files.
 
+(Over 600 lines on purpose: the generators, the file format and the evaluation set share
+the drawing primitives, the shape/ratio checks and the manifest rules; split, each part
+would have to expose those private helpers to the others.)
+
 Conventions:
     Every function in this module that returns a mask returns a **hole mask**: a boolean
     ``numpy`` array of shape ``(H, W)`` where ``True`` marks a pixel to repair. This is the

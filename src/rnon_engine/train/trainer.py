@@ -1,5 +1,8 @@
 """The two-stage RNON trainer: stage 1 (repair G + D), stage 2 (optimize G + D).
 
+(Over 600 lines on purpose: one class whose step, checkpoint, export, validation and loop
+share its state; the device and distributed helpers at the top are small.)
+
 One :class:`Trainer` trains one stage. Stage 2 trains on the outputs of a frozen stage-1
 generator. Each step's batch is a pure function of ``(seed, step)`` (see
 :class:`~rnon_engine.train.batches.BatchSource`), so a run that is stopped and resumed
@@ -309,7 +312,7 @@ class Trainer:
         with self._autocast():
             out, _ = self._forward(image, valid)
         if self.use_adv:
-            from rnon_engine.train.losses import discriminator_loss
+            from rnon_engine.train.loss_terms import discriminator_loss
 
             with self._autocast():
                 d_real = self.d(image)
