@@ -8,7 +8,9 @@ each as a subprocess ``python -m rnon_engine.batch.cli`` with a fresh output:
 
 - the default model, single process (threads);
 - the default model, ``--workers 1`` and ``--workers 2`` (LocalCluster);
-- the classical method ``telea``, single process.
+- the classical method ``telea``, single process;
+- with ``--onnx``: the model exported to ONNX (``python -m training.export``, into the
+  scratch folder), ``--workers 1`` and ``--workers 2``: ONNX Runtime workers without torch.
 
 RSS is sampled every 0.1 s over the whole process tree with psutil: the peak of the sum
 (driver plus dask workers plus helpers such as multiprocessing's resource tracker), and
@@ -19,6 +21,7 @@ docs/benchmarks.md through benchmarks/_report.py (``--no-report``: print them on
 
     python benchmarks/bench_batch.py              # the full 4.3 GB stack
     python benchmarks/bench_batch.py --planes 16 --height 1024 --width 1024 --no-report
+    python benchmarks/bench_batch.py --onnx          # adds the ONNX Runtime worker rows
 """
 
 from __future__ import annotations
@@ -127,7 +130,9 @@ def run(name: str, args: list[str]) -> Run:
             for p in procs:
                 try:
                     rss = p.memory_info().rss
-                    cmdlines[p.pid] = " ".join(p.cmdline())
+                    cmdline = " ".join(p.cmdline())
+                    if cmdline:  # empty once the process is exiting: keep the last one seen
+                        cmdlines[p.pid] = cmdline
                 except psutil.Error:
                     continue
                 peaks[p.pid] = max(rss, peaks.get(p.pid, 0))
@@ -205,6 +210,9 @@ def main() -> None:
     ap.add_argument("--scratch", type=Path, default=SCRATCH, help="where the data is written")
     ap.add_argument("--keep", action="store_true", help="keep the generated data")
     ap.add_argument(
+        "--onnx", action="store_true", help="also run the model exported to ONNX (workers)"
+    )
+    ap.add_argument(
         "--no-report", action="store_true", help="print the section, do not write the docs"
     )
     a = ap.parse_args()
@@ -225,6 +233,14 @@ def main() -> None:
         f"{a.model}, --workers 2": ["--model", a.model, "--workers", "2"],
         "telea, threads (1 process)": ["--model", "telea"],
     }
+    onnx_name = f"{a.model} as ONNX"
+    if a.onnx:
+        export = [sys.executable, "-m", "training.export", "--weights", a.model]
+        export += ["--format", "onnx", "--out", str(scratch / "onnx")]
+        subprocess.run(export, check=True, cwd=Path(__file__).resolve().parents[1])
+        onnx_file = str(scratch / "onnx" / "rnon_repair.onnx")
+        runs[f"{onnx_name}, --workers 1"] = ["--model", onnx_file, "--workers", "1"]
+        runs[f"{onnx_name}, --workers 2"] = ["--model", onnx_file, "--workers", "2"]
     skip = {s.strip() for s in a.skip.split(",") if s.strip()}
     rows: list[Run] = []
     first: Path | None = None  # the first run of the model: later runs are compared with it
@@ -244,6 +260,8 @@ def main() -> None:
                     first = out
                 else:
                     r.vs_first = compare(first, out, hole_planes)
+            elif name.startswith(onnx_name) and r.rc == 0 and first is not None:
+                r.vs_first = compare(first, out, hole_planes)
             print(
                 f"{name}: {r.wall:.1f} s, rc {r.rc}, peak RSS sum {gb(r.tree_peak)} GB, driver "
                 f"{gb(r.driver_peak)}, workers {[gb(w) for w in r.worker_peaks]}, other "
@@ -284,8 +302,8 @@ def main() -> None:
             f"{workers} | {'yes' if r.tree_peak < RSS_LIMIT_GB * 1e9 else '**no**'} | "
             f"{'yes' if r.outside_ok else '**no**'} | {r.rc} |"
         )
-    w1 = next((r for r in rows if "--workers 1" in r.name), None)
-    w2 = next((r for r in rows if "--workers 2" in r.name), None)
+    w1 = next((r for r in rows if r.name == f"{a.model}, --workers 1"), None)
+    w2 = next((r for r in rows if r.name == f"{a.model}, --workers 2"), None)
     if w1 and w2 and w1.rc == w2.rc == 0:
         body.append(
             f"\nScaling 1 → 2 workers: {w1.wall / w2.wall:.2f}× faster "
@@ -306,6 +324,14 @@ def main() -> None:
                 "the machine's threads: another float summation order can flip the rounding "
                 "of a pixel by one grey level."
             )
+    onnx_rows = [r for r in rows if r.name.startswith(onnx_name) and r.vs_first]
+    for r in onnx_rows:
+        body.append(f"\n{r.name} vs the first torch run of {a.model}: {r.vs_first}.")
+    if onnx_rows:
+        body.append(
+            "ONNX workers run the exported graphs with ONNX Runtime and never import torch "
+            "(docs/export.md)."
+        )
     body.append(
         f"\nHole-free blocks ({a.every - 1} planes in {a.every}) are copied, not computed. "
         "Peak RSS sum: the largest sum over the process tree at one instant (0.1 s samples); "

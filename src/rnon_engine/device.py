@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from rnon_engine.errors import InputError
+
+if TYPE_CHECKING:  # imported where it runs: ONNX-only processes never load torch
+    import torch
 
 __all__ = ["resolve_device"]
 
@@ -23,6 +26,8 @@ def resolve_device(
     Raises:
         InputError: The device is unknown or not available here.
     """
+    import torch
+
     if device is None or (isinstance(device, str) and device == "auto"):
         if torch.cuda.is_available():
             return (

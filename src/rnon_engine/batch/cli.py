@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         metavar="default|PATH|telea|ns|biharmonic",
         help="'default' (the packaged RNON networks), the path of a repair-generator "
-        ".safetensors file, or a classical method (default: %(default)s).",
+        ".safetensors file, an exported rnon_repair.onnx (ONNX Runtime on the CPU, no torch), "
+        "or a classical method (default: %(default)s).",
     )
     p.add_argument(
         "--stage2",

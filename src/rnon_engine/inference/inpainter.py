@@ -41,11 +41,9 @@ import inspect
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from rnon_engine.device import resolve_device
 from rnon_engine.errors import Cancelled, InputError
@@ -64,6 +62,10 @@ from rnon_engine.inference.settings import (
 )
 from rnon_engine.inference.tiling import TilePlan, Window, gaussian_weights, plan_tiles
 from rnon_engine.inference.weights_source import list_methods, resolve_weights
+
+if TYPE_CHECKING:  # torch is imported where it runs: ONNX models run without it
+    import torch
+    from torch import nn
 
 __all__ = ["Inpainter", "describe", "list_methods"]
 
@@ -198,7 +200,10 @@ class Inpainter:
         if threads is not None:
             if threads < 1:
                 raise InputError(f"threads must be >= 1, got {threads}")
-            torch.set_num_threads(int(threads))
+            if not _outside_torch(repair_model):
+                import torch
+
+                torch.set_num_threads(int(threads))
         self.tile_size, self.margin, self.overlap = tile_size, margin, overlap
         self.stage2_region = stage2_region
         if repair_model is None:
@@ -212,6 +217,15 @@ class Inpainter:
             self.batch_size = batch_size or 1
             self.window_cost: int | None = classical_window_cost
             self.window_multiple = 1
+        elif _outside_torch(repair_model):
+            # ONNX Runtime (inference/onnx_model.py): one object runs both stages on numpy
+            # windows (its fill()), under the same planning, tiling and compositing.
+            self.method, self.device = "rnon", None
+            self.repair = repair_model
+            self.optimize = repair_model if repair_model.has_optimize else None
+            self.batch_size = batch_size or 1
+            native = int(repair_model.multiple)
+            takes_pad = True
         else:
             self.method = "rnon"
             self.device = resolve_device(device)
@@ -222,6 +236,7 @@ class Inpainter:
             self.batch_size = batch_size or (1 if self.device.type == "cpu" else 8)
             native = int(getattr(repair_model, "multiple", 1))
             takes_pad = "pad_to" in inspect.signature(repair_model.forward).parameters
+        if self.method == "rnon":
             if window_multiple is None:
                 window_multiple = NET_WINDOW_MULTIPLE if takes_pad else native
             elif window_multiple < native and not takes_pad:
@@ -270,8 +285,11 @@ class Inpainter:
         Args:
             name_or_path: ``"auto"`` (each hole group to its best method, see
                 :mod:`rnon_engine.inference.auto`), ``"default"`` (the packaged repair
-                and optimize generators), ``"telea"``, ``"ns"``, ``"biharmonic"``, or the
-                path of a repair-generator ``.safetensors`` file written by the trainer.
+                and optimize generators), ``"telea"``, ``"ns"``, ``"biharmonic"``, the
+                path of a repair-generator ``.safetensors`` file written by the trainer, or
+                an exported ``rnon_repair.onnx`` (run by ONNX Runtime on the CPU, without
+                torch; its ``rnon_optimize.onnx`` beside it is stage 2; see
+                ``docs/export.md``).
             device: ``"auto"`` or a torch device.
             stage2: Path of an optimize-generator file. If None: the file named by the
                 repair file's ``"stage2_file"`` metadata entry (a plain file name next to it;
@@ -298,6 +316,19 @@ class Inpainter:
 
             return build_auto(
                 "default", device, stage2=stage2, tile_size=tile_size, threads=threads, **kwargs
+            )
+        if text.lower().endswith(".onnx"):  # ONNX Runtime on the CPU; torch is not imported
+            from rnon_engine.inference.onnx_model import OnnxNetworks
+
+            if str(device) not in ("auto", "cpu"):
+                raise InputError(
+                    f"{text} is an ONNX model: it runs on the CPU with ONNX Runtime, not on "
+                    f"{device!r}; use device 'auto' or 'cpu', or the .safetensors weights"
+                )
+            src = resolve_weights(text, stage2)
+            nets = OnnxNetworks(src.repair, src.optimize, threads=threads)
+            return cls(
+                nets, tile_size=tile_size, name=text, provenance=src.files(), **kwargs
             )
         dev = resolve_device(device)
         # The files and their checks come from the metadata alone, as in describe().
@@ -569,6 +600,10 @@ class Inpainter:
             return np.stack(
                 [classical_fill(self.method, c, h) for c, h in zip(crops, holes, strict=True)]
             )
+        if _outside_torch(self.repair):
+            return self.repair.fill(crops, holes, band=band, repair=repair, pad_to=pad_to)
+        import torch
+
         with torch.inference_mode():
             x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2)
             gray = x.shape[1] == 1
@@ -653,16 +688,10 @@ class Inpainter:
         for rd, wr in tiles:  # read everything before writing: tiles overlap through halos
             if cancel is not None and cancel():
                 raise Cancelled(f"inpainting cancelled after {done} of {total} windows")
-            with torch.inference_mode():
-                x = torch.from_numpy(imap.to_unit(dst[rd.slices])).to(self.device)
-                x = x.permute(2, 0, 1)[None]
-                gray = x.shape[1] == 1
-                if gray:
-                    x = x.expand(-1, 3, -1, -1)
-                y = self.optimize(x)
-                if gray:
-                    y = y.mean(dim=1, keepdim=True)
-                y = y[0].permute(1, 2, 0).float().cpu().numpy()
+            if _outside_torch(self.optimize):
+                y = self.optimize.refine(imap.to_unit(dst[rd.slices]))
+            else:
+                y = self._refine_torch(imap.to_unit(dst[rd.slices]))
             oy, ox = wr.y0 - rd.y0, wr.x0 - rd.x0
             results.append((wr, imap.from_unit(y[oy : oy + wr.shape[0], ox : ox + wr.shape[1]])))
             done += 1
@@ -671,6 +700,25 @@ class Inpainter:
         for wr, values in results:
             dst[wr.slices] = values
         return done
+
+    def _refine_torch(self, tile: np.ndarray) -> np.ndarray:
+        """Stage 2 (torch) over one ``[h,w,C]`` tile in [0, 1], not composited."""
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(tile).to(self.device).permute(2, 0, 1)[None]
+            gray = x.shape[1] == 1
+            if gray:
+                x = x.expand(-1, 3, -1, -1)
+            y = self.optimize(x)
+            if gray:
+                y = y.mean(dim=1, keepdim=True)
+            return y[0].permute(1, 2, 0).float().cpu().numpy()
+
+
+def _outside_torch(model: Any) -> bool:
+    """True for networks that run outside torch on numpy windows (ONNX Runtime)."""
+    return model is not None and callable(getattr(model, "fill", None))
 
 
 def _band_boxes(hole: np.ndarray, halo: int) -> list[tuple[slice, slice]]:

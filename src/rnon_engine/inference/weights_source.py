@@ -91,6 +91,14 @@ def resolve_weights(
     text = os.fspath(name_or_path)
     if text in CLASSICAL_METHODS:
         return WeightsSource(text, text)
+    if text.lower().endswith(".onnx"):  # an export (rnon_engine.export); read by ONNX Runtime
+        from rnon_engine.inference.onnx_model import resolve_onnx
+
+        repair, optimize = resolve_onnx(text, stage2)
+        sha = {"repair": file_sha256(repair)}
+        if optimize is not None:
+            sha["optimize"] = file_sha256(optimize)
+        return WeightsSource(text, "rnon", repair, optimize, sha)
     if text == "default":
         from rnon_engine.pretrained import default_paths
 

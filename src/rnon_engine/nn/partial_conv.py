@@ -76,7 +76,10 @@ class PartialConv2d(nn.Conv2d):
             raise InputError(f"expected {self.in_channels} input channels, got {c}")
         mask = mask.to(x.dtype)
         with torch.no_grad():
-            ones = torch.ones(1, mask.shape[1], *self.kernel_size, device=x.device, dtype=x.dtype)
+            # int(): a constant in exported (traced) graphs, where sizes are otherwise traced
+            ones = torch.ones(
+                1, int(mask.shape[1]), *self.kernel_size, device=x.device, dtype=x.dtype
+            )
             msum = F.conv2d(
                 mask, ones, None, self.stride, self.padding, self.dilation
             )  # [N,1,H',W']

@@ -1,0 +1,185 @@
+"""Export-friendly wrappers of the generators: one traced graph for any height and width.
+
+The networks' own ``forward`` methods branch in Python on sizes and values (the push-pull
+prefill recurses until the image is 2 px small and stops early once every pixel is
+known; padding happens only when a side is not a multiple). A graph exported for dynamic
+``H, W`` cannot hold such branches, so these wrappers compute the same thing without them,
+reusing the generators' own layers:
+
+- :func:`pushpull_fill_unrolled` runs a fixed number of pyramid levels and selects, level
+  by level, between the recursion and the small-image mean with a tensor condition on the
+  level's size. The early return for an all-known level is dropped: it returns the level's
+  image, which is what the blend ``valid·image + (1−valid)·up`` gives there too.
+- Padding to the multiple is always applied (by zero rows when the side already fits).
+
+The tests check these graphs against the generators' ``forward`` on many sizes.
+
+Inputs and outputs follow the users' convention (``mask`` nonzero = pixel to repair), and
+the outputs are composited: pixels outside the mask are the input's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnon_engine.nn.networks.optimize import OptimizeGenerator
+from rnon_engine.nn.networks.repair import RepairGenerator
+
+__all__ = [
+    "PUSHPULL_LEVELS",
+    "OptimizeGraph",
+    "PipelineGraph",
+    "RepairGraph",
+    "pushpull_fill_unrolled",
+]
+
+#: Pyramid levels of the exported push-pull fill: exact for images whose shorter side is
+#: at most ``2**(PUSHPULL_LEVELS + 1)`` px (the recursion has reached 2 px by then).
+PUSHPULL_LEVELS = 20
+
+_BINOMIAL = (1.0, 3.0, 3.0, 1.0)
+
+
+def _down(x: Tensor) -> Tensor:
+    """Halve with a 4×4 binomial kernel (stride 2, replicate padding), channel by channel."""
+    c = int(x.shape[1])  # a constant of the graph (channels are fixed), not a traced size
+    b = torch.tensor(_BINOMIAL, dtype=x.dtype, device=x.device)
+    k = b[:, None] * b[None, :]
+    k = (k / k.sum()).expand(c, 1, 4, 4)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, stride=2, groups=c)
+
+
+def _side(x: Tensor, dim: int) -> Tensor:
+    """The size of ``x`` along ``dim`` as a 0-d float tensor (a graph value, not a constant)."""
+    return torch.ones_like(x[:1, :1]).sum(dim=dim).amax()
+
+
+def pushpull_fill_unrolled(image: Tensor, valid: Tensor, levels: int = PUSHPULL_LEVELS) -> Tensor:
+    """:func:`rnon_engine.nn.prefill.pushpull_fill` without Python branches.
+
+    Args:
+        image: ``[N, C, H, W]``.
+        valid: ``[N, 1, H, W]`` in [0, 1]; 1 = known pixel.
+        levels: Pyramid levels computed (see :data:`PUSHPULL_LEVELS`).
+
+    Returns:
+        ``[N, C, H, W]``, as ``pushpull_fill`` returns it.
+    """
+    valid = valid.to(image.dtype)
+    total = valid.sum(dim=(-2, -1), keepdim=True)
+    mean = (image * valid).sum(dim=(-2, -1), keepdim=True) / total.clamp(min=1e-8)
+    small = valid * image + (1 - valid) * mean
+    if levels <= 0:
+        return small
+    h, w = image.shape[-2:]
+    ph, pw = h % 2, w % 2
+    wsum = _down(F.pad(valid, (0, pw, 0, ph), mode="replicate"))
+    xsum = _down(F.pad(image * valid, (0, pw, 0, ph), mode="replicate"))
+    coarse = pushpull_fill_unrolled(
+        xsum / wsum.clamp(min=1e-8), (wsum * 4).clamp(max=1.0), levels - 1
+    )
+    up = F.interpolate(coarse, size=(h + ph, w + pw), mode="bilinear", align_corners=False)
+    pulled = valid * image + (1 - valid) * up[..., :h, :w]
+    is_small = torch.minimum(_side(image, -2), _side(image, -1)) <= 2
+    return torch.where(is_small, small, pulled)
+
+
+class RepairGraph(nn.Module):
+    """Stage 1 for export: ``(image, mask[, pad]) -> repaired image``.
+
+    ``image`` ``[N, 3, H, W]`` float in [0, 1]; ``mask`` ``[N, 1, H, W]``, nonzero = repair.
+    The input is padded (as a hole) at the bottom and right to a multiple of ``P`` and the
+    result cropped back and composited. ``P`` is the length of the optional 1-D input
+    ``pad`` (its values are not read), so one graph serves both multiples the inpainter
+    uses: the U-Net's ``2**depth`` (as in training) and
+    :data:`~rnon_engine.inference.provenance.NET_WINDOW_MULTIPLE` for small windows.
+    Without ``pad``, ``P = pad_multiple``.
+    """
+
+    def __init__(self, net: RepairGenerator, pad_multiple: int | None = None) -> None:
+        super().__init__()
+        if net.config.pad_mode != "hole":
+            raise ValueError(
+                f"only pad_mode='hole' repair models can be exported, this one uses "
+                f"{net.config.pad_mode!r}"
+            )
+        self.net = net
+        self.pad_multiple = int(pad_multiple or net.multiple)
+
+    def forward(self, image: Tensor, mask: Tensor, pad: Tensor | None = None) -> Tensor:
+        """Repair ``image`` where ``mask`` is nonzero."""
+        valid = (mask == 0).to(image.dtype)
+        p = self.pad_multiple if pad is None else pad.shape[0]
+        return valid * image + (1 - valid) * self.raw(image * valid, valid, p)
+
+    def raw(self, image: Tensor, valid: Tensor, p: int | Tensor | None = None) -> Tensor:
+        """``RepairGenerator.forward(image, valid, pad_to=p)`` without Python branches."""
+        net, cfg = self.net, self.net.config
+        x, m = image, valid
+        fill = None
+        if cfg.prefill == "pushpull":
+            fill = pushpull_fill_unrolled(image * valid, valid)
+            x = torch.cat([fill, 1.0 - valid], dim=1)
+            m = torch.ones_like(valid)
+        h, w = x.shape[-2:]
+        p = self.pad_multiple if p is None else p
+        ph, pw = (p - h % p) % p, (p - w % p) % p
+        x = F.pad(x, (0, pw, 0, ph))
+        m = F.pad(m, (0, pw, 0, ph))
+        feats: list[tuple[Tensor, Tensor]] = [(x, m)]
+        for block in net.encoder:
+            x, m = block(x, m)
+            feats.append((x, m))
+        feats.pop()
+        for block in net.decoder:
+            skip_x, skip_m = feats.pop()
+            size = skip_x.shape[-2:]
+            x = F.interpolate(x, size=size, mode="nearest")
+            m = F.interpolate(m, size=size, mode="nearest")
+            m = torch.cat(
+                [m.expand(-1, x.shape[1], -1, -1), skip_m.expand(-1, skip_x.shape[1], -1, -1)],
+                dim=1,
+            )
+            x = torch.cat([x, skip_x], dim=1)
+            x, m = block(x, m)
+        x = net.head(x)[..., :h, :w]
+        if fill is not None:
+            return torch.sigmoid(torch.logit(fill.clamp(1e-3, 1 - 1e-3)) + x)
+        return torch.sigmoid(x)
+
+
+class OptimizeGraph(nn.Module):
+    """Stage 2 for export: ``image -> refined image`` (not composited: any ``H, W``)."""
+
+    def __init__(self, net: OptimizeGenerator) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: Tensor) -> Tensor:
+        """Refine ``image`` ``[N, 3, H, W]`` in [0, 1]."""
+        net = self.net
+        delta = net.tail(net.blocks(net.head(image)))
+        return (image + delta).clamp(0.0, 1.0)
+
+
+class PipelineGraph(nn.Module):
+    """Both stages, composited after each: ``(image, mask) -> repaired image``.
+
+    What the bioimage.io package holds. Stage 2 runs over the whole input and is
+    composited, like the inpainter's band mode when the band covers the input.
+    """
+
+    def __init__(self, repair: RepairGraph, optimize: OptimizeGraph | None) -> None:
+        super().__init__()
+        self.repair = repair
+        self.optimize = optimize
+
+    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        """Repair ``image`` where ``mask`` is nonzero."""
+        out = self.repair(image, mask)
+        if self.optimize is not None:
+            valid = (mask == 0).to(image.dtype)
+            out = valid * out + (1 - valid) * self.optimize(out)
+        return out

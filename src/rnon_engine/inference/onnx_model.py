@@ -1,0 +1,271 @@
+"""Run exported ONNX generators with ONNX Runtime on the CPU, without torch.
+
+:class:`OnnxNetworks` is what :meth:`Inpainter.from_pretrained("…/rnon_repair.onnx")
+<rnon_engine.inference.Inpainter.from_pretrained>` puts in place of the torch networks:
+the inpainter keeps its planning, tiling, intensity mapping, blending and compositing and
+hands each batch of windows to :meth:`OnnxNetworks.fill` (numpy in, numpy out), so
+nothing on this path imports torch (``rnon-batch --workers`` processes stay small).
+
+Differences from the torch path, all within float rounding on the hole pixels
+(``tests/test_export.py`` checks max |difference| <= :data:`TOLERANCE` on [0, 1] values):
+stage 2 (band mode) runs on one box per batch, the holes' bounding box grown by the
+network's receptive radius (``halo``), instead of one box per group of holes; since the
+box holds every hole pixel's receptive field either way, only the cost differs.
+
+The files are written by :func:`rnon_engine.export.onnx_export.export_onnx`; their
+metadata (model name, config, stage-2 file name) is read from the ONNX model itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnon_engine.errors import InputError, WeightsError
+
+__all__ = [
+    "FORMAT_NAME",
+    "TOLERANCE",
+    "OnnxConfig",
+    "OnnxNetworks",
+    "is_onnx_path",
+    "read_onnx_metadata",
+    "resolve_onnx",
+]
+
+FORMAT_NAME = "napari-rnon-onnx"
+#: Largest difference from the torch path on values in [0, 1] that the tests accept.
+TOLERANCE = 1e-4
+
+
+def is_onnx_path(name_or_path: str | os.PathLike) -> bool:
+    """True for a path ending in ``.onnx`` (what ``from_pretrained`` hands to this module)."""
+    return os.fspath(name_or_path).lower().endswith(".onnx")
+
+
+def _runtime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise InputError(
+            "running an .onnx model needs ONNX Runtime: pip install 'napari-rnon[onnx]' "
+            "(or pip install onnxruntime)"
+        ) from None
+    return onnxruntime
+
+
+def _session(path: Path, threads: int | None) -> Any:
+    ort = _runtime()
+    if not path.is_file():
+        raise WeightsError(
+            f"ONNX file not found: {path}. Export one with python -m training.export "
+            "--format onnx --out DIR"
+        )
+    opts = ort.SessionOptions()
+    if threads is not None:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own types for unreadable models
+        raise WeightsError(
+            f"{path} is not a readable ONNX model ({exc}); it may be truncated: export it again"
+        ) from None
+
+
+def read_onnx_metadata(path: str | os.PathLike, session: Any = None) -> dict[str, Any]:
+    """The napari-rnon metadata of an exported ONNX file, JSON-decoded.
+
+    Raises:
+        WeightsError: Missing, unreadable, or not written by napari-rnon's exporter.
+    """
+    path = Path(path)
+    sess = session if session is not None else _session(path, 1)
+    raw = dict(sess.get_modelmeta().custom_metadata_map)
+    if raw.get("format") != FORMAT_NAME:
+        raise WeightsError(
+            f"{path} is an ONNX model but not one exported by napari-rnon (no "
+            f"'format: {FORMAT_NAME}' metadata); export it with python -m training.export"
+        )
+    meta: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            meta[key] = json.loads(value)
+        except ValueError:
+            meta[key] = value
+    return meta
+
+
+def resolve_onnx(
+    path: str | os.PathLike, stage2: str | os.PathLike | None = None
+) -> tuple[Path, Path | None]:
+    """The repair file and its stage-2 file (named in its metadata, next to it).
+
+    Raises:
+        WeightsError: A file is missing or holds another model than expected.
+    """
+    path = Path(path)
+    meta = read_onnx_metadata(path)
+    if meta.get("model_name") != "rnon-repair":
+        raise WeightsError(
+            f"{path} holds {meta.get('model_name')!r}; the inpainter needs the stage-1 file "
+            "(rnon_repair.onnx) of an export (rnon.onnx is for other tools)"
+        )
+    if stage2 is None and meta.get("stage2_file"):
+        stage2 = path.parent / str(meta["stage2_file"])
+        if not Path(stage2).is_file():
+            raise WeightsError(
+                f"{path} names its stage-2 file {meta['stage2_file']!r} but {stage2} does not "
+                "exist; copy it next to the repair file or pass stage2= explicitly"
+            )
+    if stage2 is not None:
+        name2 = read_onnx_metadata(stage2).get("model_name")
+        if name2 != "rnon-optimize":
+            raise WeightsError(f"stage-2 file {stage2} holds {name2!r}, not 'rnon-optimize'")
+        stage2 = Path(stage2)
+    return path, stage2
+
+
+@dataclass(frozen=True)
+class OnnxConfig:
+    """What the inpainter reads of the networks' configs.
+
+    Attributes:
+        multiple: The U-Net's padding multiple (``2**depth``).
+        halo: Stage 2's receptive radius in pixels (0 without stage 2).
+    """
+
+    multiple: int
+    halo: int
+
+
+class OnnxNetworks:
+    """Both exported generators behind the inpainter's window contract.
+
+    Attributes:
+        multiple: The U-Net's padding multiple (``2**depth``).
+        halo: Stage 2's receptive radius in pixels (0 without stage 2).
+        config: ``multiple`` and ``halo`` together (as the torch networks' ``config``).
+        paths: The files, by stage.
+    """
+
+    def __init__(
+        self,
+        repair_path: str | os.PathLike,
+        optimize_path: str | os.PathLike | None = None,
+        threads: int | None = None,
+    ) -> None:
+        """Open the ONNX Runtime sessions.
+
+        Args:
+            repair_path: ``rnon_repair.onnx`` of an export.
+            optimize_path: ``rnon_optimize.onnx``, or None for stage 1 only.
+            threads: ONNX Runtime intra-op threads (default: its own choice).
+
+        Raises:
+            InputError: ONNX Runtime is not installed.
+            WeightsError: A file is missing, unreadable or of the wrong model.
+        """
+        self.paths = {"repair": Path(repair_path)}
+        self._repair = _session(self.paths["repair"], threads)
+        meta = read_onnx_metadata(repair_path, self._repair)
+        if meta.get("model_name") != "rnon-repair":
+            raise WeightsError(f"{repair_path} holds {meta.get('model_name')!r}, not 'rnon-repair'")
+        self.multiple = int(meta["multiple"])
+        self._optimize = None
+        self.halo = 0
+        if optimize_path is not None:
+            self.paths["optimize"] = Path(optimize_path)
+            self._optimize = _session(self.paths["optimize"], threads)
+            ometa = read_onnx_metadata(optimize_path, self._optimize)
+            if ometa.get("model_name") != "rnon-optimize":
+                raise WeightsError(
+                    f"{optimize_path} holds {ometa.get('model_name')!r}, not 'rnon-optimize'"
+                )
+            self.halo = int(ometa["halo"])
+        self.config = OnnxConfig(self.multiple, self.halo)
+
+    @property
+    def has_optimize(self) -> bool:
+        """Whether stage 2 is loaded."""
+        return self._optimize is not None
+
+    def repair(self, image: np.ndarray, holes: np.ndarray, pad_to: int | None = None) -> np.ndarray:
+        """Stage 1, composited: ``image`` ``[N,3,h,w]`` float32, ``holes`` ``[N,h,w]`` bool."""
+        multiple = self.multiple if pad_to is None else min(int(pad_to), self.multiple)
+        feeds = {
+            "image": np.ascontiguousarray(image, dtype=np.float32),
+            "mask": holes[:, None].astype(np.float32),
+            "pad": np.zeros(multiple, np.float32),
+        }
+        return self._repair.run(None, feeds)[0]
+
+    def optimize(self, image: np.ndarray) -> np.ndarray:
+        """Stage 2 on ``[N,3,h,w]`` float32 in [0, 1] (not composited)."""
+        if self._optimize is None:
+            raise InputError("this ONNX model has no stage-2 (optimize) graph")
+        feeds = {"image": np.ascontiguousarray(image, dtype=np.float32)}
+        return self._optimize.run(None, feeds)[0]
+
+    def fill(
+        self,
+        crops: np.ndarray,
+        holes: np.ndarray,
+        *,
+        band: bool,
+        repair: bool = True,
+        pad_to: int | None = None,
+    ) -> np.ndarray:
+        """Fill a batch of windows as ``Inpainter`` does with the torch networks.
+
+        Args:
+            crops: ``[N,h,w,C]`` float32 in [0, 1] (C = 1 or 3), holes zeroed.
+            holes: ``[N,h,w]`` bool, True = hole.
+            band: Run stage 2 around the holes and composite it.
+            repair: False skips stage 1 (holes already filled).
+            pad_to: Padding multiple for stage 1 (default: the U-Net's own).
+
+        Returns:
+            ``[N,h,w,C]`` float32 in [0, 1].
+        """
+        x = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
+        gray = x.shape[1] == 1
+        if gray:
+            x = np.repeat(x, 3, axis=1)
+        comp = self.repair(x, holes, pad_to) if repair else x
+        if band and self._optimize is not None:
+            comp = self._band(comp, holes)
+        if gray:
+            comp = comp.mean(axis=1, keepdims=True)
+        return np.ascontiguousarray(comp.transpose(0, 2, 3, 1), dtype=np.float32)
+
+    def refine(self, image: np.ndarray) -> np.ndarray:
+        """Stage 2 over one ``[h,w,C]`` tile (the paper's whole-image mode), not composited."""
+        x = image.transpose(2, 0, 1)[None]
+        gray = x.shape[1] == 1
+        if gray:
+            x = np.repeat(x, 3, axis=1)
+        y = self.optimize(x)
+        if gray:
+            y = y.mean(axis=1, keepdims=True)
+        return np.ascontiguousarray(y[0].transpose(1, 2, 0), dtype=np.float32)
+
+    def _band(self, comp: np.ndarray, holes: np.ndarray) -> np.ndarray:
+        """Stage 2 on the holes' box plus ``halo``, composited on the holes."""
+        _, h, w = holes.shape
+        rows = np.flatnonzero(holes.any(axis=(0, 2)))
+        cols = np.flatnonzero(holes.any(axis=(0, 1)))
+        if rows.size == 0:
+            return comp
+        ys = slice(max(0, rows[0] - self.halo), min(h, rows[-1] + 1 + self.halo))
+        xs = slice(max(0, cols[0] - self.halo), min(w, cols[-1] + 1 + self.halo))
+        sub = comp[..., ys, xs]
+        hsub = holes[:, None, ys, xs]
+        out = comp.copy()
+        out[..., ys, xs] = np.where(hsub, self.optimize(sub), sub)
+        return out
