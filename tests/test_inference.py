@@ -154,9 +154,9 @@ def test_hole_straddling_tiles_shows_no_seam(monkeypatch):
     assert len({w.x0 for w in windows}) > 3
     assert _seam_score(inp.inpaint(img, mask), mask, windows) < 2.5
     # The check can fail: plain averaging (no Gaussian weights) leaves seams.
-    import rnon_engine.inference.inpainter as inference
+    import rnon_engine.inference.plane_run as plane_run
 
-    monkeypatch.setattr(inference, "gaussian_weights", lambda shape: np.ones(shape, np.float32))
+    monkeypatch.setattr(plane_run, "gaussian_weights", lambda shape: np.ones(shape, np.float32))
     hard = inp.inpaint(img, mask)
     assert _seam_score(hard, mask, windows) > 4.0
 
@@ -176,6 +176,8 @@ def test_tiles_without_holes_are_never_computed():
 
 class CountingPad(Counting):
     """Like Counting, for a model that can compute unpadded windows (``pad_to``)."""
+
+    supports_pad_to = True
 
     def forward(self, image, mask, pad_to=None):
         self.calls.append((tuple(image.shape), pad_to))
@@ -236,6 +238,11 @@ def test_window_multiple_is_checked():
     with pytest.raises(InputError, match="pad_to"):
         Inpainter(Counting(_REPAIR), device="cpu", window_multiple=8)
     assert Inpainter(Counting(_REPAIR), device="cpu").window_multiple == _REPAIR.multiple
+    # The repair generator declares the capability; the inpainter reads it.
+    from rnon_engine.inference.inpainter import NET_WINDOW_MULTIPLE
+
+    assert type(_REPAIR).supports_pad_to is True
+    assert Inpainter(_REPAIR, device="cpu").window_multiple == NET_WINDOW_MULTIPLE
 
 
 def test_progress_and_cancel():
@@ -334,7 +341,7 @@ def test_stage2_band_vs_image():
 
 def test_stage2_band_boxes_equal_stage2_over_the_whole_window():
     """Stage 2 on one box per hole group (plus halo) gives what it gives on the whole window."""
-    from rnon_engine.inference.inpainter import _band_boxes
+    from rnon_engine.inference.tiling import band_boxes
 
     opt = create_model("rnon-optimize", width=0.125, blocks=2)
     torch.manual_seed(3)
@@ -345,7 +352,7 @@ def test_stage2_band_boxes_equal_stage2_over_the_whole_window():
     mask[90:100, 150:158] = True
     mask[100:104, 20:40] = True
     halo = opt.config.halo
-    boxes = _band_boxes(mask, halo)
+    boxes = band_boxes(mask, halo)
     assert len(boxes) == 2  # the two left holes share a box (their halos overlap)
     assert sum((y.stop - y.start) * (x.stop - x.start) for y, x in boxes) < mask.size / 2
     inp = Inpainter(_REPAIR, opt, device="cpu", tile_size=256)

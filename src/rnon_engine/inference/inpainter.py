@@ -37,9 +37,8 @@ What :meth:`Inpainter.inpaint` guarantees:
 
 from __future__ import annotations
 
-import inspect
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,11 +46,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnon_engine.errors import Cancelled, InputError
+from rnon_engine.errors import InputError
 from rnon_engine.inference.classical import CLASSICAL_METHODS
 from rnon_engine.inference.classical import WINDOW_COST as classical_window_cost
 from rnon_engine.inference.classical import fill as classical_fill
-from rnon_engine.inference.intensity import IntensityMap, check_dtype, intensity_map
+from rnon_engine.inference.intensity import check_dtype, intensity_map
+from rnon_engine.inference.plane_run import PlaneRun, Progress
 from rnon_engine.inference.provenance import (  # noqa: F401  (constants kept importable from here)
     NET_CONTEXT,
     NET_WINDOW_COST,
@@ -65,7 +65,7 @@ from rnon_engine.inference.provenance import (  # noqa: F401  (constants kept im
     describe,
     resolve_weights,
 )
-from rnon_engine.inference.tiling import TilePlan, Window, gaussian_weights, plan_tiles
+from rnon_engine.inference.tiling import Window, band_boxes, plan_tiles
 
 __all__ = ["Inpainter", "describe", "list_methods", "resolve_device"]
 
@@ -121,49 +121,6 @@ class _Unit:
     hole_key: tuple[int, ...]
 
 
-class _Blender:
-    """Streams the Gaussian-weighted blend of the blended windows, row by row.
-
-    Windows arrive in raster order; rows above the newest window's top are final, are
-    written out and dropped, so the buffer holds about one tile row of the plane.
-    """
-
-    def __init__(self, x0: int, x1: int, channels: int, write: Callable[..., None]) -> None:
-        self.x0, self.x1, self.c = x0, x1, channels
-        self.write = write
-        self.y0 = -1
-        self.acc = np.zeros((0, x1 - x0, channels), np.float32)
-        self.wsum = np.zeros((0, x1 - x0), np.float32)
-
-    def add(self, win: Window, result: np.ndarray) -> None:
-        if self.y0 < 0:
-            self.y0 = win.y0
-        if win.y0 > self.y0:
-            self.flush(win.y0)
-        need = win.y1 - self.y0 - self.acc.shape[0]
-        if need > 0:
-            self.acc = np.concatenate([self.acc, np.zeros((need, *self.acc.shape[1:]), np.float32)])
-            self.wsum = np.concatenate(
-                [self.wsum, np.zeros((need, self.wsum.shape[1]), np.float32)]
-            )
-        wts = gaussian_weights(win.shape)
-        ys = slice(win.y0 - self.y0, win.y1 - self.y0)
-        xs = slice(win.x0 - self.x0, win.x1 - self.x0)
-        self.acc[ys, xs] += result * wts[..., None]
-        self.wsum[ys, xs] += wts
-
-    def flush(self, until: int | None = None) -> None:
-        rows = self.acc.shape[0] if until is None else until - self.y0
-        if rows <= 0:
-            return
-        region = Window(self.y0, self.y0 + rows, self.x0, self.x1, (), blend=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            values = self.acc[:rows] / self.wsum[:rows, :, None]
-        self.write(region, values)
-        self.acc, self.wsum = self.acc[rows:], self.wsum[rows:]
-        self.y0 += rows
-
-
 class Inpainter:
     """Repairs images with RNON (repair + optimize generators) or a classical method.
 
@@ -212,8 +169,9 @@ class Inpainter:
                 windows of one size are batched further, up to ``tile_size²`` pixels.
             window_multiple: Networks: small-hole windows are rounded up to a multiple of
                 this and computed at that size (default :data:`NET_WINDOW_MULTIPLE` when
-                the repair model's ``forward`` takes ``pad_to``, else its padding
-                multiple). The U-Net's ``2**depth`` (256 for the default model) gives
+                the repair model declares ``supports_pad_to = True``, i.e. its ``forward``
+                takes ``pad_to``, else its padding multiple). The U-Net's ``2**depth``
+                (256 for the default model) gives
                 windows padded as in training, at several times the cost for small holes.
             stage2_region: ``"band"`` (stage 2 around the holes, composited) or
                 ``"image"`` (the paper: stage 2 over the whole image, not composited).
@@ -259,13 +217,14 @@ class Inpainter:
             )
             self.batch_size = batch_size or (1 if self.device.type == "cpu" else 8)
             native = int(getattr(repair_model, "multiple", 1))
-            takes_pad = "pad_to" in inspect.signature(repair_model.forward).parameters
+            takes_pad = bool(getattr(repair_model, "supports_pad_to", False))
             if window_multiple is None:
                 window_multiple = NET_WINDOW_MULTIPLE if takes_pad else native
             elif window_multiple < native and not takes_pad:
                 raise InputError(
-                    f"window_multiple={window_multiple} needs a repair model whose forward "
-                    f"takes pad_to; this one pads to {native}: leave window_multiple unset"
+                    f"window_multiple={window_multiple} needs a repair model that supports "
+                    f"pad_to (supports_pad_to = True); this one pads to {native}: "
+                    "leave window_multiple unset"
                 )
             if window_multiple < 1 or window_multiple & (window_multiple - 1):
                 raise InputError(f"window_multiple must be a power of two, got {window_multiple}")
@@ -474,7 +433,13 @@ class Inpainter:
 
         out = image.copy()
         oview = out if ch is None else np.moveaxis(out, ch, -1)
-        done = 0
+        tally = Progress(total, progress, cancel)
+        band = use_stage2 and self.stage2_region == "band"
+
+        def fill(crops: np.ndarray, hmask: np.ndarray, packed: bool) -> np.ndarray:
+            pad_to = self.window_multiple if packed else None
+            return self._fill(crops, hmask, band, repair=not optimize_only, pad_to=pad_to)
+
         for unit in units:
             hole = holes[unit.hole_key]
             plane = view[unit.index]
@@ -483,78 +448,22 @@ class Inpainter:
                 src, dst = plane[..., None], oplane[..., None]
             else:
                 src, dst = plane[..., unit.channels], oplane[..., unit.channels]
-            imap = intensity_map(src, ~hole)
-            band = use_stage2 and self.stage2_region == "band"
+            run = PlaneRun(src, dst, hole, intensity_map(src, ~hole), tally)
             if not (optimize_only and image_tiles):
-                done = self._run_plan(
+                run.run(
                     plans[unit.hole_key],
-                    src,
-                    dst,
-                    hole,
-                    imap,
-                    band,
-                    done,
-                    total,
-                    progress,
-                    cancel,
-                    repair=not optimize_only,
+                    fill,
+                    batch_size=self.batch_size,
+                    budget=self.tile_size**2,
+                    zero_holes=not optimize_only,
                 )
             if image_tiles:
-                done = self._run_stage2_image(image_tiles, dst, imap, done, total, progress, cancel)
+                run.run_whole(image_tiles, self._refine_whole)
         return out
 
     __call__ = inpaint
 
     # ------------------------------------------------------------------ internals
-    def _run_plan(
-        self,
-        plan: TilePlan,
-        src: np.ndarray,
-        dst: np.ndarray,
-        hole: np.ndarray,
-        imap: IntensityMap,
-        band: bool,
-        done: int,
-        total: int,
-        progress: Callable[[int, int], None] | None,
-        cancel: Callable[[], bool] | None,
-        repair: bool = True,
-    ) -> int:
-        def write(win: Window, values: np.ndarray) -> None:
-            owned = plan.owned(win, hole)
-            if owned.any():
-                dst[win.slices][owned] = imap.from_unit(values[owned])
-
-        blend = [w for w in plan.windows if w.blend]
-        blender = None
-        if blend:
-            x0, x1 = min(w.x0 for w in blend), max(w.x1 for w in blend)
-            blender = _Blender(x0, x1, src.shape[-1], write)
-        # Packed windows in any order: grouped by shape so that they batch; the blended
-        # ones last, in raster order (the blender streams them row by row).
-        alone = sorted((w for w in plan.windows if not w.blend), key=lambda w: (w.packed, w.shape))
-        budget = self.tile_size**2
-        for batch in _batches(alone + blend, self.batch_size, budget):
-            if cancel is not None and cancel():
-                raise Cancelled(f"inpainting cancelled after {done} of {total} windows")
-            crops = np.stack([imap.to_unit(src[w.slices]) for w in batch])
-            hmask = np.stack([hole[w.slices] for w in batch])
-            if repair:
-                crops[hmask] = 0.0
-            pad_to = self.window_multiple if batch[0].packed else None
-            results = self._fill(crops, hmask, band, repair=repair, pad_to=pad_to)
-            for win, res in zip(batch, results, strict=True):
-                if win.blend:
-                    blender.add(win, res)
-                else:
-                    write(win, res)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-        if blender is not None:
-            blender.flush()
-        return done
-
     def _fill(
         self,
         crops: np.ndarray,
@@ -604,7 +513,7 @@ class Inpainter:
         """
         halo = int(getattr(getattr(self.optimize, "config", None), "halo", 0) or 0)
         n, h, w = holes.shape
-        per_item = [_band_boxes(hole, halo) for hole in holes]
+        per_item = [band_boxes(hole, halo) for hole in holes]
         rows = np.flatnonzero(holes.any(axis=(0, 2)))
         cols = np.flatnonzero(holes.any(axis=(0, 1)))
         ys = slice(max(0, rows[0] - halo), min(h, rows[-1] + 1 + halo))
@@ -641,109 +550,17 @@ class Inpainter:
                 tiles.append((rd, wr))
         return tiles
 
-    def _run_stage2_image(
-        self,
-        tiles: list[tuple[Window, Window]],
-        dst: np.ndarray,
-        imap: IntensityMap,
-        done: int,
-        total: int,
-        progress: Callable[[int, int], None] | None,
-        cancel: Callable[[], bool] | None,
-    ) -> int:
-        """The paper's stage 2: over the whole (repaired) plane, not composited."""
-        results = []
-        for rd, wr in tiles:  # read everything before writing: tiles overlap through halos
-            if cancel is not None and cancel():
-                raise Cancelled(f"inpainting cancelled after {done} of {total} windows")
-            with torch.inference_mode():
-                x = torch.from_numpy(imap.to_unit(dst[rd.slices])).to(self.device)
-                x = x.permute(2, 0, 1)[None]
-                gray = x.shape[1] == 1
-                if gray:
-                    x = x.expand(-1, 3, -1, -1)
-                y = self.optimize(x)
-                if gray:
-                    y = y.mean(dim=1, keepdim=True)
-                y = y[0].permute(1, 2, 0).float().cpu().numpy()
-            oy, ox = wr.y0 - rd.y0, wr.x0 - rd.x0
-            results.append((wr, imap.from_unit(y[oy : oy + wr.shape[0], ox : ox + wr.shape[1]])))
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        for wr, values in results:
-            dst[wr.slices] = values
-        return done
-
-
-def _band_boxes(hole: np.ndarray, halo: int) -> list[tuple[slice, slice]]:
-    """Disjoint boxes covering every hole pixel of ``hole`` together with its halo.
-
-    The boxes of the hole's 8-connected components (coarse 8 px cells), grown by
-    ``halo`` and clipped to the window, are merged while any two overlap or touch (or
-    while merging costs less than the two boxes' area plus a 64×64 call overhead).
-    """
-    from scipy import ndimage
-
-    from rnon_engine.inference.tiling import block_any
-
-    h, w = hole.shape
-    cell = 8
-    coarse = block_any(hole, cell)
-    labels, _ = ndimage.label(coarse, structure=np.ones((3, 3), dtype=bool))
-    boxes = []
-    for sl in ndimage.find_objects(labels):
-        if sl is None:
-            continue
-        boxes.append(
-            [
-                max(0, sl[0].start * cell - halo),
-                max(0, sl[1].start * cell - halo),
-                min(h, sl[0].stop * cell + halo),
-                min(w, sl[1].stop * cell + halo),
-            ]
-        )
-    overhead = 64 * 64
-    merged = True
-    while merged and len(boxes) > 1:
-        merged = False
-        for a in range(len(boxes)):
-            for b in range(a + 1, len(boxes)):
-                p, q = boxes[a], boxes[b]
-                u = [min(p[0], q[0]), min(p[1], q[1]), max(p[2], q[2]), max(p[3], q[3])]
-                touch = p[0] <= q[2] and q[0] <= p[2] and p[1] <= q[3] and q[1] <= p[3]
-                area = (u[2] - u[0]) * (u[3] - u[1])
-                separate = sum((r[2] - r[0]) * (r[3] - r[1]) for r in (p, q)) + overhead
-                if touch or area <= separate:
-                    boxes[a] = u
-                    del boxes[b]
-                    merged = True
-                    break
-            if merged:
-                break
-    return [(slice(y0, y1), slice(x0, x1)) for y0, x0, y1, x1 in boxes]
-
-
-def _batches(windows: list[Window], size: int, budget: int = 0) -> Iterator[list[Window]]:
-    """Consecutive runs of windows of equal shape and kind.
-
-    A run is at most ``size`` windows long, or longer for small windows: as many as fit in
-    ``budget`` pixels.
-    """
-    batch: list[Window] = []
-    limit = size
-    for win in windows:
-        if batch and (
-            len(batch) >= limit or win.shape != batch[0].shape or win.packed != batch[0].packed
-        ):
-            yield batch
-            batch = []
-        if not batch:
-            h, w = win.shape
-            limit = max(size, budget // (h * w)) if win.packed else size
-        batch.append(win)
-    if batch:
-        yield batch
+    def _refine_whole(self, crop: np.ndarray) -> np.ndarray:
+        """Stage 2 on one ``h×w×C`` crop in [0, 1] (not composited)."""
+        with torch.inference_mode():
+            x = torch.from_numpy(crop).to(self.device).permute(2, 0, 1)[None]
+            gray = x.shape[1] == 1
+            if gray:
+                x = x.expand(-1, 3, -1, -1)
+            y = self.optimize(x)
+            if gray:
+                y = y.mean(dim=1, keepdim=True)
+            return y[0].permute(1, 2, 0).float().cpu().numpy()
 
 
 def _channel_axis(image: np.ndarray, channel_axis: int | str | None) -> int | None:

@@ -28,6 +28,9 @@ The plan for one plane (:func:`plan_tiles`):
 When the plane fits in one tile and the windows would cover at least its area, the plan
 is a single window over the whole plane instead.
 
+Stage 2 of the network runs inside a window on boxes around the hole groups
+(:func:`band_boxes`), from the same coarse components.
+
 Windows that contain no hole pixel are never made, so the cost follows the holes, not the
 image size. The plan holds only the coarse label grid (``1/cell**2`` of the image).
 """
@@ -40,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Window", "TilePlan", "plan_tiles", "gaussian_weights", "block_any"]
+__all__ = ["Window", "TilePlan", "plan_tiles", "band_boxes", "gaussian_weights", "block_any"]
 
 WEIGHT_FLOOR = 1e-3
 
@@ -137,6 +140,73 @@ def block_any(hole: np.ndarray, cell: int) -> np.ndarray:
     return padded.reshape(hc, cell, wc, cell).any(axis=(1, 3))
 
 
+def _components(hole: np.ndarray, cell: int) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Coarse 8-connected hole components: the label grid and each one's pixel box.
+
+    Returns:
+        ``ceil(H/cell)×ceil(W/cell)`` int32 labels (0 = no hole) and one
+        ``(y0, x0, y1, x1, label)`` box per component, clipped to the plane.
+    """
+    h, w = hole.shape
+    labels, _ = ndimage.label(block_any(hole, cell), structure=np.ones((3, 3), dtype=bool))
+    labels = labels.astype(np.int32, copy=False)
+    boxes = []
+    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        y0, y1 = sl[0].start * cell, min(sl[0].stop * cell, h)
+        x0, x1 = sl[1].start * cell, min(sl[1].stop * cell, w)
+        boxes.append((y0, x0, y1, x1, lab))
+    return labels, boxes
+
+
+def band_boxes(
+    hole: np.ndarray, halo: int, cell: int = 8, call_cost: int = 64 * 64
+) -> list[tuple[slice, slice]]:
+    """Disjoint boxes covering every hole pixel of ``hole`` together with its halo.
+
+    The boxes of the hole's coarse components (as in :func:`plan_tiles`), grown by
+    ``halo`` and clipped to the plane, are merged while any two overlap or touch, or while
+    merging costs less than the two boxes' area plus ``call_cost`` px² (the fixed cost of
+    one more call). Every hole pixel's ``halo`` neighbourhood then lies inside exactly one
+    box, so a network whose receptive radius is ``halo`` gives on the box what it gives on
+    the whole plane.
+
+    Args:
+        hole: ``H×W`` bool, True = pixel to repair.
+        halo: Pixels added around each component's box.
+        cell: Coarse-grid cell in pixels.
+        call_cost: Fixed cost of one box, in px².
+
+    Returns:
+        ``(rows, cols)`` slice pairs, one per box.
+    """
+    h, w = hole.shape
+    _, comps = _components(hole, cell)
+    boxes = [
+        [max(0, y0 - halo), max(0, x0 - halo), min(h, y1 + halo), min(w, x1 + halo)]
+        for y0, x0, y1, x1, _ in comps
+    ]
+    merged = True
+    while merged and len(boxes) > 1:
+        merged = False
+        for a in range(len(boxes)):
+            for b in range(a + 1, len(boxes)):
+                p, q = boxes[a], boxes[b]
+                u = [min(p[0], q[0]), min(p[1], q[1]), max(p[2], q[2]), max(p[3], q[3])]
+                touch = p[0] <= q[2] and q[0] <= p[2] and p[1] <= q[3] and q[1] <= p[3]
+                area = (u[2] - u[0]) * (u[3] - u[1])
+                separate = sum((r[2] - r[0]) * (r[3] - r[1]) for r in (p, q)) + call_cost
+                if touch or area <= separate:
+                    boxes[a] = u
+                    del boxes[b]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [(slice(y0, y1), slice(x0, x1)) for y0, x0, y1, x1 in boxes]
+
+
 def _fit_size(need: int, multiple: int, tile: int, limit: int) -> int:
     """``need`` rounded up to a multiple of ``multiple``, at most ``tile`` and ``limit``."""
     return min(-(-need // multiple) * multiple, tile, limit)
@@ -194,20 +264,12 @@ def plan_tiles(
             f"need tile_size >= 16, 0 <= 2*margin < tile_size and 0 <= overlap < tile_size; "
             f"got tile_size={tile}, margin={margin}, overlap={overlap}"
         )
-    coarse = block_any(hole, cell)
-    labels, n = ndimage.label(coarse, structure=np.ones((3, 3), dtype=bool))
-    labels = labels.astype(np.int32, copy=False)
+    labels, boxes = _components(hole, cell)
+    n = len(boxes)
     plan = TilePlan((h, w), cell, labels, tile_size=tile, margin=margin, overlap=overlap)
     if n == 0:
         return plan
     core = tile - 2 * margin
-    boxes = []
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        y0, y1 = sl[0].start * cell, min(sl[0].stop * cell, h)
-        x0, x1 = sl[1].start * cell, min(sl[1].stop * cell, w)
-        boxes.append((y0, x0, y1, x1, lab))
     boxes.sort()
     # Packed components: best-fit into open windows (raster order).
     open_: list[list] = []  # [y0, x0, y1, x1, [labels]]
