@@ -64,6 +64,39 @@ def make_case(size: int, kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     return img, mask.astype(bool)
 
 
+PHOTO_KINDS = ("spots", "strokes")
+
+
+def make_photo_case(size: int, kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Issue 16's cases: a ``size²`` RGB photograph with spots or strokes (seeded).
+
+    The photograph is scikit-image's bundled ``astronaut`` (512² RGB) enlarged with OpenCV
+    ``INTER_CUBIC``. ``spots``: 400 round spots of radius 2-8 px at 4096² (scaled with the
+    area below); ``strokes``: 60 straight strokes 3-12 px wide between uniform random
+    points (their number scaled with the side below, so that the hole fraction stays).
+    Both are spread uniformly over the image.
+    """
+    import cv2
+    from skimage import data
+
+    img = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_CUBIC)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((size, size), np.uint8)
+    scale = (size / 4096) ** 2
+    if kind == "spots":
+        for _ in range(max(1, round(400 * scale))):
+            c = tuple(int(v) for v in rng.integers(0, size, 2))
+            cv2.circle(mask, c, int(rng.integers(2, 9)), 1, -1)
+    elif kind == "strokes":
+        for _ in range(max(1, round(60 * size / 4096))):
+            p0 = tuple(int(v) for v in rng.integers(0, size, 2))
+            p1 = tuple(int(v) for v in rng.integers(0, size, 2))
+            cv2.line(mask, p0, p1, 1, int(rng.integers(3, 13)))
+    else:
+        raise ValueError(f"unknown photo case {kind!r}; use one of {PHOTO_KINDS}")
+    return img, mask.astype(bool)
+
+
 def run_one(method: str, size: int, kind: str) -> dict:
     import warnings
 
@@ -72,7 +105,7 @@ def run_one(method: str, size: int, kind: str) -> dict:
     from rnon_engine.inference.inpainter import Inpainter
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    img, mask = make_case(size, kind)
+    img, mask = (make_photo_case if kind in PHOTO_KINDS else make_case)(size, kind)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         inp = Inpainter.from_pretrained(method, device="cpu")

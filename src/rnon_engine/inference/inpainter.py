@@ -70,6 +70,8 @@ from rnon_engine.inference.tiling import Window, band_boxes, plan_tiles
 __all__ = ["Inpainter", "describe", "list_methods", "resolve_device"]
 
 _STAGES = ("both", "repair", "optimize")
+#: Band mode: stage 2 refines only windows where a square of this side fits in a hole.
+STAGE2_MIN_WIDTH = 16
 
 
 def list_methods() -> list[str]:
@@ -145,6 +147,8 @@ class Inpainter:
         batch_size: int | None = None,
         window_multiple: int | None = None,
         stage2_region: str = "band",
+        stage2_min_width: int = STAGE2_MIN_WIDTH,
+        grid_tile: int | str | None = "auto",
         threads: int | None = None,
         name: str | None = None,
         provenance: dict[str, Any] | None = None,
@@ -175,6 +179,14 @@ class Inpainter:
                 windows padded as in training, at several times the cost for small holes.
             stage2_region: ``"band"`` (stage 2 around the holes, composited) or
                 ``"image"`` (the paper: stage 2 over the whole image, not composited).
+            stage2_min_width: Band mode: stage 2 refines a window only when a square of
+                this side fits in one of its holes (default :data:`STAGE2_MIN_WIDTH`);
+                narrower damage (dust, spots, scratches), where it was measured to add
+                nothing, keeps the stage-1 fill. 0 runs it on every window.
+            grid_tile: Networks: side of the blended windows over large holes (see
+                :func:`rnon_engine.inference.tiling.plan_tiles`): ``"auto"`` (default)
+                sizes them to the holes' thickness, None uses ``tile_size``. Classical
+                methods always use ``tile_size``.
             threads: If given, ``torch.set_num_threads(threads)`` (a process-wide setting).
             name: Name recorded in :attr:`provenance`.
             provenance: Extra provenance entries (weights paths, hashes).
@@ -197,6 +209,10 @@ class Inpainter:
             torch.set_num_threads(int(threads))
         self.tile_size, self.margin, self.overlap = tile_size, margin, overlap
         self.stage2_region = stage2_region
+        if stage2_min_width < 0:
+            raise InputError(f"stage2_min_width must be >= 0, got {stage2_min_width}")
+        self.stage2_min_width = int(stage2_min_width)
+        self.grid_tile = grid_tile if repair_model is not None else None
         if repair_model is None:
             if method not in CLASSICAL_METHODS:
                 raise InputError(
@@ -411,6 +427,7 @@ class Inpainter:
                 self.overlap,
                 multiple=self.window_multiple,
                 window_cost=self.window_cost,
+                grid_tile=self.grid_tile,
             )
             for key in hole_keys
         }
@@ -436,8 +453,13 @@ class Inpainter:
         tally = Progress(total, progress, cancel)
         band = use_stage2 and self.stage2_region == "band"
 
-        def fill(crops: np.ndarray, hmask: np.ndarray, packed: bool) -> np.ndarray:
-            pad_to = self.window_multiple if packed else None
+        native = int(getattr(self.repair, "multiple", 1))
+
+        def fill(crops: np.ndarray, hmask: np.ndarray, win: Window) -> np.ndarray:
+            # Packed windows and blended ones smaller than the U-Net's multiple are computed
+            # at their size; the whole-plane window is padded as in training.
+            small = win.packed or (win.blend and min(win.shape) < native)
+            pad_to = self.window_multiple if small else None
             return self._fill(crops, hmask, band, repair=not optimize_only, pad_to=pad_to)
 
         for unit in units:
@@ -494,13 +516,15 @@ class Inpainter:
             else:
                 comp = valid * x + (1 - valid) * self.repair(x, valid)
             if band:
-                comp = self._stage2_band(comp, valid, holes)
+                # Stage 2 asked alone ("optimize") runs wherever there are holes.
+                width = self.stage2_min_width if repair else 0
+                comp = self._stage2_band(comp, valid, holes, width)
             if gray:
                 comp = comp.mean(dim=1, keepdim=True)
             return comp.permute(0, 2, 3, 1).float().cpu().numpy()
 
     def _stage2_band(
-        self, comp: torch.Tensor, valid: torch.Tensor, holes: np.ndarray
+        self, comp: torch.Tensor, valid: torch.Tensor, holes: np.ndarray, min_width: int = 0
     ) -> torch.Tensor:
         """Run stage 2 around the holes (within the window) and composite it.
 
@@ -509,8 +533,17 @@ class Inpainter:
         pixel's receptive field lies inside exactly one box. Scattered small holes thus
         cost their boxes, not the window. When one box over the holes of the whole batch
         costs at most 1.5 times as much, stage 2 runs once on that box for the batch
-        (fewer, larger calls for a device).
+        (fewer, larger calls for a device). Windows in which no ``min_width`` square
+        fits in a hole are left as they are.
         """
+        wide = [_has_square(hole, min_width) for hole in holes]
+        if not any(wide):
+            return comp
+        if not all(wide):  # stage 2 on the wide ones only
+            idx = torch.as_tensor(np.flatnonzero(wide))
+            out = comp.clone()
+            out[idx] = self._stage2_band(comp[idx], valid[idx], holes[idx.numpy()])
+            return out
         halo = int(getattr(getattr(self.optimize, "config", None), "halo", 0) or 0)
         n, h, w = holes.shape
         per_item = [band_boxes(hole, halo) for hole in holes]
@@ -561,6 +594,17 @@ class Inpainter:
             if gray:
                 y = y.mean(dim=1, keepdim=True)
             return y[0].permute(1, 2, 0).float().cpu().numpy()
+
+
+def _has_square(hole: np.ndarray, side: int) -> bool:
+    """True if a ``side × side`` square of hole pixels fits in ``hole`` (always for side <= 1)."""
+    if side <= 1:
+        return bool(hole.any())
+    if min(hole.shape) < side:
+        return False
+    from scipy import ndimage
+
+    return bool(ndimage.minimum_filter(hole.view(np.uint8), size=side, mode="constant").any())
 
 
 def _channel_axis(image: np.ndarray, channel_axis: int | str | None) -> int | None:

@@ -20,8 +20,9 @@ from rnon_engine.inference.tiling import TilePlan, Window, gaussian_weights
 
 __all__ = ["Blender", "PlaneRun", "Progress", "batches"]
 
-#: ``fill(crops [N,h,w,C] float32 in [0,1], holes [N,h,w] bool, packed) -> [N,h,w,C]``.
-FillFn = Callable[[np.ndarray, np.ndarray, bool], np.ndarray]
+#: ``fill(crops [N,h,w,C] float32 in [0,1], holes [N,h,w] bool, window) -> [N,h,w,C]``;
+#: ``window`` is the batch's first window (they all share its shape and kind).
+FillFn = Callable[[np.ndarray, np.ndarray, Window], np.ndarray]
 
 
 @dataclass
@@ -110,7 +111,7 @@ class PlaneRun:
             hmask = np.stack([self.hole[w.slices] for w in batch])
             if zero_holes:
                 crops[hmask] = 0.0
-            results = fill(crops, hmask, batch[0].packed)
+            results = fill(crops, hmask, batch[0])
             for win, res in zip(batch, results, strict=True):
                 if win.blend:
                     blender.add(win, res)

@@ -43,7 +43,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Window", "TilePlan", "plan_tiles", "band_boxes", "gaussian_weights", "block_any"]
+__all__ = [
+    "Window",
+    "TilePlan",
+    "plan_tiles",
+    "band_boxes",
+    "gaussian_weights",
+    "block_any",
+    "grid_tile_for",
+]
 
 WEIGHT_FLOOR = 1e-3
 
@@ -236,6 +244,7 @@ def plan_tiles(
     multiple: int = 1,
     cell: int = 8,
     window_cost: int | None = None,
+    grid_tile: int | str | None = None,
 ) -> TilePlan:
     """Plan the windows that cover every hole pixel of one plane.
 
@@ -251,6 +260,11 @@ def plan_tiles(
             the union still fits a tile. An int: it joins only when the union window's
             area is at most the two separate windows' areas plus ``window_cost`` (the
             fixed cost of one window, in px²); otherwise it gets its own window.
+        grid_tile: Side of the blended windows over large components: None = ``tile_size``;
+            ``"auto"`` = from the thickness of the large components
+            (:func:`grid_tile_for`), so that long thin strokes get small windows; an int
+            = that side (at most ``tile_size``). Their overlap is ``overlap`` scaled by
+            ``grid_tile / tile_size``.
 
     Returns:
         The :class:`TilePlan`. No window holds zero hole pixels.
@@ -329,8 +343,14 @@ def plan_tiles(
         rx0 = max(0, min(b[1] for b in large) - margin)
         ry1 = min(h, max(b[2] for b in large) + margin)
         rx1 = min(w, max(b[3] for b in large) + margin)
-        stride = tile - overlap
-        th, tw = min(tile, h), min(tile, w)
+        gt = tile
+        if grid_tile == "auto":
+            inner = ndimage.distance_transform_edt(np.pad(plan.large[labels], 1))
+            gt = grid_tile_for(int(2 * inner.max() * cell), margin, multiple, tile)
+        elif grid_tile is not None:
+            gt = min(tile, int(grid_tile))
+        stride = gt - overlap * gt // tile
+        th, tw = min(gt, h), min(gt, w)
         for ty in _positions(ry0, ry1, th, stride):
             ty = min(ty, h - th)
             for tx in _positions(rx0, rx1, tw, stride):
@@ -347,6 +367,24 @@ def plan_tiles(
         plan.large = np.zeros(n + 1, dtype=bool)
         plan.windows = [Window(0, h, 0, w, tuple(range(1, n + 1)))]
     return plan
+
+
+#: Thin large components: the blended window side is this many times their thickness
+#: plus twice the margin, at least ``GRID_TILE_MIN`` (see :func:`grid_tile_for`).
+GRID_TILE_FACTOR = 4
+GRID_TILE_MIN = 128
+
+
+def grid_tile_for(thickness: int, margin: int, multiple: int, tile: int) -> int:
+    """Side of the blended windows over large components ``thickness`` px thick.
+
+    ``GRID_TILE_FACTOR * thickness + 2 * margin`` rounded up to ``multiple``, between
+    ``GRID_TILE_MIN`` and ``tile``: a long scratch needs context across it, not along it,
+    and a window much wider than the scratch mostly computes pixels nobody reads.
+    """
+    side = GRID_TILE_FACTOR * thickness + 2 * margin
+    side = -(-side // max(1, multiple)) * max(1, multiple)
+    return int(min(tile, max(GRID_TILE_MIN, side)))
 
 
 def gaussian_weights(shape: tuple[int, int], sigma_scale: float = 0.125) -> np.ndarray:
