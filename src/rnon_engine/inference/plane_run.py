@@ -85,8 +85,8 @@ class PlaneRun:
         Args:
             plan: The plane's window plan.
             fill: Computes a batch of windows of one shape (see :data:`FillFn`).
-            batch_size: Windows per ``fill`` call; small (packed) windows are batched
-                further, as many as fit in ``budget`` pixels.
+            batch_size: Windows per ``fill`` call; small packed and blended windows are
+                batched further, as many as fit in ``budget`` pixels.
             budget: Pixels per batch of packed windows.
             zero_holes: Set hole pixels to 0 before ``fill`` (stage 1 ignores them;
                 False when stage 2 alone runs on an already repaired image).
@@ -190,8 +190,8 @@ class Blender:
 def batches(windows: list[Window], size: int, budget: int = 0) -> Iterator[list[Window]]:
     """Consecutive runs of windows of equal shape and kind.
 
-    A run is at most ``size`` windows long, or longer for small windows: as many as fit in
-    ``budget`` pixels.
+    A run is at most ``size`` windows long, or longer for small (packed or blended) windows:
+    as many as fit in ``budget`` pixels (a 512² tile with the default budget stays alone).
     """
     batch: list[Window] = []
     limit = size
@@ -203,7 +203,7 @@ def batches(windows: list[Window], size: int, budget: int = 0) -> Iterator[list[
             batch = []
         if not batch:
             h, w = win.shape
-            limit = max(size, budget // (h * w)) if win.packed else size
+            limit = max(size, budget // (h * w)) if win.packed or win.blend else size
         batch.append(win)
     if batch:
         yield batch
