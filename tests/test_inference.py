@@ -330,7 +330,7 @@ def test_stage2_band_vs_image():
     nn.init.normal_(opt.tail.weight, std=0.1)  # not the identity any more
     img = (smooth(48, 48, 3) * 255).astype(np.uint8)
     mask = np.zeros((48, 48), bool)
-    mask[14:34, 14:34] = True  # wide enough for stage 2 (STAGE2_MIN_WIDTH)
+    mask[20:28, 20:28] = True
     band = Inpainter(_REPAIR, opt, device="cpu").inpaint(img, mask)
     paper = Inpainter(_REPAIR, opt, device="cpu", stage2_region="image").inpaint(img, mask)
     repair_only = Inpainter(_REPAIR, opt, device="cpu").inpaint(img, mask, stages="repair")
@@ -340,8 +340,8 @@ def test_stage2_band_vs_image():
 
 
 def test_stage2_skips_narrow_damage_unless_asked():
-    """Band mode: stage 2 refines windows where a STAGE2_MIN_WIDTH square fits in a hole."""
-    from rnon_engine.inference.inpainter import STAGE2_MIN_WIDTH
+    """stage2_min_width: stage 2 refines windows where a square of that side fits in a hole."""
+    STAGE2_MIN_WIDTH = 16
 
     opt = create_model("rnon-optimize", width=0.125, blocks=2)
     torch.manual_seed(4)
@@ -354,14 +354,14 @@ def test_stage2_skips_narrow_damage_unless_asked():
     narrow[200:260, 100:103] = True  # a thin scratch
     wide = narrow.copy()
     wide[150 : 150 + STAGE2_MIN_WIDTH, 200 : 200 + STAGE2_MIN_WIDTH] = True
-    inp = Inpainter(_REPAIR, opt, device="cpu", tile_size=128)
+    inp = Inpainter(_REPAIR, opt, device="cpu", tile_size=128, stage2_min_width=STAGE2_MIN_WIDTH)
     repaired = inp.inpaint(img, narrow, stages="repair")
     assert np.array_equal(inp.inpaint(img, narrow), repaired) and not calls
     out = inp.inpaint(img, wide)
     assert calls and not np.array_equal(out[wide], inp.inpaint(img, wide, stages="repair")[wide])
-    # stage2_min_width=0 refines every window (the earlier behaviour) ...
+    # stage2_min_width=0 (the default) refines every window ...
     calls.clear()
-    every = Inpainter(_REPAIR, opt, device="cpu", tile_size=128, stage2_min_width=0)
+    every = Inpainter(_REPAIR, opt, device="cpu", tile_size=128)
     assert not np.array_equal(every.inpaint(img, narrow)[narrow], repaired[narrow]) and calls
     # ... and stage 2 asked alone always runs.
     calls.clear()
@@ -387,7 +387,7 @@ def test_stage2_band_boxes_equal_stage2_over_the_whole_window():
     boxes = band_boxes(mask, halo)
     assert len(boxes) == 2  # the two left holes share a box (their halos overlap)
     assert sum((y.stop - y.start) * (x.stop - x.start) for y, x in boxes) < mask.size / 2
-    inp = Inpainter(_REPAIR, opt, device="cpu", tile_size=256, stage2_min_width=0)
+    inp = Inpainter(_REPAIR, opt, device="cpu", tile_size=256, stage2_halo=None)
     crops, holes = img[None].copy(), mask[None]
     crops[holes] = 0.0
     repaired = inp._fill(crops, holes, band=False)  # stage 1 composited
@@ -404,6 +404,21 @@ def test_stage2_band_boxes_equal_stage2_over_the_whole_window():
         torch.Size([y.stop - y.start, x.stop - x.start]) for y, x in boxes
     )
     np.testing.assert_allclose(banded, expected, atol=1e-5)
+    # The default halo (STAGE2_HALO, under this network's radius) gives smaller boxes.
+    from rnon_engine.inference.inpainter import STAGE2_HALO
+
+    assert STAGE2_HALO < halo
+    calls.clear()
+    hook = opt.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[-2:]))
+    try:
+        Inpainter(_REPAIR, opt, device="cpu", tile_size=256)._fill(crops, holes, band=True)
+    finally:
+        hook.remove()
+    assert sorted(calls) == sorted(
+        torch.Size([y.stop - y.start, x.stop - x.start]) for y, x in band_boxes(mask, STAGE2_HALO)
+    )
+    with pytest.raises(InputError, match="stage2_halo"):
+        Inpainter(_REPAIR, opt, device="cpu", stage2_halo=-1)
 
 
 def test_stage2_alone_equals_the_second_half_of_both():
@@ -413,7 +428,7 @@ def test_stage2_alone_equals_the_second_half_of_both():
     inp = Inpainter(_REPAIR, opt, device="cpu")
     img = smooth(48, 48, 3).astype(np.float32)
     mask = np.zeros((48, 48), bool)
-    mask[10:30, 14:34] = True  # wide enough for stage 2 in "both"
+    mask[10:30, 14:22] = True
     both = inp.inpaint(img, mask)
     repaired = inp.inpaint(img, mask, stages="repair")
     second = inp.inpaint(repaired, mask, stages="optimize")

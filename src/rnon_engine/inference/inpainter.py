@@ -24,9 +24,12 @@ What :meth:`Inpainter.inpaint` guarantees:
   follows their area. Equal-sized small windows are batched up to ``tile_size²`` pixels.
   ``window_multiple=2**depth`` gives the padded windows back.
 - Stage 1 (repair) output is composited into the window (``M·I + (1-M)·out``); stage 2
-  (optimize) runs on a band around the holes, as wide as its receptive field
-  (``OptimizeConfig.halo``; one box per group of nearby holes), and is composited
-  again, so the whole-image colour shift that the paper reports cannot happen.
+  (optimize) runs on a band around the holes, :data:`STAGE2_HALO` px wide (at most its
+  receptive radius ``OptimizeConfig.halo``; ``stage2_halo=None`` for all of it; one box
+  per group of nearby holes), and is composited again, so the whole-image colour shift
+  that the paper reports cannot happen.
+- Large holes are covered by blended windows of ``tile_size`` px, smaller for long thin
+  holes (sized to their thickness, ``grid_tile="auto"``, computed unpadded and batched).
   ``stage2_region="image"`` restores the paper's behaviour: stage 2 over the whole image,
   not composited (pixels outside the mask then change too: use it to reproduce the paper,
   not for data).
@@ -70,8 +73,10 @@ from rnon_engine.inference.tiling import Window, band_boxes, plan_tiles
 __all__ = ["Inpainter", "describe", "list_methods", "resolve_device"]
 
 _STAGES = ("both", "repair", "optimize")
-#: Band mode: stage 2 refines only windows where a square of this side fits in a hole.
-STAGE2_MIN_WIDTH = 16
+#: Band mode: the context (px) stage 2 sees around each group of holes (its receptive
+#: radius is 37 px for the default model); measured to change the hole PSNR of sparse
+#: damage by at most 0.001 dB (docs/benchmarks.md) at a fraction of the cost.
+STAGE2_HALO = 16
 
 
 def list_methods() -> list[str]:
@@ -147,7 +152,8 @@ class Inpainter:
         batch_size: int | None = None,
         window_multiple: int | None = None,
         stage2_region: str = "band",
-        stage2_min_width: int = STAGE2_MIN_WIDTH,
+        stage2_halo: int | None = STAGE2_HALO,
+        stage2_min_width: int = 0,
         grid_tile: int | str | None = "auto",
         threads: int | None = None,
         name: str | None = None,
@@ -179,10 +185,14 @@ class Inpainter:
                 windows padded as in training, at several times the cost for small holes.
             stage2_region: ``"band"`` (stage 2 around the holes, composited) or
                 ``"image"`` (the paper: stage 2 over the whole image, not composited).
+            stage2_halo: Band mode: context (px) around each group of holes that stage 2
+                sees (default :data:`STAGE2_HALO`, capped at its receptive radius). None:
+                the whole receptive radius (``OptimizeConfig.halo``), exactly what stage 2
+                over the whole window gives.
             stage2_min_width: Band mode: stage 2 refines a window only when a square of
-                this side fits in one of its holes (default :data:`STAGE2_MIN_WIDTH`);
-                narrower damage (dust, spots, scratches), where it was measured to add
-                nothing, keeps the stage-1 fill. 0 runs it on every window.
+                this side fits in one of its holes; 0 (default) refines every window.
+                Skipping narrow damage saves most of stage 2's cost but loses 0.04-0.2 dB
+                of hole PSNR on dust, spots and scratches (docs/benchmarks.md).
             grid_tile: Networks: side of the blended windows over large holes (see
                 :func:`rnon_engine.inference.tiling.plan_tiles`): ``"auto"`` (default)
                 sizes them to the holes' thickness, None uses ``tile_size``. Classical
@@ -212,6 +222,9 @@ class Inpainter:
         if stage2_min_width < 0:
             raise InputError(f"stage2_min_width must be >= 0, got {stage2_min_width}")
         self.stage2_min_width = int(stage2_min_width)
+        if stage2_halo is not None and stage2_halo < 0:
+            raise InputError(f"stage2_halo must be >= 0 or None, got {stage2_halo}")
+        self.stage2_halo = stage2_halo
         self.grid_tile = grid_tile if repair_model is not None else None
         if repair_model is None:
             if method not in CLASSICAL_METHODS:
@@ -529,8 +542,9 @@ class Inpainter:
         """Run stage 2 around the holes (within the window) and composite it.
 
         Stage 2 runs on boxes: each group of holes gets its box plus the halo (the
-        network's receptive radius), and boxes that overlap are merged, so every hole
-        pixel's receptive field lies inside exactly one box. Scattered small holes thus
+        network's receptive radius, or ``stage2_halo`` when smaller), and boxes that
+        overlap are merged, so every hole pixel's receptive field (or its truncated view)
+        lies inside exactly one box. Scattered small holes thus
         cost their boxes, not the window. When one box over the holes of the whole batch
         costs at most 1.5 times as much, stage 2 runs once on that box for the batch
         (fewer, larger calls for a device). Windows in which no ``min_width`` square
@@ -545,6 +559,8 @@ class Inpainter:
             out[idx] = self._stage2_band(comp[idx], valid[idx], holes[idx.numpy()])
             return out
         halo = int(getattr(getattr(self.optimize, "config", None), "halo", 0) or 0)
+        if self.stage2_halo is not None:
+            halo = min(halo, self.stage2_halo)
         n, h, w = holes.shape
         per_item = [band_boxes(hole, halo) for hole in holes]
         rows = np.flatnonzero(holes.any(axis=(0, 2)))
