@@ -51,6 +51,7 @@ __all__ = [
     "gaussian_weights",
     "block_any",
     "grid_tile_for",
+    "mean_width",
 ]
 
 WEIGHT_FLOOR = 1e-3
@@ -261,8 +262,9 @@ def plan_tiles(
             area is at most the two separate windows' areas plus ``window_cost`` (the
             fixed cost of one window, in px²); otherwise it gets its own window.
         grid_tile: Side of the blended windows over large components: None = ``tile_size``;
-            ``"auto"`` = from the thickness of the large components
-            (:func:`grid_tile_for`), so that long thin strokes get small windows; an int
+            ``"auto"`` = from the mean width of the large components on the coarse grid
+            (:func:`mean_width`, :func:`grid_tile_for`), so that long thin strokes get
+            small windows; an int
             = that side (at most ``tile_size``). Their overlap is ``overlap`` scaled by
             ``grid_tile / tile_size``.
 
@@ -345,8 +347,7 @@ def plan_tiles(
         rx1 = min(w, max(b[3] for b in large) + margin)
         gt = tile
         if grid_tile == "auto":
-            inner = ndimage.distance_transform_edt(np.pad(plan.large[labels], 1))
-            gt = grid_tile_for(int(2 * inner.max() * cell), margin, multiple, tile)
+            gt = grid_tile_for(mean_width(plan.large[labels]) * cell, margin, multiple, tile)
         elif grid_tile is not None:
             gt = min(tile, int(grid_tile))
         stride = gt - overlap * gt // tile
@@ -373,6 +374,20 @@ def plan_tiles(
 #: plus twice the margin, at least ``GRID_TILE_MIN`` (see :func:`grid_tile_for`).
 GRID_TILE_FACTOR = 4
 GRID_TILE_MIN = 128
+
+
+def mean_width(region: np.ndarray) -> int:
+    """Mean width of the strokes of a bool mask, in its pixels: area / skeleton length.
+
+    A long scratch k px wide gives about k wherever it crosses others; a round blob gives
+    about its diameter over 1.5 or more. 0 for an empty mask.
+    """
+    from skimage.morphology import skeletonize
+
+    area = int(region.sum())
+    if area == 0:
+        return 0
+    return int(round(area / max(1, int(skeletonize(region).sum()))))
 
 
 def grid_tile_for(thickness: int, margin: int, multiple: int, tile: int) -> int:
