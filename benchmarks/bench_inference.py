@@ -278,8 +278,9 @@ def main() -> None:
         "The network gives small holes windows of their own size plus 24 px of context",
         "(`NET_CONTEXT`), rounded up to 16 px and computed at that size (the U-Net's deepest",
         "levels shrink to 1×1 instead of padding every window to 256 px), batched by size;",
-        "stage 2 runs on each window's holes plus its receptive radius. Large holes keep",
-        "512-px blended tiles. The quality of these windows against the padded ones is in",
+        "stage 2 runs on each window's holes plus a 16 px band (`STAGE2_HALO`). Large holes",
+        "get blended tiles of 512 px, or smaller over long thin holes (sized to their mean",
+        "width, batched). The quality of the small windows against the padded ones is in",
         'docs/evaluation.md ("Small-hole windows"). Holes grouped in a few areas cost only',
         "their windows (no window is made where there is no hole). The network's RSS grows more",
         "than the classical methods' while its traced peak is the same: memory glibc keeps",
@@ -321,6 +322,7 @@ def main() -> None:
 def photo(args: argparse.Namespace, env: dict) -> None:
     """Issue 16's rows: each method on the spots and strokes photograph, one run."""
     methods = args.methods if args.methods != DEFAULT_METHODS else PHOTO_METHODS
+    env = dict(env, BENCH_TRACE_MAX_SECONDS="0")  # time only: no traced second call
     load0 = os.getloadavg()
     rows = []
     for kind in PHOTO_KINDS:
