@@ -544,11 +544,11 @@ class Inpainter:
         Stage 2 runs on boxes: each group of holes gets its box plus the halo (the
         network's receptive radius, or ``stage2_halo`` when smaller), and boxes that
         overlap are merged, so every hole pixel's receptive field (or its truncated view)
-        lies inside exactly one box. Scattered small holes thus
-        cost their boxes, not the window. When one box over the holes of the whole batch
-        costs at most 1.5 times as much, stage 2 runs once on that box for the batch
-        (fewer, larger calls for a device). Windows in which no ``min_width`` square
-        fits in a hole are left as they are.
+        lies inside exactly one box. Scattered small holes thus cost their boxes, not the
+        window. When one box over the holes of the whole batch costs at most 1.5 times as
+        much, stage 2 runs once on that box for the batch (fewer, larger calls for a
+        device). Windows in which no ``min_width`` square fits in a hole are left as
+        they are.
         """
         wide = [_has_square(hole, min_width) for hole in holes]
         if not any(wide):
