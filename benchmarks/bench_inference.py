@@ -13,6 +13,9 @@ Usage::
     python benchmarks/bench_inference.py                  # the recorded configuration
     python benchmarks/bench_inference.py --sizes 512 2048 --methods telea --no-write
     python benchmarks/bench_inference.py --threads 1      # CPU shared with other work
+    python benchmarks/bench_inference.py --photo 4096 --threads 1   # issue 16's rows
+    python benchmarks/bench_inference.py --photo 4096 --methods default default-previous \
+        telea biharmonic                                   # with the settings before issue 16
 """
 
 from __future__ import annotations
@@ -64,6 +67,48 @@ def make_case(size: int, kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     return img, mask.astype(bool)
 
 
+PHOTO_KINDS = ("spots", "strokes")
+PHOTO_METHODS = ["default", "telea", "biharmonic"]
+#: Method names of the benchmark that are an inpainter with other settings.
+METHOD_VARIANTS = {
+    # What the engine did before issue 16: stage 2 over its whole receptive radius,
+    # 512 px blended windows over thin large holes.
+    "default-previous": ("default", {"stage2_halo": None, "grid_tile": None}),
+    # Stage 1 only where no 16 px square fits in a hole (opt-in; costs hole PSNR).
+    "default-skip-narrow": ("default", {"stage2_min_width": 16}),
+}
+
+
+def make_photo_case(size: int, kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Issue 16's cases: a ``size²`` RGB photograph with spots or strokes (seeded).
+
+    The photograph is scikit-image's bundled ``astronaut`` (512² RGB) enlarged with OpenCV
+    ``INTER_CUBIC``. ``spots``: 400 round spots of radius 2-8 px at 4096² (scaled with the
+    area below); ``strokes``: 60 straight strokes 3-12 px wide between uniform random
+    points (their number scaled with the side below, so that the hole fraction stays).
+    Both are spread uniformly over the image.
+    """
+    import cv2
+    from skimage import data
+
+    img = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_CUBIC)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((size, size), np.uint8)
+    scale = (size / 4096) ** 2
+    if kind == "spots":
+        for _ in range(max(1, round(400 * scale))):
+            c = tuple(int(v) for v in rng.integers(0, size, 2))
+            cv2.circle(mask, c, int(rng.integers(2, 9)), 1, -1)
+    elif kind == "strokes":
+        for _ in range(max(1, round(60 * size / 4096))):
+            p0 = tuple(int(v) for v in rng.integers(0, size, 2))
+            p1 = tuple(int(v) for v in rng.integers(0, size, 2))
+            cv2.line(mask, p0, p1, 1, int(rng.integers(3, 13)))
+    else:
+        raise ValueError(f"unknown photo case {kind!r}; use one of {PHOTO_KINDS}")
+    return img, mask.astype(bool)
+
+
 def run_one(method: str, size: int, kind: str) -> dict:
     import warnings
 
@@ -72,15 +117,17 @@ def run_one(method: str, size: int, kind: str) -> dict:
     from rnon_engine.inference.inpainter import Inpainter
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    img, mask = make_case(size, kind)
+    img, mask = (make_photo_case if kind in PHOTO_KINDS else make_case)(size, kind)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        inp = Inpainter.from_pretrained(method, device="cpu")
+        name, kwargs = METHOD_VARIANTS.get(method, (method, {}))
+        inp = Inpainter.from_pretrained(name, device="cpu", **kwargs)
     windows = []
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     inp.inpaint(img, mask, progress=lambda d, n: windows.append(n))
     seconds = time.perf_counter() - t
+    cpu_seconds = time.process_time() - cpu
     peak = None
     if seconds <= float(os.environ.get("BENCH_TRACE_MAX_SECONDS", "inf")):
         tracemalloc.start()
@@ -97,6 +144,7 @@ def run_one(method: str, size: int, kind: str) -> dict:
         "threads": torch.get_num_threads(),
         "model": _describe(inp),
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "traced_peak_mb": None if peak is None else peak / 2**20,
         "rss_peak_mb": rss1 / 2**20,
         "rss_before_mb": rss0 / 2**20,
@@ -142,6 +190,13 @@ def main() -> None:
         help="JSON-lines file of measured cases: cases found there are not run again, new "
         "ones are appended (lets a long run be resumed or extended)",
     )
+    parser.add_argument(
+        "--photo",
+        type=int,
+        metavar="SIZE",
+        help="issue 16's cases instead: a SIZE² photograph with spots and with strokes, "
+        "the methods side by side (default: " + " ".join(PHOTO_METHODS) + ")",
+    )
     args = parser.parse_args()
     env = dict(
         os.environ,
@@ -152,6 +207,9 @@ def main() -> None:
     if args.one:
         m, s, k = args.one
         print(json.dumps(run_one(m, int(s), k)))
+        return
+    if args.photo:
+        photo(args, env)
         return
     rows, skipped = [], []
     cached = {}
@@ -220,8 +278,9 @@ def main() -> None:
         "The network gives small holes windows of their own size plus 24 px of context",
         "(`NET_CONTEXT`), rounded up to 16 px and computed at that size (the U-Net's deepest",
         "levels shrink to 1×1 instead of padding every window to 256 px), batched by size;",
-        "stage 2 runs on each window's holes plus its receptive radius. Large holes keep",
-        "512-px blended tiles. The quality of these windows against the padded ones is in",
+        "stage 2 runs on each window's holes plus a 16 px band (`STAGE2_HALO`). Large holes",
+        "get blended tiles of 512 px, or smaller over long thin holes (sized to their mean",
+        "width, batched). The quality of the small windows against the padded ones is in",
         'docs/evaluation.md ("Small-hole windows"). Holes grouped in a few areas cost only',
         "their windows (no window is made where there is no hole). The network's RSS grows more",
         "than the classical methods' while its traced peak is the same: memory glibc keeps",
@@ -258,6 +317,58 @@ def main() -> None:
 
     cmd = "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:])
     write_section("inference", "\n".join(lines), cmd.strip())
+
+
+def photo(args: argparse.Namespace, env: dict) -> None:
+    """Issue 16's rows: each method on the spots and strokes photograph, one run."""
+    methods = args.methods if args.methods != DEFAULT_METHODS else PHOTO_METHODS
+    env = dict(env, BENCH_TRACE_MAX_SECONDS="0")  # time only: no traced second call
+    load0 = os.getloadavg()
+    rows = []
+    for kind in PHOTO_KINDS:
+        for method in methods:
+            cmd = [sys.executable, __file__, "--one", method, str(args.photo), kind]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+            row = json.loads(res.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(
+                f"{kind:8s} {method:20s} holes {row['hole_frac']:.4f} windows "
+                f"{row['windows']:5d} {row['seconds']:8.2f} s wall {row['cpu_seconds']:8.2f} s CPU",
+                flush=True,
+            )
+    load1 = os.getloadavg()
+    if args.no_write:
+        return
+    lines = [
+        f"Issue 16's cases: a {args.photo}² RGB photograph (scikit-image's `astronaut` "
+        "enlarged with OpenCV `INTER_CUBIC`) with 400 round spots of radius 2-8 px, and with "
+        "60 straight strokes 3-12 px wide between random points (seeded, "
+        "`make_photo_case`); each method in its own process, one after the other, in this "
+        f"run. Torch / OpenMP threads: {args.threads}. *CPU* is the process's CPU time "
+        "(`time.process_time`), the figure to compare on a shared machine; *wall* is the "
+        f"elapsed time. Load average (1/5/15 min) before: {load0[0]:.1f} / {load0[1]:.1f} / "
+        f"{load0[2]:.1f}, after: {load1[0]:.1f} / {load1[1]:.1f} / {load1[2]:.1f} on "
+        f"{os.cpu_count()} cores (other jobs ran on the machine).",
+        "",
+        "| mask | method | hole px | windows | wall (s) | CPU (s) | CPU vs telea |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind in PHOTO_KINDS:
+        ref = next((r for r in rows if r["mask"] == kind and r["method"] == "telea"), None)
+        for r in (r for r in rows if r["mask"] == kind):
+            ratio = "—" if ref is None else f"{r['cpu_seconds'] / ref['cpu_seconds']:.1f}×"
+            lines.append(
+                f"| {kind} | {r['method']} | {100 * r['hole_frac']:.2f} % | {r['windows']} | "
+                f"{r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {ratio} |"
+            )
+    sys.path.insert(0, os.path.dirname(__file__))
+    import torch
+
+    from _report import write_section
+
+    torch.set_num_threads(args.threads)
+    cmd = "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:])
+    write_section("inference-issue16", "\n".join(lines), cmd.strip())
 
 
 if __name__ == "__main__":

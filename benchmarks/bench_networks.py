@@ -317,6 +317,65 @@ def optimize_variants(
     return rows, notes
 
 
+#: (model, batch, side) of the calls inference makes on the 4096² photograph of issue 16:
+#: packed small-hole windows (64-80 px, batched), blended windows over thin strokes
+#: (144 px, batched), a 512 px tile; stage 2 on the same shapes.
+INFERENCE_SHAPES = [
+    ("repair", 40, 64),
+    ("repair", 12, 144),
+    ("repair", 1, 512),
+    ("optimize", 40, 64),
+    ("optimize", 12, 144),
+    ("optimize", 1, 512),
+]
+
+
+def inference_table(rounds: int) -> list[str]:
+    """The shipped default model at the shapes inference uses, one thread, vs the ceiling."""
+    from rnon_engine.inference.provenance import resolve_weights
+    from rnon_engine.nn.weights import load_model
+
+    src = resolve_weights("default", None)
+    models = {
+        "repair": load_model(src.repair, torch.device("cpu")).eval(),
+        "optimize": load_model(src.optimize, torch.device("cpu")).eval(),
+    }
+    ceil, _ = ceiling("cpu", rounds)
+    rows = [
+        f"Shipped default model, CPU, {torch.get_num_threads()} thread(s), float32, "
+        "`torch.inference_mode`; the repair network computes the windows unpadded "
+        f"(`pad_to=16`) as inference does. Ceiling in the same run: **{ceil:.1f} GFLOP/s**.",
+        "",
+        "| network | batch × side | GFLOP | best ms | µs / px | GFLOP/s | of ceiling |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind, n, side in INFERENCE_SHAPES:
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(n, 3, side, side, generator=g)
+        if kind == "repair":
+            m = (torch.rand(n, 1, side, side, generator=g) > 0.1).float()
+
+            def call(x=x, m=m):
+                return models["repair"](x, m, pad_to=16)
+        else:
+
+            def call(x=x):
+                return models["optimize"](x)
+
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            call()
+        flops = counter.get_total_flops()
+        with torch.inference_mode():
+            best = min(time_fn(call, "cpu", rounds))
+        gfs = flops / best / 1e9
+        rows.append(
+            f"| {kind} | {n} × {side}² | {flops / 1e9:.2f} | {best * 1e3:.0f} | "
+            f"{best / (n * side * side) * 1e6:.2f} | {gfs:.1f} | {gfs / ceil:.0%} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
@@ -325,7 +384,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="also try torch.compile (slow)")
     parser.add_argument("--torchscript", action="store_true", help="also try jit.freeze")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--inference",
+        action="store_true",
+        help="only the shipped model at the window shapes inference uses (own section)",
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.inference:
+        load_before = load_average()
+        rows = inference_table(args.rounds)
+        rows += ["", f"Load average (1/5/15 min) before: {load_before}; after: {load_average()}."]
+        if not args.no_write:
+            write_section(
+                "bench_networks-inference",
+                "\n".join(rows),
+                "python benchmarks/bench_networks.py " + " ".join(argv or sys.argv[1:]),
+            )
+        return
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     load_before = load_average()

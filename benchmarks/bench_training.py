@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 measure("cpu-lite", "repair", crop, data, out, "cpu", args.warmup, args.steps)
             )
             print(table(rows[-1:]).splitlines()[-1], flush=True)
-        if not args.no_optimize:
+        if not args.no_optimize and crops:
             rw = rows[-1]["export"]
             rows.append(
                 measure(

@@ -164,9 +164,9 @@ def test_hole_straddling_tiles_shows_no_seam(monkeypatch):
     assert len({w.x0 for w in windows}) > 3
     assert _seam_score(inp.inpaint(img, mask), mask, windows) < 2.5
     # The check can fail: plain averaging (no Gaussian weights) leaves seams.
-    import rnon_engine.inference.inpainter as inference
+    import rnon_engine.inference.plane_run as plane_run
 
-    monkeypatch.setattr(inference, "gaussian_weights", lambda shape: np.ones(shape, np.float32))
+    monkeypatch.setattr(plane_run, "gaussian_weights", lambda shape: np.ones(shape, np.float32))
     hard = inp.inpaint(img, mask)
     assert _seam_score(hard, mask, windows) > 4.0
 
@@ -186,6 +186,8 @@ def test_tiles_without_holes_are_never_computed():
 
 class CountingPad(Counting):
     """Like Counting, for a model that can compute unpadded windows (``pad_to``)."""
+
+    supports_pad_to = True
 
     def forward(self, image, mask, pad_to=None):
         self.calls.append((tuple(image.shape), pad_to))
@@ -246,6 +248,11 @@ def test_window_multiple_is_checked():
     with pytest.raises(InputError, match="pad_to"):
         Inpainter(Counting(_REPAIR), device="cpu", window_multiple=8)
     assert Inpainter(Counting(_REPAIR), device="cpu").window_multiple == _REPAIR.multiple
+    # The repair generator declares the capability; the inpainter reads it.
+    from rnon_engine.inference.inpainter import NET_WINDOW_MULTIPLE
+
+    assert type(_REPAIR).supports_pad_to is True
+    assert Inpainter(_REPAIR, device="cpu").window_multiple == NET_WINDOW_MULTIPLE
 
 
 def test_progress_and_cancel():
@@ -342,9 +349,41 @@ def test_stage2_band_vs_image():
     assert not np.array_equal(band[mask], repair_only[mask])  # stage 2 did act in the hole
 
 
+def test_stage2_skips_narrow_damage_unless_asked():
+    """stage2_min_width: stage 2 refines windows where a square of that side fits in a hole."""
+    STAGE2_MIN_WIDTH = 16
+
+    opt = create_model("rnon-optimize", width=0.125, blocks=2)
+    torch.manual_seed(4)
+    nn.init.normal_(opt.tail.weight, std=0.1)  # not the identity
+    calls = []
+    opt.register_forward_hook(lambda m, args, out: calls.append(args[0].shape))
+    img = (smooth(300, 300, 3) * 255).astype(np.uint8)
+    narrow = np.zeros((300, 300), bool)
+    narrow[40 : 40 + STAGE2_MIN_WIDTH - 1, 30:200] = True  # one px too narrow
+    narrow[200:260, 100:103] = True  # a thin scratch
+    wide = narrow.copy()
+    wide[150 : 150 + STAGE2_MIN_WIDTH, 200 : 200 + STAGE2_MIN_WIDTH] = True
+    inp = Inpainter(_REPAIR, opt, device="cpu", tile_size=128, stage2_min_width=STAGE2_MIN_WIDTH)
+    repaired = inp.inpaint(img, narrow, stages="repair")
+    assert np.array_equal(inp.inpaint(img, narrow), repaired) and not calls
+    out = inp.inpaint(img, wide)
+    assert calls and not np.array_equal(out[wide], inp.inpaint(img, wide, stages="repair")[wide])
+    # stage2_min_width=0 (the default) refines every window ...
+    calls.clear()
+    every = Inpainter(_REPAIR, opt, device="cpu", tile_size=128)
+    assert not np.array_equal(every.inpaint(img, narrow)[narrow], repaired[narrow]) and calls
+    # ... and stage 2 asked alone always runs.
+    calls.clear()
+    inp.inpaint(repaired, narrow, stages="optimize")
+    assert calls
+    with pytest.raises(InputError, match="stage2_min_width"):
+        Inpainter(_REPAIR, opt, device="cpu", stage2_min_width=-1)
+
+
 def test_stage2_band_boxes_equal_stage2_over_the_whole_window():
     """Stage 2 on one box per hole group (plus halo) gives what it gives on the whole window."""
-    from rnon_engine.inference.inpainter import _band_boxes
+    from rnon_engine.inference.tiling import band_boxes
 
     opt = create_model("rnon-optimize", width=0.125, blocks=2)
     torch.manual_seed(3)
@@ -355,10 +394,10 @@ def test_stage2_band_boxes_equal_stage2_over_the_whole_window():
     mask[90:100, 150:158] = True
     mask[100:104, 20:40] = True
     halo = opt.config.halo
-    boxes = _band_boxes(mask, halo)
+    boxes = band_boxes(mask, halo)
     assert len(boxes) == 2  # the two left holes share a box (their halos overlap)
     assert sum((y.stop - y.start) * (x.stop - x.start) for y, x in boxes) < mask.size / 2
-    inp = Inpainter(_REPAIR, opt, device="cpu", tile_size=256)
+    inp = Inpainter(_REPAIR, opt, device="cpu", tile_size=256, stage2_halo=None)
     crops, holes = img[None].copy(), mask[None]
     crops[holes] = 0.0
     repaired = inp._fill(crops, holes, band=False)  # stage 1 composited
@@ -375,6 +414,21 @@ def test_stage2_band_boxes_equal_stage2_over_the_whole_window():
         torch.Size([y.stop - y.start, x.stop - x.start]) for y, x in boxes
     )
     np.testing.assert_allclose(banded, expected, atol=1e-5)
+    # The default halo (STAGE2_HALO, under this network's radius) gives smaller boxes.
+    from rnon_engine.inference.inpainter import STAGE2_HALO
+
+    assert STAGE2_HALO < halo
+    calls.clear()
+    hook = opt.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[-2:]))
+    try:
+        Inpainter(_REPAIR, opt, device="cpu", tile_size=256)._fill(crops, holes, band=True)
+    finally:
+        hook.remove()
+    assert sorted(calls) == sorted(
+        torch.Size([y.stop - y.start, x.stop - x.start]) for y, x in band_boxes(mask, STAGE2_HALO)
+    )
+    with pytest.raises(InputError, match="stage2_halo"):
+        Inpainter(_REPAIR, opt, device="cpu", stage2_halo=-1)
 
 
 def test_stage2_alone_equals_the_second_half_of_both():

@@ -25,8 +25,9 @@ def _coverage(plan, hole):
     kind=st.sampled_from(["spots", "band", "random"]),
     tile=st.sampled_from([32, 64, 128]),
     window_cost=st.sampled_from([None, 0, 1024]),
+    grid_tile=st.sampled_from([None, "auto", 24]),
 )
-def test_every_hole_pixel_has_one_owner(h, w, seed, kind, tile, window_cost):
+def test_every_hole_pixel_has_one_owner(h, w, seed, kind, tile, window_cost, grid_tile):
     rng = np.random.default_rng(seed)
     hole = np.zeros((h, w), bool)
     if kind == "spots":
@@ -38,7 +39,7 @@ def test_every_hole_pixel_has_one_owner(h, w, seed, kind, tile, window_cost):
         hole[y : y + rng.integers(1, 40)] = True
     else:
         hole = rng.random((h, w)) < 0.2
-    plan = plan_tiles(hole, tile, multiple=16, window_cost=window_cost)
+    plan = plan_tiles(hole, tile, multiple=16, window_cost=window_cost, grid_tile=grid_tile)
     packed, blended = _coverage(plan, hole)
     # a hole pixel is written by exactly one packed window, or blended from >= 1 grid window
     assert (((packed == 1) & (blended == 0)) | ((packed == 0) & (blended >= 1)))[hole].all()
@@ -90,6 +91,62 @@ def test_large_hole_uses_overlapping_blended_windows():
     assert all(b - a <= 64 - 16 for a, b in zip(xs, xs[1:], strict=False))
     # rows far from the band are never covered
     assert min(w.y0 for w in plan.windows) >= 140 - 64
+
+
+def test_auto_grid_tile_follows_the_thickness_of_large_holes():
+    from rnon_engine.inference.tiling import GRID_TILE_MIN, grid_tile_for
+
+    thin = np.zeros((1000, 1000), bool)
+    for k in range(-6, 6):  # a diagonal scratch about 8 px wide across the plane
+        idx = np.arange(1000 - abs(k))
+        thin[idx + max(k, 0), idx + max(-k, 0)] = True
+    thick = np.zeros((1000, 1000), bool)
+    thick[300:700, 100:900] = True  # a 400 px blob
+    for hole, small in ((thin, True), (thick, False)):
+        fixed = plan_tiles(hole, 512, margin=24, multiple=16)
+        auto = plan_tiles(hole, 512, margin=24, multiple=16, grid_tile="auto")
+        sides = {max(w.shape) for w in auto.windows}
+        if small:
+            # 4 * mean width (coarse cells: about 16-24 px) + 2 * margin, rounded up to 16
+            assert len(sides) == 1 and GRID_TILE_MIN <= sides.pop() <= 160
+            area = [sum(a * b for a, b in (w.shape for w in p.windows)) for p in (fixed, auto)]
+            assert area[1] < area[0] / 2  # the small windows compute far fewer pixels
+        else:
+            assert sides == {512} and len(auto.windows) == len(fixed.windows)
+    # Crossing scratches keep their width; a blob is wide.
+    from rnon_engine.inference.tiling import mean_width
+
+    cross = np.zeros((60, 60), bool)
+    cross[29:32, :] = cross[:, 29:32] = True
+    assert mean_width(cross) == 3 and mean_width(np.ones((30, 30), bool)) >= 15
+    assert mean_width(np.zeros((5, 5), bool)) == 0
+    assert grid_tile_for(8, 24, 16, 512) == GRID_TILE_MIN
+    assert grid_tile_for(40, 24, 16, 512) == 208  # 4*40 + 48 rounded up to 16
+    assert grid_tile_for(400, 24, 16, 512) == 512
+
+
+def test_band_boxes_hold_every_hole_pixel_with_its_halo():
+    from rnon_engine.inference.tiling import band_boxes
+
+    rng = np.random.default_rng(1)
+    hole = rng.random((150, 170)) < 0.002
+    halo = 10
+    boxes = band_boxes(hole, halo)
+    cover = np.zeros(hole.shape, np.int32)
+    for ys, xs in boxes:
+        cover[ys, xs] += 1
+    assert cover.max() == 1  # disjoint
+    ys, xs = np.nonzero(hole)
+    for y, x in zip(ys, xs, strict=True):  # each hole pixel's halo lies inside one box
+        inside = [
+            b
+            for b in boxes
+            if b[0].start <= max(0, y - halo)
+            and min(150, y + halo + 1) <= b[0].stop
+            and b[1].start <= max(0, x - halo)
+            and min(170, x + halo + 1) <= b[1].stop
+        ]
+        assert len(inside) == 1
 
 
 def test_small_plane_single_window():

@@ -24,9 +24,12 @@ What :meth:`Inpainter.inpaint` guarantees:
   follows their area. Equal-sized small windows are batched up to ``tile_size²`` pixels.
   ``window_multiple=2**depth`` gives the padded windows back.
 - Stage 1 (repair) output is composited into the window (``M·I + (1-M)·out``); stage 2
-  (optimize) runs on a band around the holes, as wide as its receptive field
-  (``OptimizeConfig.halo``; one box per group of nearby holes), and is composited
-  again, so the whole-image colour shift that the paper reports cannot happen.
+  (optimize) runs on a band around the holes, :data:`STAGE2_HALO` px wide (at most its
+  receptive radius ``OptimizeConfig.halo``; ``stage2_halo=None`` for all of it; one box
+  per group of nearby holes), and is composited again, so the whole-image colour shift
+  that the paper reports cannot happen.
+- Large holes are covered by blended windows of ``tile_size`` px, smaller for long thin
+  holes (sized to their thickness, ``grid_tile="auto"``, computed unpadded and batched).
   ``stage2_region="image"`` restores the paper's behaviour: stage 2 over the whole image,
   not composited (pixels outside the mask then change too: use it to reproduce the paper,
   not for data).
@@ -37,22 +40,22 @@ What :meth:`Inpainter.inpaint` guarantees:
 
 from __future__ import annotations
 
-import inspect
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rnon_engine.device import resolve_device
-from rnon_engine.errors import Cancelled, InputError
+from rnon_engine.errors import InputError
 from rnon_engine.inference.classical import CLASSICAL_METHODS
 from rnon_engine.inference.classical import WINDOW_COST as classical_window_cost
 from rnon_engine.inference.classical import fill as classical_fill
 from rnon_engine.inference.inputs import as_array
-from rnon_engine.inference.intensity import IntensityMap, check_dtype, intensity_map
+from rnon_engine.inference.intensity import check_dtype, intensity_map
 from rnon_engine.inference.memory import release_memory
+from rnon_engine.inference.plane_run import PlaneRun, Progress
 from rnon_engine.inference.provenance import build_provenance, describe
 from rnon_engine.inference.settings import (
     NET_WINDOW_COST,
@@ -60,7 +63,7 @@ from rnon_engine.inference.settings import (
     check_settings,
     default_margin,
 )
-from rnon_engine.inference.tiling import TilePlan, Window, gaussian_weights, plan_tiles
+from rnon_engine.inference.tiling import Window, band_boxes, plan_tiles
 from rnon_engine.inference.weights_source import list_methods, resolve_weights
 
 if TYPE_CHECKING:  # torch is imported where it runs: ONNX models run without it
@@ -70,6 +73,10 @@ if TYPE_CHECKING:  # torch is imported where it runs: ONNX models run without it
 __all__ = ["Inpainter", "describe", "list_methods"]
 
 _STAGES = ("both", "repair", "optimize")
+#: Band mode: the context (px) stage 2 sees around each group of holes (its receptive
+#: radius is 37 px for the default model); measured to change the hole PSNR of sparse
+#: damage by at most 0.001 dB (docs/benchmarks.md) at a fraction of the cost.
+STAGE2_HALO = 16
 
 
 @dataclass
@@ -79,49 +86,6 @@ class _Unit:
     index: tuple[int, ...]
     channels: slice | None
     hole_key: tuple[int, ...]
-
-
-class _Blender:
-    """Streams the Gaussian-weighted blend of the blended windows, row by row.
-
-    Windows arrive in raster order; rows above the newest window's top are final, are
-    written out and dropped, so the buffer holds about one tile row of the plane.
-    """
-
-    def __init__(self, x0: int, x1: int, channels: int, write: Callable[..., None]) -> None:
-        self.x0, self.x1, self.c = x0, x1, channels
-        self.write = write
-        self.y0 = -1
-        self.acc = np.zeros((0, x1 - x0, channels), np.float32)
-        self.wsum = np.zeros((0, x1 - x0), np.float32)
-
-    def add(self, win: Window, result: np.ndarray) -> None:
-        if self.y0 < 0:
-            self.y0 = win.y0
-        if win.y0 > self.y0:
-            self.flush(win.y0)
-        need = win.y1 - self.y0 - self.acc.shape[0]
-        if need > 0:
-            self.acc = np.concatenate([self.acc, np.zeros((need, *self.acc.shape[1:]), np.float32)])
-            self.wsum = np.concatenate(
-                [self.wsum, np.zeros((need, self.wsum.shape[1]), np.float32)]
-            )
-        wts = gaussian_weights(win.shape)
-        ys = slice(win.y0 - self.y0, win.y1 - self.y0)
-        xs = slice(win.x0 - self.x0, win.x1 - self.x0)
-        self.acc[ys, xs] += result * wts[..., None]
-        self.wsum[ys, xs] += wts
-
-    def flush(self, until: int | None = None) -> None:
-        rows = self.acc.shape[0] if until is None else until - self.y0
-        if rows <= 0:
-            return
-        region = Window(self.y0, self.y0 + rows, self.x0, self.x1, (), blend=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            values = self.acc[:rows] / self.wsum[:rows, :, None]
-        self.write(region, values)
-        self.acc, self.wsum = self.acc[rows:], self.wsum[rows:]
-        self.y0 += rows
 
 
 class Inpainter:
@@ -148,6 +112,9 @@ class Inpainter:
         batch_size: int | None = None,
         window_multiple: int | None = None,
         stage2_region: str = "band",
+        stage2_halo: int | None = STAGE2_HALO,
+        stage2_min_width: int = 0,
+        grid_tile: int | str | None = "auto",
         threads: int | None = None,
         name: str | None = None,
         provenance: dict[str, Any] | None = None,
@@ -172,11 +139,24 @@ class Inpainter:
                 windows of one size are batched further, up to ``tile_size²`` pixels.
             window_multiple: Networks: small-hole windows are rounded up to a multiple of
                 this and computed at that size (default :data:`NET_WINDOW_MULTIPLE` when
-                the repair model's ``forward`` takes ``pad_to``, else its padding
-                multiple). The U-Net's ``2**depth`` (256 for the default model) gives
+                the repair model declares ``supports_pad_to = True``, i.e. its ``forward``
+                takes ``pad_to``, else its padding multiple). The U-Net's ``2**depth``
+                (256 for the default model) gives
                 windows padded as in training, at several times the cost for small holes.
             stage2_region: ``"band"`` (stage 2 around the holes, composited) or
                 ``"image"`` (the paper: stage 2 over the whole image, not composited).
+            stage2_halo: Band mode: context (px) around each group of holes that stage 2
+                sees (default :data:`STAGE2_HALO`, capped at its receptive radius). None:
+                the whole receptive radius (``OptimizeConfig.halo``), exactly what stage 2
+                over the whole window gives.
+            stage2_min_width: Band mode: stage 2 refines a window only when a square of
+                this side fits in one of its holes; 0 (default) refines every window.
+                Skipping narrow damage saves most of stage 2's cost but loses 0.04-0.2 dB
+                of hole PSNR on dust, spots and scratches (docs/benchmarks.md).
+            grid_tile: Networks: side of the blended windows over large holes (see
+                :func:`rnon_engine.inference.tiling.plan_tiles`): ``"auto"`` (default)
+                sizes them to the holes' thickness, None uses ``tile_size``. Classical
+                methods always use ``tile_size``.
             threads: If given, ``torch.set_num_threads(threads)`` (a process-wide setting).
             name: Name recorded in :attr:`provenance`.
             provenance: Extra provenance entries (weights paths, hashes).
@@ -206,6 +186,13 @@ class Inpainter:
                 torch.set_num_threads(int(threads))
         self.tile_size, self.margin, self.overlap = tile_size, margin, overlap
         self.stage2_region = stage2_region
+        if stage2_min_width < 0:
+            raise InputError(f"stage2_min_width must be >= 0, got {stage2_min_width}")
+        self.stage2_min_width = int(stage2_min_width)
+        if stage2_halo is not None and stage2_halo < 0:
+            raise InputError(f"stage2_halo must be >= 0 or None, got {stage2_halo}")
+        self.stage2_halo = stage2_halo
+        self.grid_tile = grid_tile if repair_model is not None else None
         if repair_model is None:
             if method not in CLASSICAL_METHODS:
                 raise InputError(
@@ -235,14 +222,15 @@ class Inpainter:
             )
             self.batch_size = batch_size or (1 if self.device.type == "cpu" else 8)
             native = int(getattr(repair_model, "multiple", 1))
-            takes_pad = "pad_to" in inspect.signature(repair_model.forward).parameters
+            takes_pad = bool(getattr(repair_model, "supports_pad_to", False))
         if self.method == "rnon":
             if window_multiple is None:
                 window_multiple = NET_WINDOW_MULTIPLE if takes_pad else native
             elif window_multiple < native and not takes_pad:
                 raise InputError(
-                    f"window_multiple={window_multiple} needs a repair model whose forward "
-                    f"takes pad_to; this one pads to {native}: leave window_multiple unset"
+                    f"window_multiple={window_multiple} needs a repair model that supports "
+                    f"pad_to (supports_pad_to = True); this one pads to {native}: "
+                    "leave window_multiple unset"
                 )
             if window_multiple < 1 or window_multiple & (window_multiple - 1):
                 raise InputError(f"window_multiple must be a power of two, got {window_multiple}")
@@ -461,6 +449,7 @@ class Inpainter:
                 self.overlap,
                 multiple=self.window_multiple,
                 window_cost=self.window_cost,
+                grid_tile=self.grid_tile,
             )
             for key in hole_keys
         }
@@ -483,7 +472,18 @@ class Inpainter:
 
         out = image.copy()
         oview = out if ch is None else np.moveaxis(out, ch, -1)
-        done = 0
+        tally = Progress(total, progress, cancel)
+        band = use_stage2 and self.stage2_region == "band"
+
+        native = int(getattr(self.repair, "multiple", 1))
+
+        def fill(crops: np.ndarray, hmask: np.ndarray, win: Window) -> np.ndarray:
+            # Packed windows and blended ones smaller than the U-Net's multiple are computed
+            # at their size; the whole-plane window is padded as in training.
+            small = win.packed or (win.blend and min(win.shape) < native)
+            pad_to = self.window_multiple if small else None
+            return self._fill(crops, hmask, band, repair=not optimize_only, pad_to=pad_to)
+
         for unit in units:
             hole = holes[unit.hole_key]
             plane = view[unit.index]
@@ -492,24 +492,17 @@ class Inpainter:
                 src, dst = plane[..., None], oplane[..., None]
             else:
                 src, dst = plane[..., unit.channels], oplane[..., unit.channels]
-            imap = intensity_map(src, ~hole)
-            band = use_stage2 and self.stage2_region == "band"
+            run = PlaneRun(src, dst, hole, intensity_map(src, ~hole), tally)
             if not (optimize_only and image_tiles):
-                done = self._run_plan(
+                run.run(
                     plans[unit.hole_key],
-                    src,
-                    dst,
-                    hole,
-                    imap,
-                    band,
-                    done,
-                    total,
-                    progress,
-                    cancel,
-                    repair=not optimize_only,
+                    fill,
+                    batch_size=self.batch_size,
+                    budget=self.tile_size**2,
+                    zero_holes=not optimize_only,
                 )
             if image_tiles:
-                done = self._run_stage2_image(image_tiles, dst, imap, done, total, progress, cancel)
+                run.run_whole(image_tiles, self._refine_whole)
         release_memory()  # keeps the RSS of long sessions flat (docs/benchmarks.md, "Soak")
         return out
 
@@ -534,55 +527,6 @@ class Inpainter:
         return estimate_error(self, image, mask, seed=seed, **kwargs)
 
     # ------------------------------------------------------------------ internals
-    def _run_plan(
-        self,
-        plan: TilePlan,
-        src: np.ndarray,
-        dst: np.ndarray,
-        hole: np.ndarray,
-        imap: IntensityMap,
-        band: bool,
-        done: int,
-        total: int,
-        progress: Callable[[int, int], None] | None,
-        cancel: Callable[[], bool] | None,
-        repair: bool = True,
-    ) -> int:
-        def write(win: Window, values: np.ndarray) -> None:
-            owned = plan.owned(win, hole)
-            if owned.any():
-                dst[win.slices][owned] = imap.from_unit(values[owned])
-
-        blend = [w for w in plan.windows if w.blend]
-        blender = None
-        if blend:
-            x0, x1 = min(w.x0 for w in blend), max(w.x1 for w in blend)
-            blender = _Blender(x0, x1, src.shape[-1], write)
-        # Packed windows in any order: grouped by shape so that they batch; the blended
-        # ones last, in raster order (the blender streams them row by row).
-        alone = sorted((w for w in plan.windows if not w.blend), key=lambda w: (w.packed, w.shape))
-        budget = self.tile_size**2
-        for batch in _batches(alone + blend, self.batch_size, budget):
-            if cancel is not None and cancel():
-                raise Cancelled(f"inpainting cancelled after {done} of {total} windows")
-            crops = np.stack([imap.to_unit(src[w.slices]) for w in batch])
-            hmask = np.stack([hole[w.slices] for w in batch])
-            if repair:
-                crops[hmask] = 0.0
-            pad_to = self.window_multiple if batch[0].packed else None
-            results = self._fill(crops, hmask, band, repair=repair, pad_to=pad_to)
-            for win, res in zip(batch, results, strict=True):
-                if win.blend:
-                    blender.add(win, res)
-                else:
-                    write(win, res)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-        if blender is not None:
-            blender.flush()
-        return done
-
     def _fill(
         self,
         crops: np.ndarray,
@@ -617,26 +561,40 @@ class Inpainter:
             else:
                 comp = valid * x + (1 - valid) * self.repair(x, valid)
             if band:
-                comp = self._stage2_band(comp, valid, holes)
+                # Stage 2 asked alone ("optimize") runs wherever there are holes.
+                width = self.stage2_min_width if repair else 0
+                comp = self._stage2_band(comp, valid, holes, width)
             if gray:
                 comp = comp.mean(dim=1, keepdim=True)
             return comp.permute(0, 2, 3, 1).float().cpu().numpy()
 
     def _stage2_band(
-        self, comp: torch.Tensor, valid: torch.Tensor, holes: np.ndarray
+        self, comp: torch.Tensor, valid: torch.Tensor, holes: np.ndarray, min_width: int = 0
     ) -> torch.Tensor:
         """Run stage 2 around the holes (within the window) and composite it.
 
         Stage 2 runs on boxes: each group of holes gets its box plus the halo (the
-        network's receptive radius), and boxes that overlap are merged, so every hole
-        pixel's receptive field lies inside exactly one box. Scattered small holes thus
-        cost their boxes, not the window. When one box over the holes of the whole batch
-        costs at most 1.5 times as much, stage 2 runs once on that box for the batch
-        (fewer, larger calls for a device).
+        network's receptive radius, or ``stage2_halo`` when smaller), and boxes that
+        overlap are merged, so every hole pixel's receptive field (or its truncated view)
+        lies inside exactly one box. Scattered small holes thus cost their boxes, not the
+        window. When one box over the holes of the whole batch costs at most 1.5 times as
+        much, stage 2 runs once on that box for the batch (fewer, larger calls for a
+        device). Windows in which no ``min_width`` square fits in a hole are left as
+        they are.
         """
+        wide = [_has_square(hole, min_width) for hole in holes]
+        if not any(wide):
+            return comp
+        if not all(wide):  # stage 2 on the wide ones only
+            idx = torch.as_tensor(np.flatnonzero(wide))
+            out = comp.clone()
+            out[idx] = self._stage2_band(comp[idx], valid[idx], holes[idx.numpy()])
+            return out
         halo = int(getattr(getattr(self.optimize, "config", None), "halo", 0) or 0)
+        if self.stage2_halo is not None:
+            halo = min(halo, self.stage2_halo)
         n, h, w = holes.shape
-        per_item = [_band_boxes(hole, halo) for hole in holes]
+        per_item = [band_boxes(hole, halo) for hole in holes]
         rows = np.flatnonzero(holes.any(axis=(0, 2)))
         cols = np.flatnonzero(holes.any(axis=(0, 1)))
         ys = slice(max(0, rows[0] - halo), min(h, rows[-1] + 1 + halo))
@@ -673,33 +631,11 @@ class Inpainter:
                 tiles.append((rd, wr))
         return tiles
 
-    def _run_stage2_image(
-        self,
-        tiles: list[tuple[Window, Window]],
-        dst: np.ndarray,
-        imap: IntensityMap,
-        done: int,
-        total: int,
-        progress: Callable[[int, int], None] | None,
-        cancel: Callable[[], bool] | None,
-    ) -> int:
-        """The paper's stage 2: over the whole (repaired) plane, not composited."""
-        results = []
-        for rd, wr in tiles:  # read everything before writing: tiles overlap through halos
-            if cancel is not None and cancel():
-                raise Cancelled(f"inpainting cancelled after {done} of {total} windows")
-            if _outside_torch(self.optimize):
-                y = self.optimize.refine(imap.to_unit(dst[rd.slices]))
-            else:
-                y = self._refine_torch(imap.to_unit(dst[rd.slices]))
-            oy, ox = wr.y0 - rd.y0, wr.x0 - rd.x0
-            results.append((wr, imap.from_unit(y[oy : oy + wr.shape[0], ox : ox + wr.shape[1]])))
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        for wr, values in results:
-            dst[wr.slices] = values
-        return done
+    def _refine_whole(self, crop: np.ndarray) -> np.ndarray:
+        """Stage 2 on one ``h×w×C`` crop in [0, 1] (whole-image mode, not composited)."""
+        if _outside_torch(self.optimize):
+            return self.optimize.refine(crop)
+        return self._refine_torch(crop)
 
     def _refine_torch(self, tile: np.ndarray) -> np.ndarray:
         """Stage 2 (torch) over one ``[h,w,C]`` tile in [0, 1], not composited."""
@@ -721,74 +657,17 @@ def _outside_torch(model: Any) -> bool:
     return model is not None and callable(getattr(model, "fill", None))
 
 
-def _band_boxes(hole: np.ndarray, halo: int) -> list[tuple[slice, slice]]:
-    """Disjoint boxes covering every hole pixel of ``hole`` together with its halo.
-
-    The boxes of the hole's 8-connected components (coarse 8 px cells), grown by
-    ``halo`` and clipped to the window, are merged while any two overlap or touch (or
-    while merging costs less than the two boxes' area plus a 64×64 call overhead).
-    """
-    from scipy import ndimage
-
-    from rnon_engine.inference.tiling import block_any
-
-    h, w = hole.shape
-    cell = 8
-    coarse = block_any(hole, cell)
-    labels, _ = ndimage.label(coarse, structure=np.ones((3, 3), dtype=bool))
-    boxes = []
-    for sl in ndimage.find_objects(labels):
-        if sl is None:
-            continue
-        boxes.append(
-            [
-                max(0, sl[0].start * cell - halo),
-                max(0, sl[1].start * cell - halo),
-                min(h, sl[0].stop * cell + halo),
-                min(w, sl[1].stop * cell + halo),
-            ]
-        )
-    overhead = 64 * 64
-    merged = True
-    while merged and len(boxes) > 1:
-        merged = False
-        for a in range(len(boxes)):
-            for b in range(a + 1, len(boxes)):
-                p, q = boxes[a], boxes[b]
-                u = [min(p[0], q[0]), min(p[1], q[1]), max(p[2], q[2]), max(p[3], q[3])]
-                touch = p[0] <= q[2] and q[0] <= p[2] and p[1] <= q[3] and q[1] <= p[3]
-                area = (u[2] - u[0]) * (u[3] - u[1])
-                separate = sum((r[2] - r[0]) * (r[3] - r[1]) for r in (p, q)) + overhead
-                if touch or area <= separate:
-                    boxes[a] = u
-                    del boxes[b]
-                    merged = True
-                    break
-            if merged:
-                break
-    return [(slice(y0, y1), slice(x0, x1)) for y0, x0, y1, x1 in boxes]
-
-
-def _batches(windows: list[Window], size: int, budget: int = 0) -> Iterator[list[Window]]:
-    """Consecutive runs of windows of equal shape and kind.
-
-    A run is at most ``size`` windows long, or longer for small windows: as many as fit in
-    ``budget`` pixels.
-    """
-    batch: list[Window] = []
-    limit = size
-    for win in windows:
-        if batch and (
-            len(batch) >= limit or win.shape != batch[0].shape or win.packed != batch[0].packed
-        ):
-            yield batch
-            batch = []
-        if not batch:
-            h, w = win.shape
-            limit = max(size, budget // (h * w)) if win.packed else size
-        batch.append(win)
-    if batch:
-        yield batch
+def _has_square(hole: np.ndarray, side: int) -> bool:
+    """True if a ``side × side`` square of hole pixels fits in ``hole`` (always for side <= 1)."""
+    if side <= 1:
+        return bool(hole.any())
+    if min(hole.shape) < side:
+        return False
+    # Box sums from the integral image: a square is all hole where its sum is side².
+    acc = np.zeros((hole.shape[0] + 1, hole.shape[1] + 1), np.int32)
+    np.cumsum(np.cumsum(hole, axis=0, dtype=np.int32), axis=1, out=acc[1:, 1:])
+    box = acc[side:, side:] - acc[:-side, side:] - acc[side:, :-side] + acc[:-side, :-side]
+    return bool((box == side * side).any())
 
 
 def _channel_axis(image: np.ndarray, channel_axis: int | str | None) -> int | None:

@@ -28,6 +28,9 @@ The plan for one plane (:func:`plan_tiles`):
 When the plane fits in one tile and the windows would cover at least its area, the plan
 is a single window over the whole plane instead.
 
+Stage 2 of the network runs inside a window on boxes around the hole groups
+(:func:`band_boxes`), from the same coarse components.
+
 Windows that contain no hole pixel are never made, so the cost follows the holes, not the
 image size. The plan holds only the coarse label grid (``1/cell**2`` of the image).
 """
@@ -40,7 +43,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Window", "TilePlan", "plan_tiles", "gaussian_weights", "block_any"]
+__all__ = [
+    "Window",
+    "TilePlan",
+    "plan_tiles",
+    "band_boxes",
+    "gaussian_weights",
+    "block_any",
+    "grid_tile_for",
+    "mean_width",
+]
 
 WEIGHT_FLOOR = 1e-3
 
@@ -137,6 +149,73 @@ def block_any(hole: np.ndarray, cell: int) -> np.ndarray:
     return padded.reshape(hc, cell, wc, cell).any(axis=(1, 3))
 
 
+def _components(hole: np.ndarray, cell: int) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Coarse 8-connected hole components: the label grid and each one's pixel box.
+
+    Returns:
+        ``ceil(H/cell)×ceil(W/cell)`` int32 labels (0 = no hole) and one
+        ``(y0, x0, y1, x1, label)`` box per component, clipped to the plane.
+    """
+    h, w = hole.shape
+    labels, _ = ndimage.label(block_any(hole, cell), structure=np.ones((3, 3), dtype=bool))
+    labels = labels.astype(np.int32, copy=False)
+    boxes = []
+    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        y0, y1 = sl[0].start * cell, min(sl[0].stop * cell, h)
+        x0, x1 = sl[1].start * cell, min(sl[1].stop * cell, w)
+        boxes.append((y0, x0, y1, x1, lab))
+    return labels, boxes
+
+
+def band_boxes(
+    hole: np.ndarray, halo: int, cell: int = 8, call_cost: int = 64 * 64
+) -> list[tuple[slice, slice]]:
+    """Disjoint boxes covering every hole pixel of ``hole`` together with its halo.
+
+    The boxes of the hole's coarse components (as in :func:`plan_tiles`), grown by
+    ``halo`` and clipped to the plane, are merged while any two overlap or touch, or while
+    merging costs less than the two boxes' area plus ``call_cost`` px² (the fixed cost of
+    one more call). Every hole pixel's ``halo`` neighbourhood then lies inside exactly one
+    box, so a network whose receptive radius is ``halo`` gives on the box what it gives on
+    the whole plane.
+
+    Args:
+        hole: ``H×W`` bool, True = pixel to repair.
+        halo: Pixels added around each component's box.
+        cell: Coarse-grid cell in pixels.
+        call_cost: Fixed cost of one box, in px².
+
+    Returns:
+        ``(rows, cols)`` slice pairs, one per box.
+    """
+    h, w = hole.shape
+    _, comps = _components(hole, cell)
+    boxes = [
+        [max(0, y0 - halo), max(0, x0 - halo), min(h, y1 + halo), min(w, x1 + halo)]
+        for y0, x0, y1, x1, _ in comps
+    ]
+    merged = True
+    while merged and len(boxes) > 1:
+        merged = False
+        for a in range(len(boxes)):
+            for b in range(a + 1, len(boxes)):
+                p, q = boxes[a], boxes[b]
+                u = [min(p[0], q[0]), min(p[1], q[1]), max(p[2], q[2]), max(p[3], q[3])]
+                touch = p[0] <= q[2] and q[0] <= p[2] and p[1] <= q[3] and q[1] <= p[3]
+                area = (u[2] - u[0]) * (u[3] - u[1])
+                separate = sum((r[2] - r[0]) * (r[3] - r[1]) for r in (p, q)) + call_cost
+                if touch or area <= separate:
+                    boxes[a] = u
+                    del boxes[b]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [(slice(y0, y1), slice(x0, x1)) for y0, x0, y1, x1 in boxes]
+
+
 def _fit_size(need: int, multiple: int, tile: int, limit: int) -> int:
     """``need`` rounded up to a multiple of ``multiple``, at most ``tile`` and ``limit``."""
     return min(-(-need // multiple) * multiple, tile, limit)
@@ -166,6 +245,7 @@ def plan_tiles(
     multiple: int = 1,
     cell: int = 8,
     window_cost: int | None = None,
+    grid_tile: int | str | None = None,
 ) -> TilePlan:
     """Plan the windows that cover every hole pixel of one plane.
 
@@ -181,6 +261,12 @@ def plan_tiles(
             the union still fits a tile. An int: it joins only when the union window's
             area is at most the two separate windows' areas plus ``window_cost`` (the
             fixed cost of one window, in px²); otherwise it gets its own window.
+        grid_tile: Side of the blended windows over large components: None = ``tile_size``;
+            ``"auto"`` = from the mean width of the large components on the coarse grid
+            (:func:`mean_width`, :func:`grid_tile_for`), so that long thin strokes get
+            small windows; an int
+            = that side (at most ``tile_size``). Their overlap is ``overlap`` scaled by
+            ``grid_tile / tile_size``.
 
     Returns:
         The :class:`TilePlan`. No window holds zero hole pixels.
@@ -194,20 +280,12 @@ def plan_tiles(
             f"need tile_size >= 16, 0 <= 2*margin < tile_size and 0 <= overlap < tile_size; "
             f"got tile_size={tile}, margin={margin}, overlap={overlap}"
         )
-    coarse = block_any(hole, cell)
-    labels, n = ndimage.label(coarse, structure=np.ones((3, 3), dtype=bool))
-    labels = labels.astype(np.int32, copy=False)
+    labels, boxes = _components(hole, cell)
+    n = len(boxes)
     plan = TilePlan((h, w), cell, labels, tile_size=tile, margin=margin, overlap=overlap)
     if n == 0:
         return plan
     core = tile - 2 * margin
-    boxes = []
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        y0, y1 = sl[0].start * cell, min(sl[0].stop * cell, h)
-        x0, x1 = sl[1].start * cell, min(sl[1].stop * cell, w)
-        boxes.append((y0, x0, y1, x1, lab))
     boxes.sort()
     # Packed components: best-fit into open windows (raster order).
     open_: list[list] = []  # [y0, x0, y1, x1, [labels]]
@@ -267,8 +345,13 @@ def plan_tiles(
         rx0 = max(0, min(b[1] for b in large) - margin)
         ry1 = min(h, max(b[2] for b in large) + margin)
         rx1 = min(w, max(b[3] for b in large) + margin)
-        stride = tile - overlap
-        th, tw = min(tile, h), min(tile, w)
+        gt = tile
+        if grid_tile == "auto":
+            gt = grid_tile_for(mean_width(plan.large[labels]) * cell, margin, multiple, tile)
+        elif grid_tile is not None:
+            gt = min(tile, int(grid_tile))
+        stride = gt - overlap * gt // tile
+        th, tw = min(gt, h), min(gt, w)
         for ty in _positions(ry0, ry1, th, stride):
             ty = min(ty, h - th)
             for tx in _positions(rx0, rx1, tw, stride):
@@ -285,6 +368,38 @@ def plan_tiles(
         plan.large = np.zeros(n + 1, dtype=bool)
         plan.windows = [Window(0, h, 0, w, tuple(range(1, n + 1)))]
     return plan
+
+
+#: Thin large components: the blended window side is this many times their thickness
+#: plus twice the margin, at least ``GRID_TILE_MIN`` (see :func:`grid_tile_for`).
+GRID_TILE_FACTOR = 4
+GRID_TILE_MIN = 128
+
+
+def mean_width(region: np.ndarray) -> int:
+    """Mean width of the strokes of a bool mask, in its pixels: area / skeleton length.
+
+    A long scratch k px wide gives about k wherever it crosses others; a round blob gives
+    about its diameter over 1.5 or more. 0 for an empty mask.
+    """
+    from skimage.morphology import skeletonize
+
+    area = int(region.sum())
+    if area == 0:
+        return 0
+    return int(round(area / max(1, int(skeletonize(region).sum()))))
+
+
+def grid_tile_for(thickness: int, margin: int, multiple: int, tile: int) -> int:
+    """Side of the blended windows over large components ``thickness`` px thick.
+
+    ``GRID_TILE_FACTOR * thickness + 2 * margin`` rounded up to ``multiple``, between
+    ``GRID_TILE_MIN`` and ``tile``: a long scratch needs context across it, not along it,
+    and a window much wider than the scratch mostly computes pixels nobody reads.
+    """
+    side = GRID_TILE_FACTOR * thickness + 2 * margin
+    side = -(-side // max(1, multiple)) * max(1, multiple)
+    return int(min(tile, max(GRID_TILE_MIN, side)))
 
 
 def gaussian_weights(shape: tuple[int, int], sigma_scale: float = 0.125) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -91,7 +92,13 @@ class RepairGenerator(nn.Module):
 
     Any ``H, W`` is accepted: the input is padded at the bottom/right to a multiple of
     ``2**depth`` (see :attr:`RepairConfig.pad_mode`) and the output cropped back.
+
+    Attributes:
+        supports_pad_to: Declares that ``forward`` takes ``pad_to`` (computes windows that
+            are not a multiple of ``2**depth``); the inpainter reads this capability.
     """
+
+    supports_pad_to: ClassVar[bool] = True
 
     def __init__(self, config: RepairConfig) -> None:
         super().__init__()

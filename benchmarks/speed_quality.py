@@ -1,0 +1,125 @@
+"""What the inference speed settings cost in quality, on real pictures with sparse damage.
+
+Issue 16 made two settings of :class:`~rnon_engine.inference.Inpainter` the default:
+stage 2 refines only windows whose holes are at least ``STAGE2_MIN_WIDTH`` px wide
+(``stage2_min_width``), and the blended windows over long thin holes are sized to their
+thickness (``grid_tile="auto"``). This script repairs the same pictures and damage as
+``benchmarks/context_quality.py`` (plus issue 16's long straight strokes) with
+
+- ``previous``: ``stage2_min_width=0, grid_tile=None`` (stage 2 on every window, 512 px
+  blended windows): what the engine did before;
+- ``default``: the engine's defaults now;
+- ``repair only``: ``stages="repair"`` (no stage 2 at all);
+
+and reports per damage kind the hole PSNR (mean over pictures), the mean paired difference
+to ``previous`` with its standard error, SSIM over the picture and the summed CPU time of
+the calls (``time.process_time``: robust to other jobs on a shared machine).
+
+    python benchmarks/speed_quality.py --data <corpus>/val --limit 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from context_quality import EXTS, KINDS, damage, hole_psnr, load  # noqa: E402
+
+
+def strokes(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Issue 16's strokes at this size: straight, 3-12 px wide, about 6 % of the pixels."""
+    m = np.zeros(shape, np.uint8)
+    while m.mean() < 0.06:
+        p0 = rng.integers(0, shape[::-1])
+        p1 = rng.integers(0, shape[::-1])
+        cv2.line(m, tuple(map(int, p0)), tuple(map(int, p1)), 1, int(rng.integers(3, 13)))
+    return m.astype(bool)
+
+
+def main() -> None:
+    import torch
+
+    from rnon_engine.inference.inpainter import Inpainter
+    from rnon_engine.metrics import ssim
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", action="append", required=True, help="folder(s) of pictures")
+    ap.add_argument("--limit", type=int, default=12, help="pictures in all (folders in order)")
+    ap.add_argument("--side", type=int, default=640)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", help="Markdown file to write the table to")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    paths: list[Path] = []
+    for folder in args.data:
+        found = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in EXTS)
+        random.Random(0).shuffle(found)
+        names = {p.name for p in paths}
+        paths += [p for p in found if p.name not in names]
+    variants = {
+        "previous": (
+            Inpainter.from_pretrained("default", "cpu", stage2_min_width=0, grid_tile=None),
+            "both",
+        ),
+        "default": (Inpainter.from_pretrained("default", "cpu"), "both"),
+        "repair only": (Inpainter.from_pretrained("default", "cpu"), "repair"),
+    }
+    kinds = [*KINDS, "strokes 3-12"]
+    res: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    used = 0
+    for path in paths:
+        if used == args.limit:
+            break
+        img = load(path, args.side)
+        if img is None:
+            continue
+        used += 1
+        for k, kind in enumerate(kinds):
+            rng = np.random.default_rng([used, k])
+            hole = strokes(img.shape[:2], rng) if kind == "strokes 3-12" else None
+            if hole is None:
+                hole = damage(img.shape[:2], kind, rng)
+            for name, (inp, stages) in variants.items():
+                t = time.process_time()
+                out = inp.inpaint(img, hole, stages=stages)
+                sec = time.process_time() - t
+                res.setdefault((kind, name), []).append(
+                    (hole_psnr(img, out, hole), ssim(img / 255.0, out / 255.0), sec)
+                )
+        print(f"{used}/{args.limit} {path.name}", flush=True)
+    lines = [
+        f"{used} pictures (longer side {args.side} px), default model, CPU {args.threads} "
+        "thread(s); time = summed CPU time of the calls.",
+        "",
+        "| damage | settings | hole PSNR (dB) | vs previous (dB) | SSIM | vs previous | "
+        "CPU time (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind in kinds:
+        ref = np.array(res[(kind, "previous")])
+        for name in variants:
+            a = np.array(res[(kind, name)])
+            d = a[:, 0] - ref[:, 0]
+            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
+            vs = "—" if name == "previous" else f"{d.mean():+.3f} ± {se:.3f}"
+            vs_ssim = "—" if name == "previous" else f"{(a[:, 1] - ref[:, 1]).mean():+.5f}"
+            lines.append(
+                f"| {kind} | {name} | {a[:, 0].mean():.3f} | {vs} | {a[:, 1].mean():.4f} | "
+                f"{vs_ssim} | {a[:, 2].sum():.1f} |"
+            )
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
