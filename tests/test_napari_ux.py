@@ -71,6 +71,8 @@ def viewer_widget(make_napari_viewer):
 
 def fake_rnon(widget, fake):
     """RNON runs use ``fake``; the classical methods stay real."""
+    if widget._method.value == AUTO_METHOD:  # these runs are RNON runs (Auto is the default)
+        widget._method.value = RNON_METHODS[0]
     widget.inpainter_factory = lambda s: fake if s.name_or_path == "default" else load_inpainter(s)
 
 

@@ -52,6 +52,12 @@ def run_files(
     t_start: float,
 ) -> BatchReport:
     """Run (or dry-run) a folder (``kind="folder"``) or one image file (``"image"``)."""
+    if opts.estimate_error:
+        raise InputError(
+            "--estimate-error records each plane's estimate in a stack output's attributes "
+            "(zarr, OME-Zarr or TIFF); it is not available for a folder or a PNG/JPEG image "
+            "file. Convert the images to a TIFF or zarr stack, or leave --estimate-error out."
+        )
     if kind == "folder":
         if mask_path is not None and not mask_path.is_dir():
             raise InputError(
