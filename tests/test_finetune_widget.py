@@ -105,6 +105,7 @@ def test_trains_stays_responsive_and_registers_weights(setup, wait_idle, tmp_pat
     # An Inpaint widget opened later lists them too.
     later = InpaintWidget(viewer)
     assert str(path) in later._weights.choices
+    later._method.value = RNON_METHODS[1]  # Auto (the default) uses the packaged network
     later._weights.value = str(path)
     assert later.settings().name_or_path == str(path)
 
