@@ -67,7 +67,9 @@ class PlaneRecorder:
                     plane,
                     mask,
                     seed=ESTIMATE_SEED,
-                    stages=self.stages,
+                    # an Optimise result is stage 1 + stage 2: estimate both, since
+                    # stage 2 alone on hidden known pixels would not repair them
+                    stages="both" if self.stages == "optimize" else self.stages,
                     channel_axis=self.channel_axis,
                     cancel=cancel,
                 )

@@ -10,15 +10,20 @@ once the run is complete into an Image layer named by what made it,
 settings make another, so methods can be compared. The result is shown on top, the mask
 stays the selected layer, and "Before / after" (Shift+B) flips between the source and the
 result. The channel layers of a multichannel image are repaired together with one mask.
-A cancelled or failed run changes no layer. torch and the engine are imported when a run
+A cancelled or failed run changes no layer. Method *Auto* (the default, as in
+``rnon-batch``) sends each hole to its best method; after it the status line says how many
+pixels each method filled, and "Show which method filled each pixel" adds their label
+layer. "Estimate error" adds the expected error of the repair to the status line and the
+result's metadata. torch and the engine are imported when a run
 starts (the widget opens at once: the devices torch can use are listed by a background
 thread), never when napari reads the manifest.
 
 This file is one dock widget with some twenty controls and their links (about 650
 lines); what has its own rules lives apart: the run (:mod:`napari_rnon._job`), methods,
 weights and devices (:mod:`napari_rnon._methods`), the mask tools
-(:mod:`napari_rnon._mask_section`) and the whole-stack section
-(:mod:`napari_rnon._batch_section`).
+(:mod:`napari_rnon._mask_section`), the whole-stack section
+(:mod:`napari_rnon._batch_section`), a run's counts and error estimate
+(:mod:`napari_rnon._run_record`) and Auto's label layer (:mod:`napari_rnon._method_labels`).
 """
 
 from __future__ import annotations
