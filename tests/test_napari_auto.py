@@ -209,3 +209,36 @@ def test_method_layer_of_a_stack_routes_only_the_planes_of_the_run(viewer_widget
     assert shown.shape == stack.shape
     np.testing.assert_array_equal(shown[1], method_labels(damage(), FALLBACK_RULES))
     assert not shown[0].any() and not shown[2].any()
+
+
+class StageRecorder:
+    """A stand-in RNON engine that records the stages it is asked for (masked -> 7)."""
+
+    provenance = {"method": "fake"}
+
+    def __init__(self):
+        self.stages: list[str] = []
+
+    def inpaint(self, image, mask, *, stages, channel_axis, progress=None, cancel=None):
+        self.stages.append(stages)
+        out = image.copy()
+        out[mask != 0] = 7
+        return out
+
+
+def test_optimise_estimates_the_error_of_both_stages(viewer_widget, run_to_end):
+    """Stage 2 alone would not repair the estimate's hidden pixels: Optimise estimates both."""
+    viewer, widget = viewer_widget
+    fake = StageRecorder()
+    widget.inpainter_factory = lambda settings: fake
+    src = viewer.add_image(picture(), name="img")
+    widget._image.value = src
+    widget.new_mask().data[:] = damage()
+    widget._method.value = "RNON repair only"
+    run_to_end(widget)
+    assert fake.stages == ["repair"]
+    widget._estimate.value = True
+    run_to_end(widget, "optimise")
+    assert fake.stages[1:] == ["optimize", "both", "both"]  # the run, then two probes
+    meta = viewer.layers["img repaired (RNON stage 1 + optimise)"].metadata["rnon"]
+    assert meta["error_estimate"]["rmse"] > 0
