@@ -181,13 +181,77 @@ def test_changed_mask_keeps_the_other_planes_estimates(tmp_path):
     assert est["planes"] == {p: pytest.approx(v, rel=1e-12) for p, v in expected.items()}
 
 
-def test_png_input_refuses_the_option_before_writing(tmp_path, capsys):
+def test_folder_of_images_records_each_files_estimate_in_the_manifest(tmp_path, monkeypatch):
+    import json
+
     import imageio.v3 as iio
 
-    iio.imwrite(tmp_path / "a.png", (picture((48, 64)) // 256).astype(np.uint8))
+    from rnon_engine.batch import folder as folder_module
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    pics = {"a.png": picture((48, 64), seed=1), "b.png": picture((48, 64), seed=2)}
+    masks = {"a.png": holes()[0], "b.png": holes()[2]}
+    for name, im in pics.items():
+        iio.imwrite(tmp_path / "img" / name, im)
+        iio.imwrite(tmp_path / "msk" / name, masks[name] * 255)
+    out = tmp_path / "out"
+    opts = dict(
+        input=str(tmp_path / "img"),
+        mask=str(tmp_path / "msk"),
+        output=str(out),
+        model="telea",
+        threads=1,
+        progress=False,
+        estimate_error=True,
+    )
+    # stopped after the first file: the same command resumes and keeps its figures
+    real = folder_module.process_file
+    calls: list[str] = []
+
+    def dies_after_one(job, pair):
+        if calls:
+            raise KeyboardInterrupt("test stop")
+        calls.append(pair[0])
+        return real(job, pair)
+
+    monkeypatch.setattr(folder_module, "process_file", dies_after_one)
+    with pytest.raises((KeyboardInterrupt, RnonError)):
+        run_batch(BatchOptions(**opts))
+    monkeypatch.setattr(folder_module, "process_file", real)
+    assert run_batch(BatchOptions(**opts)).skipped == 1
+    est = json.loads((out / ".rnon-batch.json").read_text())["rnon_batch"]["error_estimate"]
+    inp = Inpainter.from_pretrained("telea")
+    expected = {
+        name: estimate_error(inp, pics[name], masks[name], seed=0, channel_axis=None)
+        for name in pics
+    }
+    assert list(est["files"]) == ["a.png", "b.png"]
+    for name, value in expected.items():
+        assert est["files"][name]["planes"] == {"the image": pytest.approx(value, rel=1e-12)}
+    n = {name: int(np.count_nonzero(masks[name])) for name in pics}
+    pooled = math.sqrt(sum(expected[k] ** 2 * n[k] for k in n) / sum(n.values()))
+    assert est["rmse"] == pytest.approx(pooled, rel=1e-12)
+    assert not (out / ".rnon-batch").exists()  # the figures' folder goes when done
+    assert sorted(p.name for p in out.iterdir()) == [".rnon-batch.json", "a.png", "b.png"]
+
+
+def test_single_image_file_records_its_estimate(tmp_path):
+    import json
+
+    import imageio.v3 as iio
+
+    im = picture((48, 64))
+    iio.imwrite(tmp_path / "a.png", im)
     iio.imwrite(tmp_path / "m.png", holes()[0] * 255)
     out = tmp_path / "out.png"
     args = [str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png"), "-o", str(out)]
-    assert main([*args, "--estimate-error", *TELEA]) == 2
-    assert "--estimate-error" in capsys.readouterr().err
-    assert not out.exists()
+    assert main([*args, "--estimate-error", *TELEA]) == 0
+    manifest = json.loads((tmp_path / "out.png.rnon-batch.json").read_text())
+    est = manifest["rnon_batch"]["error_estimate"]
+    truth = estimate_error(
+        Inpainter.from_pretrained("telea"), im, holes()[0], seed=0, channel_axis=None
+    )
+    assert est["rmse"] == pytest.approx(truth, rel=1e-12)
+    assert est["files"]["out.png"]["hole_pixels"] == {"the image": int(holes()[0].sum())}
+    assert not (tmp_path / "out.png.rnon-batch").exists()

@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also estimate each repaired plane's error (root-mean-square, in INPUT's values: "
         "known pixels near the holes are hidden in the holes' shapes and repaired the same "
         "way; about two more repairs per plane) and record it in the output's rnon_batch "
-        "attributes, entry error_estimate (zarr / OME-Zarr / TIFF output).",
+        "attributes, entry error_estimate (image files: in the run's .rnon-batch.json).",
     )
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar.")
     return p

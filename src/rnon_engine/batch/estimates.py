@@ -7,7 +7,8 @@ in the run's state folder (:func:`save_block`) before it marks the block done, s
 interrupted run resumes with the estimates of the blocks already done. When the run
 finishes, :func:`collect` pools them per plane into the ``error_estimate`` entry of the
 output's ``rnon_batch`` attributes (kept there per block too, so that a run redoing only
-the blocks whose mask changed keeps the others' figures). A plane cut into YX blocks gets
+the blocks whose mask changed keeps the others' figures; image files are recorded the same
+way, one file of figures per image, see :func:`collect_files`). A plane cut into YX blocks gets
 the RMSE pooled over its blocks, weighted by their hole pixels; each block's estimate
 sees the holes of its window (block + halo).
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ESTIMATE_DIR", "SEED", "collect", "plane_estimate", "save_block"]
+__all__ = ["ESTIMATE_DIR", "SEED", "collect", "collect_files", "plane_estimate", "save_block"]
 
 ESTIMATE_DIR = "estimates"
 """Folder of the per-block estimate files inside the run's state folder."""
@@ -107,4 +108,34 @@ def collect(
         "planes": planes,
         "hole_pixels": {p: holes[p] for p in planes},
         "by_block": by_block,
+    }
+
+
+def collect_files(state: str | Path, names: list[str]) -> dict[str, Any]:
+    """The ``error_estimate`` attribute of a finished folder or image-file run.
+
+    Args:
+        state: The run's state folder (the figures were saved with ``index`` = file name).
+        names: The output file names, in order.
+
+    Returns:
+        ``rmse`` (every plane of every file pooled by hole pixels), ``units``, ``seed`` and
+        ``files``: file name -> ``rmse``, ``planes`` and ``hole_pixels`` (files with holes).
+    """
+    files: dict[str, Any] = {}
+    sse = 0.0
+    total = 0
+    for name in names:
+        one = collect(state, [name], None)
+        if not one["planes"]:
+            continue
+        files[name] = {k: one[k] for k in ("rmse", "planes", "hole_pixels")}
+        n = sum(one["hole_pixels"].values())
+        sse += one["rmse"] ** 2 * n
+        total += n
+    return {
+        "rmse": math.sqrt(sse / total) if total else None,
+        "units": "INPUT's values (root-mean-square error of the repaired pixels)",
+        "seed": SEED,
+        "files": files,
     }

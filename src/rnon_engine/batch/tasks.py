@@ -74,6 +74,7 @@ class FileJob:
     stages: str
     mask_value: float | None
     description: dict[str, Any]
+    estimates: str | None = None  # --estimate-error: the run's state folder (figures)
 
 
 def _delay() -> None:
@@ -234,7 +235,12 @@ def process_file(job: FileJob, pair: tuple[str, str | None, str]) -> dict[str, A
     src, mpath, dst = pair
     data, info, m = load_image_file(src, mpath, job.axes, job.mask_value)
     computed = 0
+    rows: list[tuple[str, float, int]] | None = [] if job.estimates else None
     if m.any():
-        data, computed = inpaint_array(get_inpainter(job.model), info, data, m, job.stages)
+        data, computed = inpaint_array(
+            get_inpainter(job.model), info, data, m, job.stages, estimates=rows
+        )
+    if job.estimates and rows is not None:  # before the file: resume skips written files
+        save_block(job.estimates, Path(dst).name, rows)
     write_image_file(dst, data, color=info.color_axis is not None, description=job.description)
     return {"index": dst, "planes": computed, "seconds": time.perf_counter() - t0}
