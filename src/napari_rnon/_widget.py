@@ -251,6 +251,7 @@ class InpaintWidget(WorkerMixin, Container):
             mask=lambda: self._mask.value,
             settings=lambda: self.settings("repair"),
             report=self._say,
+            estimate=lambda: bool(self._estimate.value),
         )
         super().__init__(
             widgets=[
@@ -296,6 +297,7 @@ class InpaintWidget(WorkerMixin, Container):
             self._device,
             self._tile_size,
             self._stage2,
+            self._estimate,
         ):
             control.changed.connect(self.batch.refresh)
         viewer.bind_key(COMPARE_KEY, self._on_compare_key, overwrite=True)
