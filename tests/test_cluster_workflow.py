@@ -268,6 +268,7 @@ def test_batch_command_from_settings():
     ]
     # Packaged model names stay names (not resolved as files); the CLI default is left out.
     assert batch_command("x.zarr", **s("default"))[2:] == ["--model", "default"]
+    assert batch_command("x.zarr", **s(), estimate_error=True)[2:] == ["--estimate-error"]
 
 
 def test_reader_reads_image_lazily_with_its_repair_mask(tmp_path):
@@ -345,6 +346,10 @@ def test_napari_to_rnon_batch_the_whole_way(make_napari_viewer, qtbot, tmp_path,
     assert widget._image.value is layers[0]
     assert widget.batch.expanded  # the section opens for an image read from OME-Zarr
     assert widget.batch.command() == ["rnon-batch", str(src.resolve())]
+    widget._estimate.value = True  # "Estimate error" carries over to the stack's command
+    assert widget.batch.command() == ["rnon-batch", str(src.resolve()), "--estimate-error"]
+    assert widget.batch._command.value.endswith(" --estimate-error")
+    widget._estimate.value = False
     assert "Save mask to OME-Zarr" in widget.batch._info.value
 
     mask_layer = widget.new_mask()

@@ -95,13 +95,17 @@ def test_trains_stays_responsive_and_registers_weights(setup, wait_idle, tmp_pat
     assert str(path) in inpaint._weights.choices
     assert inpaint._weights.value == str(path)
     assert inpaint.settings().name_or_path == str(path)
+    # Auto (the default) routes to the packaged network only: new weights switch the
+    # method to an RNON one, as from a classical method
+    assert inpaint._method.value == RNON_METHODS[1]
     # fine-tuned weights are stage 1 only: "repair + optimise" says which stage 2 it uses
-    assert inpaint._method.value == RNON_METHODS[0]
+    inpaint._method.value = RNON_METHODS[0]
     assert inpaint._stage2_info.value.startswith("Stage 2: none")
     assert any("saved" in n for n in notes)
     # An Inpaint widget opened later lists them too.
     later = InpaintWidget(viewer)
     assert str(path) in later._weights.choices
+    later._method.value = RNON_METHODS[1]  # Auto (the default) uses the packaged network
     later._weights.value = str(path)
     assert later.settings().name_or_path == str(path)
 

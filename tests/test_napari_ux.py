@@ -24,6 +24,7 @@ from app_model.types import KeyBinding  # noqa: E402
 
 from napari_rnon._widget import (  # noqa: E402
     ALL_PLANES,
+    AUTO_METHOD,
     COMPARE_KEY,
     RNON_METHODS,
     InpaintWidget,
@@ -70,6 +71,8 @@ def viewer_widget(make_napari_viewer):
 
 def fake_rnon(widget, fake):
     """RNON runs use ``fake``; the classical methods stay real."""
+    if widget._method.value == AUTO_METHOD:  # these runs are RNON runs (Auto is the default)
+        widget._method.value = RNON_METHODS[0]
     widget.inpainter_factory = lambda s: fake if s.name_or_path == "default" else load_inpainter(s)
 
 
@@ -313,7 +316,9 @@ def test_one_weights_chooser_and_stage2_info(viewer_widget, tmp_path):
     assert not hasattr(widget, "_saved")
     texts = [widget._weights.native.itemText(i) for i in range(widget._weights.native.count())]
     assert texts[0] == "packaged model" and texts[-1] == "choose a file..."
-    assert widget._method.value == RNON_METHODS[0]
+    assert widget._method.value == AUTO_METHOD  # issue 15: auto is the default
+    assert widget._stage2_info.native.isHidden()
+    widget._method.value = RNON_METHODS[0]
     assert widget._stage2_info.value == "Stage 2: the packaged optimise model."
     stage1 = save_weights(
         create_model("rnon-repair", width=0.125, depth=4), tmp_path / "cells.safetensors"

@@ -17,7 +17,7 @@ from qtpy.QtCore import QTimer  # noqa: E402
 
 from napari_rnon._commands import add_repair_mask  # noqa: E402
 from napari_rnon._layers import MASK_COLOR, THIN_BRUSH  # noqa: E402
-from napari_rnon._widget import ALL_PLANES, InpaintWidget  # noqa: E402
+from napari_rnon._widget import ALL_PLANES, AUTO_METHOD, InpaintWidget  # noqa: E402
 from rnon_engine.errors import Cancelled  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -67,6 +67,8 @@ class SlowFake:
 
 
 def use_fake(widget, fake):
+    if widget._method.value == AUTO_METHOD:  # these runs are RNON runs (Auto is the default)
+        widget._method.value = "RNON (repair + optimise)"
     widget.inpainter_factory = lambda settings: fake
 
 

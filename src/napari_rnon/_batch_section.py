@@ -67,6 +67,7 @@ class BatchSection(Container):
         mask: Returns the mask layer chosen there (or None).
         settings: Returns the engine settings of a "Repair" run.
         report: Shows a message in the Inpaint widget's status line.
+        estimate: Returns whether "Estimate error" is ticked (adds ``--estimate-error``).
 
     Attributes:
         confirm: ``confirm(path) -> bool``, asked before replacing an existing
@@ -80,8 +81,10 @@ class BatchSection(Container):
         mask: Callable[[], Labels | None],
         settings: Callable[[], EngineSettings],
         report: Callable[[str], None] = lambda text: None,
+        estimate: Callable[[], bool] = lambda: False,
     ) -> None:
         self._get_image, self._get_mask, self._get_settings = image, mask, settings
+        self._get_estimate = estimate
         self._report = report
         self._last_image: Any = None
         self.confirm: Callable[[Path], bool] = lambda path: ask_replace_label(self.native, path)
@@ -147,6 +150,7 @@ class BatchSection(Container):
             "stages": s.stages,
             "device": s.device,
             "tile": s.tile_size,
+            "estimate_error": bool(self._get_estimate()),
         }
         if info is not None:
             return batch_command(info.path, **options)

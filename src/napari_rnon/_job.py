@@ -27,6 +27,7 @@ from napari_rnon._planes import (
     plane_label,
     run_planes,
 )
+from napari_rnon._run_record import PlaneRecorder, summary
 from napari_rnon._settings import EngineSettings
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class Job:
     tag: str
     outline: bool
     method_label: str
+    estimate: bool = False
 
     @property
     def source(self) -> Image:
@@ -97,6 +99,7 @@ def prepare_job(
     all_planes: bool,
     outline: bool,
     method_label: str,
+    estimate: bool = False,
 ) -> Job:
     """Check a run's layers and mask and describe it (GUI thread).
 
@@ -111,6 +114,7 @@ def prepare_job(
         all_planes: Whether the run covers every plane (for messages).
         outline: Whether to show the mask's outline after the run.
         method_label: The method as the widget names it (provenance).
+        estimate: Whether to estimate the repair's error after each plane.
 
     Raises:
         UserError: A missing stage-1 result, shapes that differ, or nothing painted in
@@ -171,6 +175,7 @@ def prepare_job(
         tag=tag,
         outline=outline,
         method_label=method_label,
+        estimate=estimate,
     )
 
 
@@ -190,37 +195,36 @@ def run_job(
         cancel: Polled between tiles and planes.
 
     Returns:
-        One :class:`RunResult` per part, in order.
+        One :class:`RunResult` per part, in order; each provenance holds the hole pixels
+        per method (``"auto"``) and, with ``job.estimate``, the error estimate
+        (:func:`napari_rnon._run_record.summary`).
     """
-    rgb = job.geometry.rgb
     n_parts = len(job.parts)
-
-    def inpaint(plane: Any, mask: Any, progress: Any, cancel: Any) -> Any:
-        return inpainter.inpaint(
-            plane,
-            mask,
-            stages=job.settings.stages,
-            channel_axis=-1 if rgb else None,
-            progress=progress,
-            cancel=cancel,
-        )
-
     results = []
     for k, part in enumerate(job.parts):
 
         def report(done: int, total: int, k: int = k) -> None:
             progress(k * total + done, n_parts * total)
 
+        recorder = PlaneRecorder(
+            inpainter,
+            stages=job.settings.stages,
+            channel_axis=-1 if job.geometry.rgb else None,
+            estimate=job.estimate,
+        )
         result = run_planes(
             part.data,
             job.geometry,
             job.mask,
             job.planes,
-            inpaint,
+            recorder,
             progress=report,
             cancel=cancel,
         )
-        result.provenance = dict(getattr(inpainter, "provenance", {}) or {})
+        result.provenance = {
+            **dict(getattr(inpainter, "provenance", {}) or {}),
+            **summary(list(result.planes), recorder.records),
+        }
         results.append(result)
     return results
 

@@ -13,6 +13,8 @@ from typing import Any
 from napari_rnon._settings import EngineSettings
 
 __all__ = [
+    "AUTO",
+    "AUTO_METHOD",
     "CLASSICAL_TAGS",
     "METHODS",
     "PACKAGED",
@@ -24,8 +26,13 @@ __all__ = [
     "user_weights",
 ]
 
-# Method label -> (engine name, stages). "default" means the packaged RNON weights.
+# Method label -> (engine name, stages). "default" means the packaged RNON weights; "auto"
+# sends each hole group to the method measured best for its kind (packaged network +
+# classical methods), the default, as in rnon-batch.
+AUTO = "auto"
+AUTO_METHOD = "Auto (best method for each hole)"
 METHODS: dict[str, tuple[str, str]] = {
+    AUTO_METHOD: (AUTO, "both"),
     "RNON (repair + optimise)": ("default", "both"),
     "RNON repair only": ("default", "repair"),
     "Telea (OpenCV)": ("telea", "repair"),
@@ -45,8 +52,10 @@ def user_weights() -> list[tuple[str, str]]:
 
 
 def result_tag(settings: EngineSettings) -> str:
-    """What made a result, for its layer name: ``"telea"``, ``"RNON cells stage 1"``..."""
+    """What made a result, for its layer name: ``"auto"``, ``"telea"``, ``"RNON cells"``..."""
     name = settings.name_or_path
+    if name == AUTO:
+        return AUTO
     if name in CLASSICAL_TAGS:
         return CLASSICAL_TAGS[name]
     tag = "RNON" if name == PACKAGED else f"RNON {Path(name).stem}"

@@ -10,15 +10,20 @@ once the run is complete into an Image layer named by what made it,
 settings make another, so methods can be compared. The result is shown on top, the mask
 stays the selected layer, and "Before / after" (Shift+B) flips between the source and the
 result. The channel layers of a multichannel image are repaired together with one mask.
-A cancelled or failed run changes no layer. torch and the engine are imported when a run
+A cancelled or failed run changes no layer. Method *Auto* (the default, as in
+``rnon-batch``) sends each hole to its best method; after it the status line says how many
+pixels each method filled, and "Show which method filled each pixel" adds their label
+layer. "Estimate error" adds the expected error of the repair to the status line and the
+result's metadata. torch and the engine are imported when a run
 starts (the widget opens at once: the devices torch can use are listed by a background
 thread), never when napari reads the manifest.
 
 This file is one dock widget with some twenty controls and their links (about 650
 lines); what has its own rules lives apart: the run (:mod:`napari_rnon._job`), methods,
 weights and devices (:mod:`napari_rnon._methods`), the mask tools
-(:mod:`napari_rnon._mask_section`) and the whole-stack section
-(:mod:`napari_rnon._batch_section`).
+(:mod:`napari_rnon._mask_section`), the whole-stack section
+(:mod:`napari_rnon._batch_section`), a run's counts and error estimate
+(:mod:`napari_rnon._run_record`) and Auto's label layer (:mod:`napari_rnon._method_labels`).
 """
 
 from __future__ import annotations
@@ -52,9 +57,13 @@ from napari_rnon._layers import (
     channel_layers,
     current_plane,
     layer_geometry,
+    place_on_top,
 )
 from napari_rnon._mask_section import MaskTools
+from napari_rnon._method_labels import AutoRun, show_method_labels
 from napari_rnon._methods import (
+    AUTO,
+    AUTO_METHOD,
     METHODS,
     PACKAGED,
     RNON_METHODS,
@@ -69,6 +78,7 @@ from napari_rnon._planes import (
     RunResult,
     UserError,
 )
+from napari_rnon._run_record import summary_text
 from napari_rnon._settings import EngineSettings
 from napari_rnon._worker import WorkerMixin, progress_relay
 
@@ -78,6 +88,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALL_PLANES",
+    "AUTO_METHOD",
     "COMPARE_KEY",
     "CURRENT_PLANE",
     "METHODS",
@@ -133,6 +144,7 @@ class InpaintWidget(WorkerMixin, Container):
         self._extra_weights: list[str] = []
         self._weights_value: str = PACKAGED
         self._compare: list[weakref.ref[Image]] = []
+        self._last_auto: AutoRun | None = None
 
         self._image = ComboBox(
             label="Image", choices=self._image_choices, nullable=True, tooltip="Image to repair"
@@ -158,7 +170,13 @@ class InpaintWidget(WorkerMixin, Container):
             planes=self._run_planes_of,
             report=self._say,
         )
-        self._method = ComboBox(label="Method", choices=list(METHODS), value=RNON_METHODS[0])
+        self._method = ComboBox(
+            label="Method",
+            choices=list(METHODS),
+            value=AUTO_METHOD,
+            tooltip="Auto sends each hole to the method measured best for its kind (thin "
+            "damage and dust: biharmonic; spots and larger holes: the packaged RNON network)",
+        )
         self._weights = ComboBox(
             label="Weights",
             choices=self._weights_choices,
@@ -179,6 +197,19 @@ class InpaintWidget(WorkerMixin, Container):
             tooltip="For stacks: repair the plane on screen, or every plane",
         )
         self._outline = CheckBox(text="Outline repaired pixels", value=False)
+        self._estimate = CheckBox(
+            text="Estimate error",
+            value=False,
+            tooltip="After the run, estimate the root-mean-square error of the repaired "
+            "pixels (in image values): known pixels near the holes are hidden in the holes' "
+            "shapes and repaired the same way. Costs about two more repairs per plane.",
+        )
+        self._show_methods = CheckBox(
+            text="Show which method filled each pixel",
+            value=False,
+            tooltip="Add a Labels layer of the last Auto run: which method (telea, "
+            "navier-stokes, biharmonic, network) filled each repaired pixel",
+        )
         self._show_advanced = CheckBox(text="Advanced settings", value=False)
         self._tile_size = SpinBox(
             label="Tile size",
@@ -220,6 +251,7 @@ class InpaintWidget(WorkerMixin, Container):
             mask=lambda: self._mask.value,
             settings=lambda: self.settings("repair"),
             report=self._say,
+            estimate=lambda: bool(self._estimate.value),
         )
         super().__init__(
             widgets=[
@@ -234,6 +266,8 @@ class InpaintWidget(WorkerMixin, Container):
                 self._device,
                 self._planes,
                 self._outline,
+                self._estimate,
+                self._show_methods,
                 self._show_advanced,
                 self._advanced,
                 buttons,
@@ -249,6 +283,7 @@ class InpaintWidget(WorkerMixin, Container):
         self._weights.changed.connect(self._on_weights_changed)
         self._stage2.changed.connect(lambda _: self._update_stage2_info())
         self._show_advanced.changed.connect(lambda v: setattr(self._advanced, "visible", v))
+        self._show_methods.changed.connect(self._on_show_methods)
         self._new_mask.clicked.connect(self.new_mask)
         self._repair_btn.clicked.connect(lambda: self.run("repair"))
         self._optimise_btn.clicked.connect(lambda: self.run("optimise"))
@@ -262,6 +297,7 @@ class InpaintWidget(WorkerMixin, Container):
             self._device,
             self._tile_size,
             self._stage2,
+            self._estimate,
         ):
             control.changed.connect(self.batch.refresh)
         viewer.bind_key(COMPARE_KEY, self._on_compare_key, overwrite=True)
@@ -429,6 +465,7 @@ class InpaintWidget(WorkerMixin, Container):
         self._weights.enabled = rnon
         self._stage2.enabled = rnon
         self._optimise_btn.enabled = rnon and self._worker is None
+        self._show_methods.visible = label == AUTO_METHOD or self._show_methods.value
         self._update_stage2_info()
 
     def _update_stage2_info(self) -> None:
@@ -526,6 +563,7 @@ class InpaintWidget(WorkerMixin, Container):
             all_planes=self._planes.value == ALL_PLANES,
             outline=bool(self._outline.value),
             method_label=str(self._method.value),
+            estimate=bool(self._estimate.value),
         )
 
     def run(self, step: str = "repair") -> FunctionWorker | None:
@@ -608,10 +646,53 @@ class InpaintWidget(WorkerMixin, Container):
         self._bar.value = 1000
         n = len(results[0].planes)
         names = ", ".join(f"'{layer.name}'" for layer in layers)
+        records = [summary_text(layer.metadata.get(META_KEY, {})) for layer in layers]
+        if len(layers) > 1 and any(records):
+            records = [f"'{ly.name}': {r}" for ly, r in zip(layers, records, strict=True) if r]
+        extra = " ".join(f"{r[0].upper()}{r[1:]}." for r in records if r)
         self._say(
             f"{job.step.capitalize()}: {n} plane(s) in {elapsed:.1f} s -> {names}. "
-            f"Before / after: {COMPARE_KEY.replace('-', '+')}."
+            + (f"{extra} " if extra else "")
+            + f"Before / after: {COMPARE_KEY.replace('-', '+')}."
         )
+        rules = results[0].provenance.get("rules")
+        if job.settings.name_or_path == AUTO and isinstance(rules, dict):
+            self._last_auto = AutoRun(
+                source=job.source,
+                mask=job.mask,
+                geometry=job.geometry,
+                planes=tuple(results[0].planes),
+                rules=dict(rules),
+            )
+            if self._show_methods.value:
+                self.show_methods()
+
+    def show_methods(self) -> Labels | None:
+        """Show which method filled each pixel of the last Auto run, in a Labels layer.
+
+        Returns:
+            The layer ``"<image> methods (auto)"`` (added, or updated and shown), or None
+            when there is no Auto run to show (the status line says so).
+        """
+        run = self._last_auto
+        if run is None or run.source not in self._viewer.layers:
+            self._say("No Auto run to show yet: choose Method 'Auto' and click Repair.")
+            return None
+        active = self._viewer.layers.selection.active
+        layer = show_method_labels(self._viewer, run)
+        place_on_top(self._viewer, [layer])
+        if active is not None and active in self._viewer.layers:
+            self._viewer.layers.selection.active = active
+        return layer
+
+    def _on_show_methods(self, show: bool) -> None:
+        if show:
+            self.show_methods()
+            return
+        run = self._last_auto
+        if run is not None and run.layer_name in self._viewer.layers:
+            self._viewer.layers[run.layer_name].visible = False
+        self._show_methods.visible = self._method.value == AUTO_METHOD
 
     def toggle_before_after(self) -> bool | None:
         """Hide or show the last run's result layers, to compare them with the source.

@@ -79,10 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default="auto",
-        metavar="default|PATH|telea|ns|biharmonic",
-        help="'default' (the packaged RNON networks), the path of a repair-generator "
-        ".safetensors file, an exported rnon_repair.onnx (ONNX Runtime on the CPU, no torch), "
-        "or a classical method (default: %(default)s).",
+        metavar="auto|default|PATH|telea|ns|biharmonic",
+        help="'auto' (the default: each hole goes to the method measured best for its kind, "
+        "thin damage and dust to biharmonic, spots and larger holes to the packaged RNON "
+        "networks), 'default' (the packaged RNON networks for every hole), the path of a "
+        "repair-generator .safetensors file, an exported rnon_repair.onnx (ONNX Runtime on "
+        "the CPU, no torch), or a classical method (default: %(default)s).",
     )
     p.add_argument(
         "--stage2",
@@ -160,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the plan (planes, blocks and tiles with holes, estimated time from a "
         "short probe) and write nothing.",
     )
+    p.add_argument(
+        "--estimate-error",
+        action="store_true",
+        help="also estimate each repaired plane's error (root-mean-square, in INPUT's values: "
+        "known pixels near the holes are hidden in the holes' shapes and repaired the same "
+        "way; about two more repairs per plane) and record it in the output's rnon_batch "
+        "attributes, entry error_estimate (image files: in the run's .rnon-batch.json).",
+    )
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar.")
     return p
 
@@ -191,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         overwrite=args.overwrite,
         dry_run=args.dry_run,
+        estimate_error=args.estimate_error,
         progress=not args.no_progress,
         argv=argv,
     )

@@ -38,6 +38,7 @@ def batch_command(
     device: str = "auto",
     tile: int = 512,
     mask: str | None = None,
+    estimate_error: bool = False,
 ) -> list[str]:
     """The ``rnon-batch`` argument list that repairs ``input_path`` with these settings.
 
@@ -53,6 +54,7 @@ def batch_command(
         device: ``"auto"``, ``"cpu"``, ``"cuda:0"``...
         tile: Tile side.
         mask: A ``--mask`` argument, when the mask is not the image's ``labels/repair``.
+        estimate_error: Add ``--estimate-error`` (each plane's error estimate recorded).
     """
     from rnon_engine.inference.classical import CLASSICAL_METHODS
 
@@ -74,4 +76,6 @@ def batch_command(
             args += ["--device", device]
     if tile != defaults["tile"]:
         args += ["--tile", str(tile)]
+    if estimate_error:
+        args.append("--estimate-error")
     return args

@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from rnon_engine.batch.estimates import collect_files
 from rnon_engine.batch.executor import execute
 from rnon_engine.batch.io import (
     IMAGE_SUFFIXES,
@@ -63,6 +64,7 @@ def run_files(
             raise InputError(f"INPUT is a folder, so --output must be a folder: {out_path}.")
         units = [(s, m, str(out_path / Path(s).name)) for s, m in pairs]
         manifest = out_path / (STATE_DIR + ".json")
+        state = out_path / STATE_DIR
     else:
         pairs = [(str(inp_path), str(mask_path) if mask_path else None)]
         if out_path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -72,6 +74,7 @@ def run_files(
             )
         units = [(str(inp_path), pairs[0][1], str(out_path))]
         manifest = out_path.with_name(out_path.name + STATE_DIR + ".json")
+        state = out_path.with_name(out_path.name + STATE_DIR)
     # validate every pair before any work: shapes from headers, then the masks and values
     for s, m in pairs:
         check_file_pair(s, m, opts.axes)
@@ -90,7 +93,16 @@ def run_files(
         )
     spec, prov = describe_model(opts)
     what = what_is_read(opts, str(inp_path), mask_path)
-    fp = fingerprint({**what, "model": prov, "tile": opts.tile, "axes": opts.axes, "kind": kind})
+    fp = fingerprint(
+        {
+            **what,
+            "model": prov,
+            "tile": opts.tile,
+            "axes": opts.axes,
+            "kind": kind,
+            **({"estimate_error": True} if opts.estimate_error else {}),
+        }
+    )
     existing = read_json(manifest)
     existing = existing.get(ATTRS_KEY) if existing else None
     if kind == "folder" and out_path.is_dir() and not any(out_path.iterdir()):
@@ -130,18 +142,24 @@ def run_files(
         if status == "overwrite":
             remove_path(out_path)
             remove_path(manifest)
+            remove_path(state)
         if kind == "folder":
             out_path.mkdir(parents=True, exist_ok=True)
         else:
             out_path.parent.mkdir(parents=True, exist_ok=True)
         if status != "resume":
             manifest.write_text(json.dumps({ATTRS_KEY: attrs}, indent=1))
-        return FileJob(opts.axes, spec, opts.stages, opts.mask_value, attrs)
+        figures = str(state) if opts.estimate_error else None
+        return FileJob(opts.axes, spec, opts.stages, opts.mask_value, attrs, figures)
 
     results = execute(
         opts, process_file, todo, "image", model=spec, start=start, output=str(out_path)
     )
+    if opts.estimate_error:
+        names = [Path(dst).name for _, _, dst in units]
+        attrs["error_estimate"] = collect_files(state, names)
     manifest.write_text(json.dumps({ATTRS_KEY: {**attrs, "complete": True}}, indent=1))
+    remove_path(state)
     return finished(opts, report, results, len(units) - len(todo), f"{len(results)} image(s)")
 
 

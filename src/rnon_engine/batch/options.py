@@ -32,6 +32,7 @@ class BatchOptions:
     threads: int | None = None
     overwrite: bool = False
     dry_run: bool = False
+    estimate_error: bool = False
     progress: bool = True
     argv: list[str] | None = None
     log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr), repr=False)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rnon_engine.batch.estimates import collect
 from rnon_engine.batch.executor import execute, stopped_error
 from rnon_engine.batch.io import TIFF_SUFFIXES, ArrayRef, ImageInfo, open_array
 from rnon_engine.batch.masks import MaskInfo
@@ -97,6 +98,8 @@ def run_stack(
             "form": form,
             "step": plan.step,
             "halo": plan.halo,
+            # only when on, so outputs made before the option existed still resume
+            **({"estimate_error": True} if opts.estimate_error else {}),
         }
     )
     if form == "tiff":
@@ -196,12 +199,18 @@ def run_stack(
                 else:
                     marker.unlink(missing_ok=True)
             write_attrs(work, attrs)
-        return BlockJob(image, mask, out_ref, str(state), spec, opts.stages)
+        return BlockJob(
+            image, mask, out_ref, str(state), spec, opts.stages, estimate=opts.estimate_error
+        )
 
     model = spec if any(b.holes != 0 for b in todo) else None
     results = execute(
         opts, process_block, todo, "block", model=model, start=start, output=str(work)
     )
+    if opts.estimate_error:
+        earlier = existing.get("error_estimate") if existing and status != "overwrite" else None
+        holed = [str(b.index) for b in blocks if b.holes != 0]
+        attrs["error_estimate"] = collect(state, holed, earlier)
     try:
         finish_output(image, work, out_path, form, attrs, state)
     except OSError as exc:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from rnon_engine.batch.estimates import plane_estimate, save_block
 from rnon_engine.batch.io import (
     ArrayRef,
     ImageInfo,
@@ -61,6 +62,7 @@ class BlockJob:
     state: str
     model: InpainterSpec
     stages: str
+    estimate: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class FileJob:
     stages: str
     mask_value: float | None
     description: dict[str, Any]
+    estimates: str | None = None  # --estimate-error: the run's state folder (figures)
 
 
 def _delay() -> None:
@@ -88,6 +91,7 @@ def inpaint_array(
     stages: str,
     inner: tuple[slice, ...] | None = None,
     origin: tuple[int, ...] | None = None,
+    estimates: list[tuple[str, float, int]] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Inpaint every plane of ``data`` with holes inside ``inner`` (default: all of it).
 
@@ -99,6 +103,8 @@ def inpaint_array(
         stages: ``"both"`` or ``"repair"``.
         inner: The part of the window to return (default: all of it).
         origin: The window's first index in INPUT, to name a plane the engine refuses.
+        estimates: When given, each inpainted plane's error estimate is appended as
+            ``(plane, rmse, hole pixels inside inner)`` (``--estimate-error``).
 
     Returns:
         ``data[inner]`` repaired, and the number of planes inpainted.
@@ -120,21 +126,33 @@ def inpaint_array(
     it = tuple(inner[d] for d in order)
     out = np.array(dt, copy=True)
     n = 0
+    start = origin or (0,) * nd
+    channel_axis = -1 if c is not None else None
     for idx in np.ndindex(*dt.shape[: len(lead)]):
         plane_mask = mt[idx]
-        if not plane_mask[it[len(lead)], it[len(lead) + 1]].any():
+        holes = int(np.count_nonzero(plane_mask[it[len(lead)], it[len(lead) + 1]]))
+        if not holes:
             continue
+        at = tuple(start[d] + i for d, i in zip(lead, idx, strict=True))
         try:
             out[idx] = inp.inpaint(
                 dt[idx],
                 plane_mask,
                 stages=stages,
-                channel_axis=-1 if c is not None else None,
+                channel_axis=channel_axis,
                 cancel=STOP.is_set,
             )
+            if estimates is not None:
+                rmse = plane_estimate(
+                    inp,
+                    dt[idx],
+                    plane_mask,
+                    stages=stages,
+                    channel_axis=channel_axis,
+                    cancel=STOP.is_set,
+                )
+                estimates.append((plane_label(image, at), rmse, holes))
         except InputError as exc:
-            start = origin or (0,) * nd
-            at = tuple(start[d] + i for d, i in zip(lead, idx, strict=True))
             raise InputError(f"{image.path}: {plane_label(image, at)}: {exc}.") from exc
         n += 1
     result = out[it]
@@ -161,6 +179,7 @@ def process_block(job: BlockJob, block: Block) -> dict[str, Any]:
     image = job.image
     region = block.slices()
     computed = 0
+    rows: list[tuple[str, float, int]] | None = [] if job.estimate else None
     if block.holes == 0:
         with open_array(image.ref) as src:
             result = read_region(src, image.ref, region, "INPUT")
@@ -176,9 +195,13 @@ def process_block(job: BlockJob, block: Block) -> dict[str, Any]:
         else:
             inp = get_inpainter(job.model)
             origin = tuple(w0 for w0, _ in block.window)
-            result, computed = inpaint_array(inp, image, data, m, job.stages, inner, origin)
+            result, computed = inpaint_array(
+                inp, image, data, m, job.stages, inner, origin, estimates=rows
+            )
     with open_array(job.out, "r+") as out:
         out[region] = result
+    if rows is not None:  # before the marker: a resumed run keeps a done block's figures
+        save_block(job.state, block.index, rows)
     (Path(job.state) / "done" / str(block.index)).touch()
     return {"index": block.index, "planes": computed, "seconds": time.perf_counter() - t0}
 
@@ -212,7 +235,12 @@ def process_file(job: FileJob, pair: tuple[str, str | None, str]) -> dict[str, A
     src, mpath, dst = pair
     data, info, m = load_image_file(src, mpath, job.axes, job.mask_value)
     computed = 0
+    rows: list[tuple[str, float, int]] | None = [] if job.estimates else None
     if m.any():
-        data, computed = inpaint_array(get_inpainter(job.model), info, data, m, job.stages)
+        data, computed = inpaint_array(
+            get_inpainter(job.model), info, data, m, job.stages, estimates=rows
+        )
+    if job.estimates and rows is not None:  # before the file: resume skips written files
+        save_block(job.estimates, Path(dst).name, rows)
     write_image_file(dst, data, color=info.color_axis is not None, description=job.description)
     return {"index": dst, "planes": computed, "seconds": time.perf_counter() - t0}
