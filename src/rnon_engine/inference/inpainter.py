@@ -213,6 +213,9 @@ class Inpainter:
             self.batch_size = batch_size or 1
             native = int(repair_model.multiple)
             takes_pad = True
+            # The exported graph runs stage 2 on one box per batch with its full receptive
+            # radius (the exact band); the narrower torch band (stage2_halo) is not offered.
+            self.stage2_halo = None
         else:
             self.method = "rnon"
             self.device = resolve_device(device)
