@@ -553,10 +553,14 @@ def test_default_is_the_trained_packaged_model():
         warnings.simplefilter("error")  # no placeholder or other warning
         inp = Inpainter.from_pretrained("default", device="cpu")
     assert inp.provenance["stages"] == ["repair", "optimize"]
+    from rnon_engine.train.config import config_path, config_to_dict, load_config
+
+    cpu_lite = config_to_dict(load_config(config_path("cpu-lite")))
     for model, stage in ((inp.repair, "repair"), (inp.optimize, "optimize")):
         assert "placeholder" not in model.metadata
         assert model.metadata["stage"] == stage and model.metadata["step"] > 0
-        assert model.metadata["train_config"]["name"] == "cpu-lite"
+        # Trained with the packaged cpu-lite networks (runs name themselves: ctl-B, ...).
+        assert model.metadata["train_config"][stage]["model"] == cpu_lite[stage]["model"]
     assert len(inp.provenance["sha256"]["repair"]) == 64
     assert list_methods() == ["auto", "default", "telea", "ns", "biharmonic"]
     assert rnon_engine.Inpainter is Inpainter
