@@ -373,7 +373,8 @@ class Inpainter:
                 Classical methods ignore ``stages`` except ``"optimize"``, which they refuse.
             channel_axis: ``"auto"``: 2-D images have no channel axis, 3-D images are
                 channels-last, 4-D and up must say. An int names the channel axis; None
-                means there is none. The spatial axes are the last two other axes.
+                means there is none. The spatial axes are the last two other axes (the
+                rule of :class:`~rnon_engine.inference.layout.PlaneLayout`).
             progress: Called as ``progress(done, total)`` after every window.
             cancel: Called before every batch of windows; True raises
                 :class:`~rnon_engine.errors.Cancelled`.

@@ -200,7 +200,7 @@ class PlaneLayout:
         mask_shape = tuple(int(s) for s in mask_shape)
         if mask_shape == self.spatial:
             return False
-        if self.leading and mask_shape == self.mask_shape:
+        if mask_shape == self.mask_shape:
             return True
         return None
 
