@@ -209,7 +209,7 @@ def run_job(
         recorder = PlaneRecorder(
             inpainter,
             stages=job.settings.stages,
-            channel_axis=-1 if job.geometry.rgb else None,
+            channel_axis=job.geometry.channel_axis,
             estimate=job.estimate,
         )
         result = run_planes(

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-PlaneIndex = tuple[int, ...]
+from rnon_engine.inference.layout import PlaneIndex, PlaneLayout
 
 # Results of one run stay in memory up to this size; beyond it they go to a temporary zarr
 # store on disk, so an "all planes" run over a stack larger than memory still works.
@@ -38,6 +38,10 @@ class RunCancelled(Exception):
 class Geometry:
     """Axes of an image layer's data.
 
+    The planes and channel groups follow the engine's
+    :class:`~rnon_engine.inference.layout.PlaneLayout` (:attr:`layout`): the colour axis
+    of an RGB layer is the channel axis, every other layer has none.
+
     Attributes:
         shape: Full data shape, e.g. ``(Z, Y, X)`` or ``(Y, X, 3)``.
         rgb: True when the last axis holds colour channels (napari's ``layer.rgb``).
@@ -47,6 +51,16 @@ class Geometry:
     rgb: bool
 
     @property
+    def layout(self) -> PlaneLayout:
+        """The engine's plane layout of the data (colour axis = channel axis)."""
+        return PlaneLayout(self.shape, len(self.shape) - 1 if self.rgb else None)
+
+    @property
+    def channel_axis(self) -> int | None:
+        """The ``channel_axis`` to hand the engine for one plane: -1 for RGB, else None."""
+        return self.layout.plane_channel_axis
+
+    @property
     def spatial_shape(self) -> tuple[int, ...]:
         """Shape without the colour axis (the shape a mask Labels layer has)."""
         return self.shape[:-1] if self.rgb else self.shape
@@ -54,27 +68,26 @@ class Geometry:
     @property
     def leading_shape(self) -> tuple[int, ...]:
         """Shape of the axes before Y, X (empty for a single 2-D image)."""
-        return self.spatial_shape[:-2]
+        return self.layout.leading
 
     @property
     def yx(self) -> tuple[int, int]:
         """The plane size (Y, X)."""
-        y, x = self.spatial_shape[-2:]
-        return int(y), int(x)
+        return self.layout.spatial
 
     @property
     def plane_shape(self) -> tuple[int, ...]:
         """Shape of one plane as the engine receives it: ``(Y, X)`` or ``(Y, X, C)``."""
-        return self.shape[len(self.leading_shape) :]
+        return self.layout.plane_shape
 
     @property
     def n_planes(self) -> int:
         """Number of YX planes in the data."""
-        return math.prod(self.leading_shape)
+        return self.layout.n_planes
 
     def all_planes(self) -> list[PlaneIndex]:
         """Every plane index in C order."""
-        return [tuple(int(i) for i in idx) for idx in np.ndindex(*self.leading_shape)]
+        return self.layout.planes
 
 
 def make_geometry(shape: tuple[int, ...], rgb: bool) -> Geometry:
@@ -104,10 +117,9 @@ def check_mask_shape(mask_shape: tuple[int, ...], geometry: Geometry) -> bool:
         UserError: The shapes do not match; the message names both.
     """
     mask_shape = tuple(int(s) for s in mask_shape)
-    if mask_shape == geometry.spatial_shape:
-        return False
-    if mask_shape == geometry.yx:
-        return True
+    per_plane = geometry.layout.mask_per_plane(mask_shape)
+    if per_plane is not None:
+        return bool(geometry.leading_shape) and not per_plane
     allowed = f"{geometry.spatial_shape}"
     if geometry.leading_shape:
         allowed += f" or {geometry.yx} (same mask for every plane)"

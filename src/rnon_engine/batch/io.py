@@ -28,6 +28,7 @@ from rnon_engine.batch.axes import (
     resolve_axes,
 )
 from rnon_engine.errors import InputError
+from rnon_engine.inference.layout import PlaneLayout
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -139,13 +140,36 @@ class ImageInfo:
         return self.axes.index("X")
 
     @property
+    def lead_axes(self) -> list[int]:
+        """Indices of the leading (plane) axes: every axis but Y, X and colour, in order."""
+        return [d for d in range(len(self.shape)) if d not in (self.y, self.x, self.color_axis)]
+
+    @property
+    def plane_order(self) -> list[int]:
+        """The transpose that puts INPUT in the engine's order: leading, Y, X, colour."""
+        return [*self.lead_axes, self.y, self.x] + (
+            [] if self.color_axis is None else [self.color_axis]
+        )
+
+    def layout_of(self, shape: tuple[int, ...]) -> PlaneLayout:
+        """The plane layout of an array with INPUT's axes and ``shape`` (e.g. a window).
+
+        It describes the array transposed by :attr:`plane_order`: the colour axis (if any)
+        is the channel axis, inpainted as one group; channels that are not colour are
+        leading axes, inpainted one by one.
+        """
+        ordered = tuple(int(shape[d]) for d in self.plane_order)
+        return PlaneLayout(ordered, None if self.color_axis is None else len(ordered) - 1)
+
+    @property
+    def layout(self) -> PlaneLayout:
+        """The plane layout of the whole of INPUT (see :meth:`layout_of`)."""
+        return self.layout_of(self.shape)
+
+    @property
     def planes(self) -> int:
         """Number of YX planes (colour channels count once)."""
-        n = 1
-        for i, s in enumerate(self.shape):
-            if i not in (self.y, self.x, self.color_axis):
-                n *= s
-        return n
+        return self.layout.n_planes
 
 
 def _is_zarr_dir(p: Path) -> bool:

@@ -115,7 +115,7 @@ def make_blocks(image: ImageInfo, *, halo: int = 128, max_block_mb: float = 512.
 def _count(image: ImageInfo, block: Block, m: np.ndarray, tile: int) -> Block:
     """Fill a block's hole statistics from its (broadcastable) region mask ``m``."""
     y, x, c = image.y, image.x, image.color_axis
-    lead = [d for d in range(len(image.shape)) if d not in (y, x, c)]
+    lead = image.lead_axes
     full = tuple(1 if d == c else b - a for d, (a, b) in enumerate(block.region))
     planes_any = m.any(axis=(y, x), keepdims=True)
     lead_shape = [full[d] for d in lead]
@@ -148,8 +148,7 @@ def _lead_indices(image: ImageInfo, block: Block, flags: np.ndarray) -> list[tup
     ``flags`` has INPUT's dimensions with Y, X and colour reduced to length 1 (and
     broadcast leading axes of length 1).
     """
-    y, x, c = image.y, image.x, image.color_axis
-    lead = [d for d in range(len(image.shape)) if d not in (y, x, c)]
+    lead = image.lead_axes
     sizes = [b - a for a, b in block.region]
     per = np.broadcast_to(flags.reshape([flags.shape[d] for d in lead]), [sizes[d] for d in lead])
     return [
@@ -290,7 +289,7 @@ def plane_label(image: ImageInfo, index: tuple[int, ...]) -> str:
         image: INPUT's description.
         index: One index per leading axis (every axis but Y, X and colour), in order.
     """
-    lead = [d for d in range(len(image.shape)) if d not in (image.y, image.x, image.color_axis)]
+    lead = image.lead_axes
     if not lead:
         return "the image"
     parts = [

@@ -115,9 +115,9 @@ def inpaint_array(
     nd = data.ndim
     if inner is None:
         inner = tuple(slice(None) for _ in data.shape)
-    y, x, c = image.y, image.x, image.color_axis
-    lead = [d for d in range(nd) if d not in (y, x, c)]
-    order = lead + [y, x] + ([c] if c is not None else [])
+    c = image.color_axis
+    lead, order = image.lead_axes, image.plane_order
+    layout = image.layout_of(data.shape)
     mshape = tuple(1 if d == c else s for d, s in enumerate(data.shape))
     mt = np.transpose(np.broadcast_to(m, mshape), order)
     if c is not None:
@@ -127,8 +127,8 @@ def inpaint_array(
     out = np.array(dt, copy=True)
     n = 0
     start = origin or (0,) * nd
-    channel_axis = -1 if c is not None else None
-    for idx in np.ndindex(*dt.shape[: len(lead)]):
+    channel_axis = layout.plane_channel_axis
+    for idx in layout.planes:
         plane_mask = mt[idx]
         holes = int(np.count_nonzero(plane_mask[it[len(lead)], it[len(lead) + 1]]))
         if not holes:

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rnon_engine.errors import InputError
+from rnon_engine.inference.layout import PlaneLayout
 from rnon_engine.inference.routing import KINDS
 from rnon_engine.inference.routing import groups as hole_groups
-from rnon_engine.inference.sparse_biharmonic import resolve_channel_axis
 
 if TYPE_CHECKING:
     from rnon_engine.inference.inpainter import Inpainter
@@ -158,13 +158,14 @@ def _place(
 
 def _plausible(image: np.ndarray, mask: np.ndarray, channel_axis: int | str | None) -> bool:
     """Whether the mask fits the image and leaves known pixels in every plane."""
-    if image.ndim < 2:
+    try:
+        layout = PlaneLayout.of(image.shape, channel_axis)
+    except InputError:
         return False
-    ch = resolve_channel_axis(image, channel_axis)
-    spatial = image.shape if ch is None else image.shape[:ch] + image.shape[ch + 1 :]
-    if len(spatial) < 2 or mask.shape not in (spatial, spatial[-2:]):
+    if layout.mask_per_plane(mask.shape) is None:
         return False
-    flat = (mask != 0).reshape(-1, spatial[-2] * spatial[-1])
+    h, w = layout.spatial
+    flat = (mask != 0).reshape(-1, h * w)
     return not flat.all(axis=1).any()
 
 
@@ -236,9 +237,9 @@ def estimate_error_detail(
         out = inpainter.inpaint(
             image, holes | (probes > 0), channel_axis=channel_axis, **inpaint_kwargs
         )
-        ch = resolve_channel_axis(image, channel_axis)
-        truth = image if ch is None else np.moveaxis(image, ch, -1)
-        fill = out if ch is None else np.moveaxis(out, ch, -1)
+        layout = PlaneLayout.of(image.shape, channel_axis)
+        ch = layout.channel_axis
+        truth, fill = layout.channels_last(image), layout.channels_last(out)
         if ch is not None and truth.shape[-1] == 4:
             truth, fill = truth[..., :3], fill[..., :3]
         spatial = truth.shape if ch is None else truth.shape[:-1]

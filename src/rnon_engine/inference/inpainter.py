@@ -54,6 +54,7 @@ from rnon_engine.inference.classical import WINDOW_COST as classical_window_cost
 from rnon_engine.inference.classical import fill as classical_fill
 from rnon_engine.inference.inputs import as_array
 from rnon_engine.inference.intensity import check_dtype, intensity_map
+from rnon_engine.inference.layout import PlaneLayout
 from rnon_engine.inference.memory import release_memory
 from rnon_engine.inference.plane_run import PlaneRun, Progress
 from rnon_engine.inference.provenance import build_provenance, describe
@@ -372,7 +373,8 @@ class Inpainter:
                 Classical methods ignore ``stages`` except ``"optimize"``, which they refuse.
             channel_axis: ``"auto"``: 2-D images have no channel axis, 3-D images are
                 channels-last, 4-D and up must say. An int names the channel axis; None
-                means there is none. The spatial axes are the last two other axes.
+                means there is none. The spatial axes are the last two other axes (the
+                rule of :class:`~rnon_engine.inference.layout.PlaneLayout`).
             progress: Called as ``progress(done, total)`` after every window.
             cancel: Called before every batch of windows; True raises
                 :class:`~rnon_engine.errors.Cancelled`.
@@ -388,16 +390,15 @@ class Inpainter:
             raise InputError(f"stages must be one of {_STAGES}, got {stages!r}")
         image, mask = as_array(image, "image"), as_array(mask, "mask")
         check_dtype(image.dtype)
-        ch = _channel_axis(image, channel_axis)
-        view = image if ch is None else np.moveaxis(image, ch, -1)
-        nspatial_end = view.ndim - (0 if ch is None else 1)
-        spatial = view.shape[nspatial_end - 2 : nspatial_end]
-        leading = view.shape[: nspatial_end - 2]
+        layout = PlaneLayout.of(image.shape, channel_axis)
+        ch = layout.channel_axis
+        view = layout.channels_last(image)
+        spatial = layout.spatial
         if min(spatial) < 1:
             raise InputError(f"image has an empty spatial axis: shape {image.shape}")
-        per_plane = _check_mask(mask, spatial, leading, image.shape, ch)
+        per_plane = layout.check_mask(mask)
         holes = mask != 0
-        planes = list(np.ndindex(*leading)) if leading else [()]
+        planes = layout.planes
         hole_keys = planes if per_plane else [()]
         for key in hole_keys:
             if holes[key].all():
@@ -436,14 +437,7 @@ class Inpainter:
         use_stage2 = stages != "repair" and self.optimize is not None and self.method == "rnon"
 
         # Plan every plane first: the total for progress, and nothing fails half-way.
-        nchan = 0 if ch is None else view.shape[-1]
-        groups: list[slice | None]
-        if ch is None:
-            groups = [None]
-        elif nchan in (3, 4):
-            groups = [slice(0, 3)]
-        else:
-            groups = [slice(c, c + 1) for c in range(nchan)]
+        groups = layout.groups
         plans = {
             key: plan_tiles(
                 holes[key],
@@ -474,7 +468,7 @@ class Inpainter:
         )
 
         out = image.copy()
-        oview = out if ch is None else np.moveaxis(out, ch, -1)
+        oview = layout.channels_last(out)
         tally = Progress(total, progress, cancel)
         band = use_stage2 and self.stage2_region == "band"
 
@@ -671,67 +665,3 @@ def _has_square(hole: np.ndarray, side: int) -> bool:
     np.cumsum(np.cumsum(hole, axis=0, dtype=np.int32), axis=1, out=acc[1:, 1:])
     box = acc[side:, side:] - acc[:-side, side:] - acc[side:, :-side] + acc[:-side, :-side]
     return bool((box == side * side).any())
-
-
-def _channel_axis(image: np.ndarray, channel_axis: int | str | None) -> int | None:
-    nd = image.ndim
-    if isinstance(channel_axis, str):
-        if channel_axis != "auto":
-            raise InputError(f"channel_axis must be 'auto', an int or None, got {channel_axis!r}")
-        if nd == 2:
-            return None
-        if nd == 3:
-            return 2
-        if nd < 2:
-            raise InputError(f"image must have at least 2 dimensions, got shape {image.shape}")
-        raise InputError(
-            f"image has {nd} dimensions {image.shape}: say which axis holds the channels with "
-            "channel_axis=<int> (or channel_axis=None if there is none); the last two other "
-            "axes are taken as Y, X and the rest as leading (Z/T) axes"
-        )
-    if channel_axis is None:
-        if nd < 2:
-            raise InputError(f"image must have at least 2 dimensions, got shape {image.shape}")
-        return None
-    if isinstance(channel_axis, bool) or not isinstance(channel_axis, int | np.integer):
-        raise InputError(f"channel_axis must be 'auto', an int or None, got {channel_axis!r}")
-    if nd < 3:
-        raise InputError(
-            f"an image with a channel axis needs at least 3 dimensions, got shape {image.shape}"
-        )
-    if not -nd <= channel_axis < nd:
-        raise InputError(f"channel_axis {channel_axis} is out of range for shape {image.shape}")
-    return int(channel_axis) % nd
-
-
-def _check_mask(
-    mask: np.ndarray,
-    spatial: tuple[int, ...],
-    leading: tuple[int, ...],
-    image_shape: tuple[int, ...],
-    ch: int | None,
-) -> bool:
-    """Check the mask; True if it holds one mask per plane, False if it is broadcast."""
-    if mask.dtype.kind not in "buif":
-        raise InputError(f"mask must be boolean or numeric (nonzero = repair), got {mask.dtype}")
-    if mask.dtype.kind == "f" and np.isnan(mask).any():
-        raise InputError("mask contains NaN; use 0 for pixels to keep and nonzero to repair")
-    if mask.shape == tuple(spatial):
-        return False
-    if leading and mask.shape == tuple(leading) + tuple(spatial):
-        return True
-    hint = ""
-    if ch is not None and image_shape[:-1] == mask.shape:
-        pass
-    elif len(image_shape) == 3 and mask.shape == image_shape[1:]:
-        hint = " (a Z/T stack? pass channel_axis=None)"
-        if image_shape[0] in (3, 4):
-            hint = (
-                f" (channels first, e.g. {'RGB' if image_shape[0] == 3 else 'RGBA'} as C×Y×X? "
-                "pass channel_axis=0; a Z/T stack of grayscale planes? pass channel_axis=None)"
-            )
-    planes = f" or {tuple(leading) + tuple(spatial)} (one per plane)" if leading else ""
-    raise InputError(
-        f"mask shape {mask.shape} does not match image shape {image_shape}: expected "
-        f"{tuple(spatial)} (Y, X){planes}{hint}"
-    )

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["STENCIL", "fill_biharmonic", "resolve_channel_axis", "solve_plane"]
+from rnon_engine.inference.layout import PlaneLayout
+
+__all__ = ["STENCIL", "fill_biharmonic", "solve_plane"]
 
 #: ``(dy, dx, coefficient)`` of the discrete biharmonic operator.
 STENCIL: tuple[tuple[int, int, float], ...] = (
@@ -38,18 +40,6 @@ STENCIL: tuple[tuple[int, int, float], ...] = (
     (0, -2, 1.0),
     (0, 2, 1.0),
 )
-
-
-def resolve_channel_axis(image: np.ndarray, channel_axis: int | str | None) -> int | None:
-    """The channel axis as :meth:`Inpainter.inpaint` resolves it, for an accepted image.
-
-    ``"auto"``: none for 2-D images, the last axis for 3-D ones.
-    """
-    if isinstance(channel_axis, str):
-        return None if image.ndim == 2 else image.ndim - 1
-    if channel_axis is None:
-        return None
-    return int(channel_axis) % image.ndim
 
 
 def _mirror(i: np.ndarray, n: int) -> np.ndarray:
@@ -111,12 +101,11 @@ def fill_biharmonic(
     out = image.copy()
     if not holes.any():
         return out
-    ch = resolve_channel_axis(image, channel_axis)
-    view = image if ch is None else np.moveaxis(image, ch, -1)
-    oview = out if ch is None else np.moveaxis(out, ch, -1)
-    leading = view.shape[: view.ndim - (2 if ch is None else 3)]
+    layout = PlaneLayout.of(image.shape, channel_axis)
+    ch = layout.channel_axis
+    view, oview = layout.channels_last(image), layout.channels_last(out)
     per_plane = holes.ndim > 2
-    for idx in np.ndindex(*leading):
+    for idx in layout.planes:
         hole = holes[idx] if per_plane else holes
         if not hole.any():
             continue

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from rnon_engine.errors import Cancelled, ConfigError, InputError
+from rnon_engine.inference.layout import PlaneLayout
 
 __all__ = [
     "WEIGHTS_DIR_ENV",
@@ -109,12 +110,6 @@ def finetune_config(overrides: dict[str, Any] | None = None) -> Any:
 # ------------------------------------------------------------------------------ planes
 
 
-def _channel_axis(array: np.ndarray, channel_axis: int | str | None) -> int | None:
-    from rnon_engine.inference.inpainter import _channel_axis as inference_channel_axis
-
-    return inference_channel_axis(array, channel_axis)
-
-
 def training_planes(
     image: Any,
     *,
@@ -145,19 +140,13 @@ def training_planes(
     check_dtype(np.dtype(image.dtype))
     if exclude is not None:
         exclude = np.asarray(exclude)
-    ch, spatial, leading, per_plane = _layout(shape, channel_axis, exclude)
-    nd = len(shape)
-    view = image if ch is None or ch == nd - 1 else np.moveaxis(image, ch, -1)
-    nchan = 0 if ch is None else shape[ch]
-    groups: list[slice | None]
-    if ch is None:
-        groups = [None]
-    elif nchan in (3, 4):
-        groups = [slice(0, 3)]
-    else:
-        groups = [slice(c, c + 1) for c in range(nchan)]
+    layout = PlaneLayout.of(shape, channel_axis)
+    per_plane = exclude is not None and layout.check_mask(exclude)
+    spatial = layout.spatial
+    view = layout.channels_last(image)
+    groups = layout.groups
     out = []
-    for idx in np.ndindex(*leading) if leading else [()]:
+    for idx in layout.planes:
         plane = np.asarray(view[idx] if idx else view)
         bad = np.zeros(spatial, bool)
         if exclude is not None:
@@ -183,22 +172,6 @@ def training_planes(
     return out
 
 
-def _layout(
-    shape: tuple[int, ...], channel_axis: int | str | None, exclude: np.ndarray | None
-) -> tuple[int | None, tuple[int, int], tuple[int, ...], bool]:
-    """Channel axis, spatial and leading shapes, and whether ``exclude`` is per plane."""
-    from rnon_engine.inference.inpainter import _check_mask
-
-    ch = _channel_axis(_Shape(shape), channel_axis)  # type: ignore[arg-type]
-    axes = [a for a in range(len(shape)) if a != ch]
-    spatial = (shape[axes[-2]], shape[axes[-1]])
-    leading = tuple(shape[a] for a in axes[:-2])
-    per_plane = False
-    if exclude is not None:
-        per_plane = _check_mask(exclude, spatial, leading, shape, ch)
-    return ch, spatial, leading, per_plane
-
-
 def check_exclude(
     shape: Sequence[int], exclude: Any, channel_axis: int | str | None = "auto"
 ) -> None:
@@ -207,15 +180,7 @@ def check_exclude(
     A fitting mask has the image's spatial ``H×W`` shape or its shape without the channel
     axis (the rule of :func:`training_planes` and of inference masks).
     """
-    _layout(tuple(int(s) for s in shape), channel_axis, np.asarray(exclude))
-
-
-class _Shape:
-    """Shape-only stand-in: the inference channel-axis rule without reading pixels."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = shape
-        self.ndim = len(shape)
+    PlaneLayout.of(tuple(shape), channel_axis).check_mask(np.asarray(exclude))
 
 
 def write_training_folder(
