@@ -1,5 +1,10 @@
 """Inference: repair any image of any size where a mask says so.
 
+(Over 600 lines on purpose: one class, whose constructor, ``from_pretrained`` and
+``inpaint`` each document their many options at length; the per-plane work lives in
+:mod:`~rnon_engine.inference.plane_run`, the planning in :mod:`~rnon_engine.inference.tiling`,
+the array rule in :mod:`~rnon_engine.inference.layout`.)
+
 This is the one code path shared by napari, ``rnon-batch``, the benchmarks and the tests::
 
     from rnon_engine import Inpainter
