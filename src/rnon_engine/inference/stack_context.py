@@ -11,9 +11,10 @@ RNON networks and ``auto`` use the same neighbour fill when ``K > 0``.
 
 How a plane ``z`` is filled (:func:`fill_plane`, in float64 on the image's own values):
 
-1. **Prediction.** At each pixel, the values of the planes ``z ± d`` (``1 <= d <= K``)
-   where that pixel is known, weighted by ``1 / d``: with one known plane on each side
-   this is the linear interpolation between them; when the planes agree it is their value.
+1. **Prediction.** At each pixel, the nearest plane before and the nearest plane after
+   (within ``z ± K``) where that pixel is known, weighted by ``1 / d``: the linear
+   interpolation between them (a linear drift is followed exactly), or the one side's
+   value; when the planes agree it is their value.
 2. **Seam correction.** The prediction may differ from the plane by an intensity offset
    (drift, flicker, bleaching). The offset ``o = plane - prediction`` is known on the
    plane's known pixels next to the filled region; inside, ``o`` is the harmonic function
@@ -135,25 +136,34 @@ def resolve_axes(
 def predict_plane(
     planes: list[tuple[int, np.ndarray, np.ndarray]],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Distance-weighted prediction of a plane from its neighbours.
+    """Distance-weighted prediction of a plane from its nearest known neighbours.
+
+    At each pixel, the nearest plane on each side where the pixel is known is taken, with
+    weight ``1 / d``: between a known plane before (at ``d1``) and one after (at ``d2``)
+    this is the linear interpolation ``(d2·a + d1·b) / (d1 + d2)``; with one side only, that
+    side's value.
 
     Args:
-        planes: ``(distance, values h×w×C, known h×w bool)`` for each neighbouring plane.
+        planes: ``(signed offset, values h×w×C, known h×w bool)`` for each neighbouring
+            plane (negative offsets: before the plane, positive: after).
 
     Returns:
-        ``(prediction h×w×C float64, has h×w bool)``: the ``1/d``-weighted mean of the
-        known neighbour values, and where at least one neighbour was known (elsewhere the
-        prediction is 0).
+        ``(prediction h×w×C float64, has h×w bool)``: the prediction, and where at least
+        one neighbour was known (elsewhere the prediction is 0).
     """
-    num = None
-    den = None
-    for d, values, known in planes:
-        w = known.astype(np.float64) / float(d)
-        term = np.where(known[..., None], values, 0.0).astype(np.float64) * w[..., None]
-        num = term if num is None else num + term
-        den = w if den is None else den + w
-    if num is None or den is None:
+    if not planes:
         raise ValueError("predict_plane needs at least one neighbouring plane")
+    shape = planes[0][2].shape
+    num = np.zeros(planes[0][1].shape, np.float64)
+    den = np.zeros(shape, np.float64)
+    taken = {-1: np.zeros(shape, bool), 1: np.zeros(shape, bool)}
+    for d, values, known in sorted(planes, key=lambda p: abs(p[0])):
+        side = taken[1 if d > 0 else -1]
+        use = known & ~side
+        side |= use
+        w = use / float(abs(d))
+        num += np.where(use[..., None], values, 0.0) * w[..., None]
+        den += w
     has = den > 0
     pred = num / np.where(has, den, 1.0)[..., None]
     return pred, has
@@ -233,7 +243,8 @@ def fill_plane(
     Args:
         plane: ``h×w×C`` values (any real dtype); hole values are ignored.
         hole: ``h×w`` bool, True = pixel to fill.
-        neighbours: ``(distance, values h×w×C, known h×w bool)`` per neighbouring plane.
+        neighbours: ``(signed offset, values h×w×C, known h×w bool)`` per neighbouring
+            plane (see :func:`predict_plane`).
         seam: Apply the harmonic seam correction (see the module docstring).
 
     Returns:
@@ -340,7 +351,7 @@ def prefill(
                     if 0 <= zz < nz:
                         known = ~holes[(zz, *rest)]
                         if known.any():
-                            neigh.append((d, view[(zz, *rest)], known))
+                            neigh.append((zz - z, view[(zz, *rest)], known))
             if not neigh:
                 continue
             values, filled = fill_plane(view[key], hole, neigh, seam=seam)
