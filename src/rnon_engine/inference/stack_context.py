@@ -29,7 +29,7 @@ How a plane ``z`` is filled (:func:`fill_plane`, in float64 on the image's own v
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -269,6 +269,8 @@ def prefill(
     channel_axis: int | str | None = "auto",
     seam: bool = True,
     cancel: Callable[[], bool] | None = None,
+    planes: Sequence[int] | None = None,
+    warn: bool = True,
 ) -> StackFill:
     """Fill the hole pixels that a plane within ``context_planes`` along ``stack_axis`` knows.
 
@@ -283,6 +285,10 @@ def prefill(
         seam: Apply the harmonic seam correction.
         cancel: Checked before every plane; True raises
             :class:`~rnon_engine.errors.Cancelled`.
+        planes: Indices along the stack axis to fill (default: all); the others are
+            context only (their holes stay in ``residual``, they are not checked).
+        warn: Give the warning about hole pixels no neighbour knows (``rnon-batch``
+            leaves it out: it would come once per block).
 
     Returns:
         A :class:`StackFill`. Warns (once) when some hole pixels have no known value
@@ -337,8 +343,9 @@ def prefill(
     info = np.finfo(np.float64) if image.dtype.kind == "f" else np.iinfo(image.dtype)
     lo, hi = (None, None) if image.dtype.kind == "f" else (info.min, info.max)
     filled_total = 0
+    todo = range(nz) if planes is None else sorted(set(planes))
     for rest in np.ndindex(*full[1:-2]):
-        for z in range(nz):
+        for z in todo:
             key = (z, *rest)
             hole = holes[key]
             if not hole.any():
@@ -365,16 +372,17 @@ def prefill(
             residual[key] &= ~filled
             filled_total += int(filled.sum())
     for key in np.ndindex(*full[:-2]):
-        if residual[key].all():
+        if key[0] in todo and residual[key].all():
             raise InputError(
                 f"plane {key} along the stack is masked entirely and no plane within "
                 f"context_planes={context_planes} knows any of its pixels: raise "
                 "context_planes, or leave some valid pixels"
             )
-    left = int(residual.sum())
-    if left:
+    left = int(residual[list(todo)].sum())
+    if left and warn:
+        total = int(holes[list(todo)].sum())
         warnings.warn(
-            f"{NO_NEIGHBOUR_WARNING} {left} of the {int(holes.sum())} hole pixel(s) within "
+            f"{NO_NEIGHBOUR_WARNING} {left} of the {total} hole pixel(s) within "
             f"{context_planes} plane(s) (the same pixels are masked there): they are "
             "repaired from their own plane (2-D method)",
             UserWarning,
