@@ -34,7 +34,7 @@ def test_neighbouring_planes_fill_a_transient_defect(make_napari_viewer, wait_id
     widget._context_planes.value = 1
     widget.run("repair")
     wait_idle(widget, TIMEOUT_MS)
-    result = viewer.layers["movie repaired (biharmonic)"].data
+    result = viewer.layers["movie repaired (biharmonic, neighbours ±1)"].data
     assert result.dtype == np.uint16
     np.testing.assert_array_equal(result[m == 0], stack.data[m == 0])
     np.testing.assert_array_equal(result[2, 10:30, 20:40], frame[10:30, 20:40])

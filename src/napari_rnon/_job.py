@@ -172,6 +172,8 @@ def prepare_job(
         tag = f"{base} + optimise"
     else:
         tag = result_tag(settings)
+        if context_planes:  # another result than the plane-by-plane one: its own layer
+            tag = f"{tag}, neighbours ±{context_planes}"
     parts = [
         Part(
             source=source,
