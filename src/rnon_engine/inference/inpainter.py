@@ -280,7 +280,10 @@ class Inpainter:
         Args:
             name_or_path: ``"auto"`` (each hole group to its best method, see
                 :mod:`rnon_engine.inference.auto`), ``"default"`` (the packaged repair
-                and optimize generators), ``"telea"``, ``"ns"``, ``"biharmonic"``, the
+                and optimize generators), ``"telea"``, ``"ns"``, ``"biharmonic"``,
+                ``"neighbours"`` (stacks: the hole pixels that a plane within
+                ``context_planes`` (default 2) knows are filled from it, the rest by the
+                biharmonic fill; :mod:`rnon_engine.inference.stack_context`), the
                 path of a repair-generator ``.safetensors`` file written by the trainer, or
                 an exported ``rnon_repair.onnx`` (run by ONNX Runtime on the CPU, without
                 torch; its ``rnon_optimize.onnx`` beside it is stage 2; see
