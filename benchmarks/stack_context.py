@@ -20,8 +20,8 @@ by 2-D methods on the middle plane alone (``telea``, ``biharmonic``, the package
 pixels of the middle plane against the clean plane (before noise), mean ± standard error
 over pictures, per regime and bucket.
 
-    python benchmarks/stack_context.py --corpus <corpus> --limit 8 --side 192 \
-        --out docs/stack_context.md
+    python benchmarks/stack_context.py --corpus <corpus> --limit 20 --side 192 \
+        --figure docs/images/stack_repair.png
 """
 
 from __future__ import annotations
@@ -90,6 +90,27 @@ def hole_psnr(out: np.ndarray, ref: np.ndarray, hole: np.ndarray) -> float:
     return 10 * np.log10(1.0 / max(mse, 1e-12))
 
 
+def write_figure(
+    path: Path, stack: np.ndarray, hole: np.ndarray, k: int, fills: dict[str, np.ndarray]
+) -> None:
+    """A row of panels: the plane before, the damaged plane, the one after, and the fills."""
+    damaged = stack[k].copy()
+    damaged[hole] = 1.0
+    panels = [
+        ("plane z-1", stack[k - 1]),
+        ("plane z, damaged", damaged),
+        ("plane z+1", stack[k + 1]),
+    ]
+    panels += [(f"{m}", fills[m]) for m in ("default", "neighbours")]
+    tiles = []
+    for title, im in panels:
+        tile = cv2.cvtColor((np.clip(im, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+        tile = cv2.copyMakeBorder(tile, 22, 4, 4, 4, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+        cv2.putText(tile, title, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+        tiles.append(tile)
+    cv2.imwrite(str(path), np.hstack(tiles))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", required=True, type=Path)
@@ -98,6 +119,11 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=2, help="context planes each side")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
+    ap.add_argument(
+        "--figure",
+        type=Path,
+        help="also write a before/after PNG of the first picture (regime a, bucket 0.25-0.40)",
+    )
     args = ap.parse_args()
 
     manifest = json.loads((args.corpus / "manifest.json").read_text())
@@ -131,13 +157,22 @@ def main() -> None:
                 scores.setdefault((regime, bucket, "neighbours"), []).append(
                     hole_psnr(out[args.k], clean[args.k], hole)
                 )
+                fills = {"neighbours": out[args.k]}
                 for m, inp in inps.items():
                     t = time.perf_counter()
                     out2 = inp.inpaint(stack[args.k], hole)
                     secs[m] += time.perf_counter() - t
+                    fills[m] = out2
                     scores.setdefault((regime, bucket, m), []).append(
                         hole_psnr(out2, clean[args.k], hole)
                     )
+                if (
+                    args.figure
+                    and pic is pics[0]
+                    and regime == REGIMES[0]
+                    and bucket == "0.25-0.40"
+                ):
+                    write_figure(args.figure, stack, hole, args.k, fills)
         print(f"done {pic['written']}", flush=True)
 
     lines = [
