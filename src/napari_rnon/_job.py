@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from napari_rnon._context import NeighbourPlanes, residual_inpaint
 from napari_rnon._layers import (
     META_KEY,
     apply_result,
@@ -64,6 +65,7 @@ class Job:
     outline: bool
     method_label: str
     estimate: bool = False
+    context_planes: int = 0  # 'Use neighbouring planes': K planes each side (first axis)
 
     @property
     def source(self) -> Image:
@@ -100,6 +102,7 @@ def prepare_job(
     outline: bool,
     method_label: str,
     estimate: bool = False,
+    context_planes: int = 0,
 ) -> Job:
     """Check a run's layers and mask and describe it (GUI thread).
 
@@ -115,6 +118,8 @@ def prepare_job(
         outline: Whether to show the mask's outline after the run.
         method_label: The method as the widget names it (provenance).
         estimate: Whether to estimate the repair's error after each plane.
+        context_planes: ``K > 0``: fill the holes that one of the ``K`` planes on either
+            side along the first leading axis knows from them first (stacks only).
 
     Raises:
         UserError: A missing stage-1 result, shapes that differ, or nothing painted in
@@ -137,6 +142,18 @@ def prepare_job(
                 "run 'Repair' again."
             )
     planes = planes_of(source0)
+    if context_planes:
+        if not geometry.leading_shape:
+            raise UserError(
+                "'Use neighbouring planes' needs a stack (an image with a leading Z or T "
+                "axis): untick it for a single image."
+            )
+        n = geometry.leading_shape[0]
+        if context_planes > n - 1:
+            raise UserError(
+                f"'Use neighbouring planes': {context_planes} planes each side, but the stack "
+                f"has {n} planes along its first axis: choose at most {n - 1}."
+            )
     if geometry.leading_shape and all_planes:
         where = " in any plane"
     else:
@@ -155,6 +172,8 @@ def prepare_job(
         tag = f"{base} + optimise"
     else:
         tag = result_tag(settings)
+        if context_planes:  # another result than the plane-by-plane one: its own layer
+            tag = f"{tag}, neighbours ±{context_planes}"
     parts = [
         Part(
             source=source,
@@ -176,6 +195,7 @@ def prepare_job(
         outline=outline,
         method_label=method_label,
         estimate=estimate,
+        context_planes=context_planes if step == "repair" else 0,
     )
 
 
@@ -212,12 +232,17 @@ def run_job(
             channel_axis=job.geometry.channel_axis,
             estimate=job.estimate,
         )
+        data: Any = part.data
+        repair: Any = recorder
+        if job.context_planes:  # neighbouring planes first (_context.py)
+            data = NeighbourPlanes(part.data, job.geometry, job.mask, job.context_planes)
+            repair = residual_inpaint(data, recorder, job.estimate)
         result = run_planes(
-            part.data,
+            data,
             job.geometry,
             job.mask,
             job.planes,
-            recorder,
+            repair,
             progress=report,
             cancel=cancel,
         )

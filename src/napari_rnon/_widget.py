@@ -196,6 +196,21 @@ class InpaintWidget(WorkerMixin, Container):
             value=CURRENT_PLANE,
             tooltip="For stacks: repair the plane on screen, or every plane",
         )
+        self._neighbours = CheckBox(
+            text="Use neighbouring planes",
+            value=False,
+            tooltip="For stacks: fill the holes that the planes just before and after know "
+            "(same position, along the first axis; distance-weighted, with a smooth "
+            "intensity correction to the plane's border) and repair the rest with the "
+            "method. For transient defects in time-lapses and damaged sections of volumes.",
+        )
+        self._context_planes = SpinBox(
+            label="Planes each side",
+            value=2,
+            min=1,
+            max=16,
+            tooltip="How many planes on each side may be used",
+        )
         self._outline = CheckBox(text="Outline repaired pixels", value=False)
         self._estimate = CheckBox(
             text="Estimate error",
@@ -265,6 +280,8 @@ class InpaintWidget(WorkerMixin, Container):
                 self._stage2_info,
                 self._device,
                 self._planes,
+                self._neighbours,
+                self._context_planes,
                 self._outline,
                 self._estimate,
                 self._show_methods,
@@ -278,6 +295,11 @@ class InpaintWidget(WorkerMixin, Container):
             ],
         )
         self._image.changed.connect(self._on_image_changed)
+        self._neighbours.changed.connect(
+            lambda v: setattr(
+                self._context_planes, "visible", bool(v) and not self._neighbours.native.isHidden()
+            )
+        )
         self._mask.changed.connect(self.mask_tools.attach)
         self._method.changed.connect(self._on_method_changed)
         self._weights.changed.connect(self._on_weights_changed)
@@ -425,6 +447,8 @@ class InpaintWidget(WorkerMixin, Container):
                 self._mask.value = None
             self._pick_mask()
         self._planes.visible = stack
+        self._neighbours.visible = stack
+        self._context_planes.visible = stack and bool(self._neighbours.value)
         self._update_channels()
 
     def _on_weights_changed(self, value: str | None) -> None:
@@ -564,6 +588,10 @@ class InpaintWidget(WorkerMixin, Container):
             outline=bool(self._outline.value),
             method_label=str(self._method.value),
             estimate=bool(self._estimate.value),
+            # the option shows for stacks only; a single image ignores a left-over tick
+            context_planes=int(self._context_planes.value)
+            if self._neighbours.value and layer_geometry(chosen).leading_shape
+            else 0,
         )
 
     def run(self, step: str = "repair") -> FunctionWorker | None:

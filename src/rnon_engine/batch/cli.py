@@ -79,12 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default="auto",
-        metavar="auto|default|PATH|telea|ns|biharmonic",
+        metavar="auto|default|PATH|telea|ns|biharmonic|neighbours",
         help="'auto' (the default: each hole goes to the method measured best for its kind, "
         "thin damage and dust to biharmonic, spots and larger holes to the packaged RNON "
         "networks), 'default' (the packaged RNON networks for every hole), the path of a "
         "repair-generator .safetensors file, an exported rnon_repair.onnx (ONNX Runtime on "
-        "the CPU, no torch), or a classical method (default: %(default)s).",
+        "the CPU, no torch), a classical method, or 'neighbours' (stacks: neighbouring planes, "
+        "biharmonic where no plane within --context-planes knows a pixel) (default: "
+        "%(default)s).",
     )
     p.add_argument(
         "--stage2",
@@ -170,6 +172,22 @@ def build_parser() -> argparse.ArgumentParser:
         "way; about two more repairs per plane) and record it in the output's rnon_batch "
         "attributes, entry error_estimate (image files: in the run's .rnon-batch.json).",
     )
+    p.add_argument(
+        "--context-planes",
+        type=int,
+        default=0,
+        metavar="K",
+        help="repair stacks from their neighbouring planes: hole pixels known in one of the K "
+        "planes on either side along the stack axis are filled from them (distance-weighted, "
+        "with a smooth intensity correction to the plane's own border), the rest by --model "
+        "(default: 0, each plane alone; 2 with --model neighbours).",
+    )
+    p.add_argument(
+        "--stack-axis",
+        metavar="A",
+        help="the stack axis for --context-planes: a letter of INPUT's axes (Z, T...) or an "
+        "index (default: Z if INPUT has one, else T, else INPUT's only leading axis).",
+    )
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar.")
     return p
 
@@ -198,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         tile=args.tile,
         halo=args.halo,
         max_block_mb=args.max_block_mb,
+        context_planes=args.context_planes,
+        stack_axis=args.stack_axis,
         threads=args.threads,
         overwrite=args.overwrite,
         dry_run=args.dry_run,

@@ -28,6 +28,7 @@ from rnon_engine.batch.paths import (
     resolve_path,
 )
 from rnon_engine.batch.stack import run_stack
+from rnon_engine.errors import InputError
 
 __all__ = ["run_batch"]
 
@@ -77,6 +78,12 @@ def _dispatch(
     t_start: float,
 ) -> BatchReport:
     if kind in ("folder", "image"):
+        if opts.context_planes or opts.model == "neighbours":
+            raise InputError(
+                "--context-planes and --model neighbours repair stacks (zarr, OME-Zarr, TIFF "
+                f"with a Z or T axis); INPUT is {'a folder' if kind == 'folder' else 'an image'}"
+                " of separate pictures: leave them out"
+            )
         return run_files(opts, kind, inp_path, mask_path, out_path, image, t_start)
     assert image is not None
     return run_stack(opts, image, mask_path, out_path, t_start)

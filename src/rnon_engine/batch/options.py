@@ -33,6 +33,8 @@ class BatchOptions:
     overwrite: bool = False
     dry_run: bool = False
     estimate_error: bool = False
+    context_planes: int = 0
+    stack_axis: str | None = None
     progress: bool = True
     argv: list[str] | None = None
     log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr), repr=False)
@@ -97,6 +99,12 @@ def check_options(opts: BatchOptions) -> None:
         raise InputError(
             f"--max-block-mb must be a positive number of megabytes, got {opts.max_block_mb}; "
             "the default is 512."
+        )
+    if opts.context_planes < 0:
+        raise InputError(f"--context-planes must be >= 0, got {opts.context_planes}.")
+    if opts.stack_axis is not None and not opts.context_planes and opts.model != "neighbours":
+        raise InputError(
+            "--stack-axis goes with --context-planes K (K >= 1) or --model neighbours."
         )
     if opts.threads is not None and opts.threads < 1:
         raise InputError(f"--threads must be >= 1, got {opts.threads}.")

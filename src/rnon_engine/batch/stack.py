@@ -9,9 +9,11 @@ finishes the output (:mod:`rnon_engine.batch.writers`).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rnon_engine.batch.context import accept_full_planes, extend_windows, resolve_stack_axis
 from rnon_engine.batch.estimates import collect
 from rnon_engine.batch.executor import execute, stopped_error
 from rnon_engine.batch.io import TIFF_SUFFIXES, ArrayRef, ImageInfo, open_array
@@ -80,10 +82,20 @@ def run_stack(
         else MaskInfo(None, opts.mask_value)
     )
     form = output_form(image, out_path)
+    if opts.model == "neighbours":  # the neighbour fill, biharmonic where none knows
+        opts = replace(opts, model="biharmonic", context_planes=opts.context_planes or 2)
+        stack_fill: dict[str, Any] = {"stack_fill": "neighbours"}
+    else:
+        stack_fill = {}
+    k = opts.context_planes
+    sa = resolve_stack_axis(image, opts.stack_axis, k) if k else None
     plan = make_blocks(image, halo=opts.halo, max_block_mb=opts.max_block_mb)
     # Before anything is written: the holes of every block (blocks without holes are
     # copied), the mask's digest, and the planes the engine would refuse.
     plan = scan_holes(image, mask, plan, tile=opts.tile, check_values=True)
+    if sa is not None:  # blocks read k planes more each side along the stack axis
+        plan = accept_full_planes(extend_windows(plan, image, sa, k), image, sa, k)
+        stack_fill.update(context_planes=k, stack_axis=image.axes[sa])
     check_plan(image, plan, opts.mask_value if mask.ref is None else None)
     spec, prov = describe_model(opts)
     what = what_is_read(opts, image.path, mask_path)
@@ -100,6 +112,7 @@ def run_stack(
             "halo": plan.halo,
             # only when on, so outputs made before the option existed still resume
             **({"estimate_error": True} if opts.estimate_error else {}),
+            **stack_fill,
         }
     )
     if form == "tiff":
@@ -147,7 +160,7 @@ def run_stack(
     early = early_exit(opts, text, status, report, estimate, planned)
     if early is not None:
         return early
-    extra = {"axes": image.axes, "output_form": form, "mask_blocks": digests}
+    extra = {"axes": image.axes, "output_form": form, "mask_blocks": digests, **stack_fill}
     attrs = provenance(opts, prov, fp, {**what, **extra})
     state = state_root / STATE_DIR
     # A TIFF output left by the same command but not marked complete: start again.
@@ -200,7 +213,14 @@ def run_stack(
                     marker.unlink(missing_ok=True)
             write_attrs(work, attrs)
         return BlockJob(
-            image, mask, out_ref, str(state), spec, opts.stages, estimate=opts.estimate_error
+            image,
+            mask,
+            out_ref,
+            str(state),
+            spec,
+            opts.stages,
+            estimate=opts.estimate_error,
+            context=(sa, k) if sa is not None else None,
         )
 
     model = spec if any(b.holes != 0 for b in todo) else None
@@ -263,7 +283,12 @@ def _plan_text(
         f"mask:   {mask_text(mask_path, opts)}"
         + (f" shape {mask.shape} (broadcast over leading axes)" if mask.broadcast else ""),
         f"output: {out} [{form}] ({status})",
-        f"model:  {opts.model} (stages {opts.stages}, tile {opts.tile}, device {opts.device})",
+        f"model:  {opts.model} (stages {opts.stages}, tile {opts.tile}, device {opts.device})"
+        + (
+            f"; neighbouring planes: {opts.context_planes} each side"
+            if opts.context_planes
+            else ""
+        ),
         f"blocks: {len(blocks)} of {plan.step}"
         + (f", YX-chunked with a {plan.halo}-px halo" if plan.split_yx else ", whole YX planes")
         + f"; planes: {image.planes}",

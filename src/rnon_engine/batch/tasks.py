@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from rnon_engine.batch.context import inpaint_context
 from rnon_engine.batch.estimates import plane_estimate, save_block
 from rnon_engine.batch.io import (
     ArrayRef,
@@ -63,6 +64,7 @@ class BlockJob:
     model: InpainterSpec
     stages: str
     estimate: bool = False
+    context: tuple[int, int] | None = None  # (stack axis, K): --context-planes
 
 
 @dataclass(frozen=True)
@@ -195,9 +197,15 @@ def process_block(job: BlockJob, block: Block) -> dict[str, Any]:
         else:
             inp = get_inpainter(job.model)
             origin = tuple(w0 for w0, _ in block.window)
-            result, computed = inpaint_array(
-                inp, image, data, m, job.stages, inner, origin, estimates=rows
-            )
+            if job.context is not None:  # neighbouring planes first (batch/context.py)
+                sa, k = job.context
+                result, computed = inpaint_context(
+                    inp, image, data, m, job.stages, inner, sa, k, cancel=STOP.is_set
+                )
+            else:
+                result, computed = inpaint_array(
+                    inp, image, data, m, job.stages, inner, origin, estimates=rows
+                )
     with open_array(job.out, "r+") as out:
         out[region] = result
     if rows is not None:  # before the marker: a resumed run keeps a done block's figures

@@ -45,6 +45,7 @@ from rnon_engine.inference.routing import (
     method_labels,
 )
 from rnon_engine.inference.sparse_biharmonic import fill_biharmonic
+from rnon_engine.inference.stack_context import inpaint_with_context
 
 __all__ = ["SPARSE_KINDS", "AutoInpainter", "build_auto", "check_rules"]
 
@@ -155,13 +156,21 @@ class AutoInpainter(Inpainter):
         channel_axis: int | str | None = "auto",
         progress: Callable[[int, int], None] | None = None,
         cancel: Callable[[], bool] | None = None,
+        context_planes: int | None = None,
+        stack_axis: int = 0,
     ) -> np.ndarray:
         """Repair ``image`` where ``mask`` is nonzero, each hole group by its best method.
 
         Same arguments, result and errors as :meth:`Inpainter.inpaint`; ``stages``
         (``"both"`` or ``"repair"``) applies to the network's holes. Afterwards
-        :attr:`last_counts` holds the hole pixels filled by each method.
+        :attr:`last_counts` holds the hole pixels filled by each method (those filled
+        from neighbouring planes, ``context_planes > 0``, are not counted).
         """
+        if context_planes:  # stacks: the neighbouring planes first (stack_context.py)
+            return inpaint_with_context(
+                self, image, mask, context_planes, stack_axis=stack_axis, stages=stages,
+                channel_axis=channel_axis, progress=progress, cancel=cancel,
+            )
         if stages not in ("both", "repair"):
             raise InputError(
                 f"'auto' runs stages 'both' or 'repair' (got {stages!r}); for stage 2 alone "

@@ -69,6 +69,7 @@ from rnon_engine.inference.settings import (
     check_settings,
     default_margin,
 )
+from rnon_engine.inference.stack_context import DEFAULT_CONTEXT_PLANES, inpaint_with_context
 from rnon_engine.inference.tiling import Window, band_boxes, plan_tiles
 from rnon_engine.inference.weights_source import list_methods, resolve_weights
 
@@ -104,6 +105,9 @@ class Inpainter:
         provenance: Method, weights paths and SHA-256, package version and stages: what
             outputs should record.
     """
+
+    #: Default ``context_planes`` of :meth:`inpaint` (2 for ``"neighbours"``).
+    context_planes: int = 0
 
     def __init__(
         self,
@@ -282,7 +286,10 @@ class Inpainter:
         Args:
             name_or_path: ``"auto"`` (each hole group to its best method, see
                 :mod:`rnon_engine.inference.auto`), ``"default"`` (the packaged repair
-                and optimize generators), ``"telea"``, ``"ns"``, ``"biharmonic"``, the
+                and optimize generators), ``"telea"``, ``"ns"``, ``"biharmonic"``,
+                ``"neighbours"`` (stacks: the hole pixels that a plane within
+                ``context_planes`` (default 2) knows are filled from it, the rest by the
+                biharmonic fill; :mod:`rnon_engine.inference.stack_context`), the
                 path of a repair-generator ``.safetensors`` file written by the trainer, or
                 an exported ``rnon_repair.onnx`` (run by ONNX Runtime on the CPU, without
                 torch; its ``rnon_optimize.onnx`` beside it is stage 2; see
@@ -306,6 +313,11 @@ class Inpainter:
         from rnon_engine.nn.weights import load_model
 
         text = os.fspath(name_or_path)
+        if text == "neighbours":  # stacks: neighbouring planes, biharmonic where none knows
+            inp = cls(method="biharmonic", tile_size=tile_size, threads=threads, name=text,
+                      provenance={"stack_fill": "neighbours", "fallback": "biharmonic"}, **kwargs)
+            inp.context_planes = DEFAULT_CONTEXT_PLANES
+            return inp
         if text in CLASSICAL_METHODS:
             return cls(method=text, tile_size=tile_size, threads=threads, name=text, **kwargs)
         if text == "auto":  # routing and compositing live in inference/auto.py
@@ -359,6 +371,8 @@ class Inpainter:
         channel_axis: int | str | None = "auto",
         progress: Callable[[int, int], None] | None = None,
         cancel: Callable[[], bool] | None = None,
+        context_planes: int | None = None,
+        stack_axis: int = 0,
     ) -> np.ndarray:
         """Repair ``image`` where ``mask`` is nonzero.
 
@@ -383,6 +397,13 @@ class Inpainter:
             progress: Called as ``progress(done, total)`` after every window.
             cancel: Called before every batch of windows; True raises
                 :class:`~rnon_engine.errors.Cancelled`.
+            context_planes: ``K > 0``: hole pixels known in one of the ``K`` planes on
+                either side along ``stack_axis`` are filled from them first (the
+                ``neighbours`` fill, :mod:`rnon_engine.inference.stack_context`), the rest
+                by this inpainter; a 3-D image is then a ``Z×Y×X`` stack under
+                ``channel_axis="auto"``. None: :attr:`context_planes` (0, or 2 for
+                ``"neighbours"``).
+            stack_axis: The image axis along which planes are neighbours (a leading axis).
 
         Returns:
             A new array, same shape and dtype; pixels with ``mask == 0`` are unchanged.
@@ -393,6 +414,13 @@ class Inpainter:
         """
         if stages not in _STAGES:
             raise InputError(f"stages must be one of {_STAGES}, got {stages!r}")
+        if context_planes is None:
+            context_planes = self.context_planes
+        if context_planes:  # stacks: the neighbouring planes first (stack_context.py)
+            return inpaint_with_context(
+                self, image, mask, context_planes, stack_axis=stack_axis, stages=stages,
+                channel_axis=channel_axis, progress=progress, cancel=cancel,
+            )
         image, mask = as_array(image, "image"), as_array(mask, "mask")
         check_dtype(image.dtype)
         layout = PlaneLayout.of(image.shape, channel_axis)
