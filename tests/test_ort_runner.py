@@ -94,3 +94,20 @@ def test_backend_choice_and_errors():
         Inpainter(rep, opt, device="cpu", backend="tensorrt")
     with pytest.raises(InputError, match="backend must be one of"):
         Inpainter(method="telea", backend="fast")
+
+
+def test_unwritable_cache_falls_back_to_torch(weights, tmp_path, monkeypatch):
+    image, mask = _case()
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("RNON_CACHE_DIR", str(blocker))
+    ref = Inpainter.from_pretrained(weights, "cpu", backend="torch").inpaint(image, mask)
+    auto = Inpainter.from_pretrained(weights, "cpu")
+    with pytest.warns(RuntimeWarning, match="RNON_CACHE_DIR"):
+        out = auto.inpaint(image, mask)
+    assert auto.backend == "torch"
+    np.testing.assert_array_equal(out, ref)
+    asked = Inpainter.from_pretrained(weights, "cpu", backend="onnxruntime")
+    with pytest.raises(InputError, match="could not export"):
+        asked.inpaint(image, mask)
+    np.testing.assert_array_equal(image, _case()[0])  # the input is untouched

@@ -41,6 +41,7 @@ What :meth:`Inpainter.inpaint` guarantees:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,7 @@ from rnon_engine.inference.classical import fill as classical_fill
 from rnon_engine.inference.inputs import as_array
 from rnon_engine.inference.intensity import check_dtype, intensity_map
 from rnon_engine.inference.memory import release_memory
-from rnon_engine.inference.ort_runner import BACKENDS, OrtRunner, pick_backend
+from rnon_engine.inference.ort_runner import BACKENDS, OrtRunner, cache_dir, pick_backend
 from rnon_engine.inference.plane_run import PlaneRun, Progress
 from rnon_engine.inference.provenance import build_provenance, describe
 from rnon_engine.inference.settings import (
@@ -202,6 +203,7 @@ class Inpainter:
         if backend not in BACKENDS:  # fails here for every method
             raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = "torch"
+        self._backend_asked = backend
         self._ort: OrtRunner | None = None
         self._ort_key = ""
         self.grid_tile = grid_tile if repair_model is not None else None
@@ -658,7 +660,24 @@ class Inpainter:
         if self.backend != "onnxruntime" or _outside_torch(self.repair):
             return None
         if self._ort is None:
-            self._ort = OrtRunner(self.repair, self.optimize, self._ort_key)
+            try:
+                self._ort = OrtRunner(self.repair, self.optimize, self._ort_key)
+            except Exception as exc:  # an unwritable cache, an exporter failure...
+                where = f"cache folder {cache_dir()}; set RNON_CACHE_DIR to a writable folder"
+                if self._backend_asked == "onnxruntime":
+                    raise InputError(
+                        f"backend='onnxruntime' could not export the networks ({exc}; {where}), "
+                        "or use backend='torch'"
+                    ) from None
+                # "auto": a speed-up, not a requirement; the same result with eager torch.
+                warnings.warn(
+                    f"running the networks with torch: the ONNX Runtime export failed ({exc}; "
+                    f"{where})",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                self.backend = "torch"
+                return None
         return self._ort
 
     def _run_repair(
