@@ -76,6 +76,8 @@ METHOD_VARIANTS = {
     "default-previous": ("default", {"stage2_halo": None, "grid_tile": None}),
     # Stage 1 only where no 16 px square fits in a hole (opt-in; costs hole PSNR).
     "default-skip-narrow": ("default", {"stage2_min_width": 16}),
+    # The default settings with the networks run by eager torch instead of ONNX Runtime.
+    "default-torch": ("default", {"backend": "torch"}),
 }
 
 

@@ -25,6 +25,7 @@ def main() -> None:
     import torch
 
     import rnon_engine.inference.inpainter as inpainter
+    import rnon_engine.inference.ort_runner as ort_runner
     import rnon_engine.inference.plane_run as plane_run
     import rnon_engine.inference.tiling as tiling
     from bench_inference import METHOD_VARIANTS, PHOTO_KINDS, make_photo_case
@@ -60,6 +61,9 @@ def main() -> None:
     # Nested parts are listed under the part that contains them (self time = the rest).
     wrap(inp.repair, "forward", "stage 1 network")
     wrap(inp.optimize, "forward", "stage 2 network")
+    wrap(ort_runner.OrtRunner, "repair", "stage 1 network")  # backend "onnxruntime"
+    wrap(ort_runner.OrtRunner, "optimize", "stage 2 network")
+    wrap(inpainter, "OrtRunner", "ONNX Runtime sessions (cached export)")
     wrap(inpainter, "band_boxes", "stage 2 band boxes")
     wrap(inpainter, "plan_tiles", "planning (plan_tiles)")
     wrap(plane_run.Blender, "add", "blending (Blender.add)")

@@ -9,6 +9,8 @@ thickness (``grid_tile="auto"``). This script repairs the same pictures and dama
 - ``previous``: ``stage2_min_width=0, grid_tile=None`` (stage 2 on every window, 512 px
   blended windows): what the engine did before;
 - ``default``: the engine's defaults now;
+- ``default, torch``: the defaults with the networks run by eager torch rather than ONNX
+  Runtime (``backend="torch"``);
 - ``repair only``: ``stages="repair"`` (no stage 2 at all);
 
 and reports per damage kind the hole PSNR (mean over pictures), the mean paired difference
@@ -70,6 +72,9 @@ def main() -> None:
             "both",
         ),
         "default": (Inpainter.from_pretrained("default", "cpu"), "both"),
+        # The same settings with the networks run by eager torch (the default backend is
+        # ONNX Runtime on a CPU where it is installed).
+        "default, torch": (Inpainter.from_pretrained("default", "cpu", backend="torch"), "both"),
         "repair only": (Inpainter.from_pretrained("default", "cpu"), "repair"),
     }
     kinds = [*KINDS, "strokes 3-12"]

@@ -15,6 +15,20 @@ import torch
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _ort_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Exported ONNX graphs (backend "onnxruntime") go to a per-session folder, not ~/.cache."""
+    import os
+
+    old = os.environ.get("RNON_CACHE_DIR")
+    os.environ["RNON_CACHE_DIR"] = str(tmp_path_factory.mktemp("rnon-cache"))
+    yield
+    if old is None:
+        os.environ.pop("RNON_CACHE_DIR", None)
+    else:
+        os.environ["RNON_CACHE_DIR"] = old
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

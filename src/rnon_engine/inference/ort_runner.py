@@ -1,0 +1,127 @@
+"""The torch networks' forward passes run by ONNX Runtime on the CPU.
+
+On a CPU, ONNX Runtime runs both generators about twice as fast as eager torch at the
+window shapes the inpainter uses (``benchmarks/bench_backends.py``, docs/benchmarks.md),
+with outputs within float rounding of torch's (the tests bound the difference). An
+:class:`OrtRunner` exports a pair of loaded generators once (the export layer's graphs) into
+a cache folder keyed by the weights files' SHA-256, then answers the inpainter's two calls
+with torch tensors in and out, so that planning, the stage-2 band and compositing stay the
+torch path's, setting for setting (``stage2_halo`` included).
+
+The cache folder is ``$RNON_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/napari-rnon`` (or
+``~/.cache/napari-rnon``); an export costs a few seconds once per weights version.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rnon_engine.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["BACKENDS", "OrtRunner", "cache_dir", "ort_available", "pick_backend"]
+
+#: Accepted ``backend`` settings of :class:`~rnon_engine.inference.Inpainter`.
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def ort_available() -> bool:
+    """Whether ONNX Runtime and the ``onnx`` package (for the export) are installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+
+
+def pick_backend(backend: str, device_type: str | None, exportable: bool) -> str:
+    """The backend that runs: ``"torch"`` or ``"onnxruntime"``.
+
+    ``"auto"`` is ONNX Runtime on the CPU when it is installed and the model can be
+    exported (``pad_mode="hole"``, weights from files), torch otherwise.
+
+    Raises:
+        InputError: An unknown backend, or ``"onnxruntime"`` where it cannot run.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return "torch"
+    possible = device_type == "cpu" and exportable
+    if backend == "auto":
+        return "onnxruntime" if possible and ort_available() else "torch"
+    if not possible:
+        raise InputError(
+            "backend='onnxruntime' runs networks loaded from weights files (pad_mode='hole') "
+            "on the CPU: use device='cpu', or backend='torch'"
+        )
+    if not ort_available():
+        raise InputError(
+            "backend='onnxruntime' needs ONNX Runtime and onnx: pip install 'napari-rnon[onnx]'"
+        )
+    return "onnxruntime"
+
+
+def cache_dir() -> Path:
+    """Where exported graphs are kept (see the module docstring)."""
+    env = os.environ.get("RNON_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "napari-rnon"
+
+
+class OrtRunner:
+    """Both generators' forward passes through ONNX Runtime (torch tensors in and out).
+
+    Args:
+        repair: The loaded ``"rnon-repair"`` generator (``pad_mode="hole"``).
+        optimize: The ``"rnon-optimize"`` generator, or None.
+        key: Names the cache entry: it must change whenever the weights do (the files'
+            SHA-256).
+        threads: ONNX Runtime intra-op threads (default: torch's current setting).
+    """
+
+    def __init__(
+        self,
+        repair: torch.nn.Module,
+        optimize: torch.nn.Module | None,
+        key: str,
+        threads: int | None = None,
+    ) -> None:
+        import torch
+
+        from rnon_engine.export.onnx_export import FILES, FORMAT_VERSION, OPSET, export_graphs
+        from rnon_engine.inference.onnx_model import OnnxNetworks
+        from rnon_engine.nn.weights import WeightsError
+
+        folder = cache_dir() / "onnx" / f"{key}-f{FORMAT_VERSION}-o{OPSET}"
+        repair_path = folder / FILES["repair"]
+        optimize_path = folder / FILES["optimize"] if optimize is not None else None
+        threads = torch.get_num_threads() if threads is None else threads
+        try:
+            self._nets = OnnxNetworks(repair_path, optimize_path, threads=threads)
+        except WeightsError:  # not cached yet, or a damaged entry: export (again)
+            # export_graphs moves finished files in place: a crash leaves no partial file.
+            export_graphs(repair.cpu().float().eval(), _cpu(optimize), folder)
+            self._nets = OnnxNetworks(repair_path, optimize_path, threads=threads)
+        self.paths = self._nets.paths
+
+    def repair(self, x: torch.Tensor, valid: torch.Tensor, pad_to: int | None = None) -> Any:
+        """Stage 1 as ``RepairGenerator.forward(x, valid, pad_to)`` (composited)."""
+        import torch
+
+        holes = valid[:, 0].numpy() == 0
+        out = self._nets.repair(x.numpy(), holes, pad_to=pad_to)
+        return torch.from_numpy(out)
+
+    def optimize(self, x: torch.Tensor) -> Any:
+        """Stage 2 as ``OptimizeGenerator.forward(x)``."""
+        import torch
+
+        return torch.from_numpy(self._nets.optimize(x.numpy()))
+
+
+def _cpu(module: Any) -> Any:
+    return None if module is None else module.cpu().float().eval()
