@@ -332,7 +332,7 @@ INFERENCE_SHAPES = [
 
 def inference_table(rounds: int) -> list[str]:
     """The shipped default model at the shapes inference uses, one thread, vs the ceiling."""
-    from rnon_engine.inference.provenance import resolve_weights
+    from rnon_engine.inference.weights_source import resolve_weights
     from rnon_engine.nn.weights import load_model
 
     src = resolve_weights("default", None)

@@ -112,7 +112,7 @@ def describe_stage2(settings: EngineSettings) -> str:
 @functools.lru_cache(maxsize=64)
 def _describe_file(path_text: str, mtime_ns: int) -> str:
     from rnon_engine.errors import RnonError
-    from rnon_engine.inference.provenance import resolve_weights
+    from rnon_engine.inference.weights_source import resolve_weights
 
     path = Path(path_text)
     try:

@@ -32,7 +32,8 @@ import torch
 
 from rnon_engine.errors import InputError
 from rnon_engine.export.graphs import OptimizeGraph, PipelineGraph, RepairGraph
-from rnon_engine.inference.provenance import NET_WINDOW_MULTIPLE, resolve_weights
+from rnon_engine.inference.settings import NET_WINDOW_MULTIPLE
+from rnon_engine.inference.weights_source import resolve_weights
 
 __all__ = [
     "FORMAT_NAME",
