@@ -29,7 +29,10 @@ def test_release_memory_returns_freed_heap_pages():
     before = rss().rss
     assert release_memory() is True
     after = rss().rss
-    assert before - after > 100 * 2**20
+    # Without a trim nothing of the freed 200 MB goes back (the pins hold the heap); with
+    # it most does. Half of it leaves room for what earlier tests in the same process left
+    # in the allocator (the suite saw 95 MB of 200 once, 100+ MB alone).
+    assert before - after > 50 * 2**20
     del pins
 
 
