@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from rnon_engine.batch.io import ImageInfo
+from rnon_engine.batch.io import ImageInfo, block_in_order
 from rnon_engine.batch.plan import Block, Plan
 from rnon_engine.errors import InputError
 from rnon_engine.inference.stack_context import prefill
@@ -153,13 +153,7 @@ def inpaint_context(
     y, x, c = image.y, image.x, image.color_axis
     others = [d for d in range(nd) if d not in (y, x, c, sa)]
     order = [*others, sa, y, x] + ([c] if c is not None else [])
-    mshape = tuple(1 if d == c else s for d, s in enumerate(data.shape))
-    mt = np.transpose(np.broadcast_to(m, mshape), order)
-    if c is not None:
-        mt = mt[..., 0]
-    dt = np.transpose(data, order)
-    it = tuple(inner[d] for d in order)
-    out = np.array(dt, copy=True)
+    dt, mt, it, out = block_in_order(data, m, inner, order, c)
     no = len(others)
     zs = it[no]
     channel_axis = -1 if c is not None else None

@@ -35,6 +35,7 @@ __all__ = [
     "TIFF_SUFFIXES",
     "ArrayRef",
     "ImageInfo",
+    "block_in_order",
     "classify_path",
     "describe_input",
     "describe_image_file",
@@ -587,3 +588,23 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def block_in_order(
+    data: np.ndarray,
+    m: np.ndarray,
+    inner: tuple[slice, ...],
+    order: list[int],
+    color_axis: int | None,
+) -> tuple[np.ndarray, np.ndarray, tuple[slice, ...], np.ndarray]:
+    """A block's pixels, mask and inner slices transposed to ``order`` (planes, Y, X, colour).
+
+    Returns ``(data, mask, inner, out)``: the transposed views, the mask broadcast over the
+    block without its colour axis, and a writable copy of the data to repair into.
+    """
+    mshape = tuple(1 if d == color_axis else s for d, s in enumerate(data.shape))
+    mt = np.transpose(np.broadcast_to(m, mshape), order)
+    if color_axis is not None:
+        mt = mt[..., 0]
+    dt = np.transpose(data, order)
+    return dt, mt, tuple(inner[d] for d in order), np.array(dt, copy=True)

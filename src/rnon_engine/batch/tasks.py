@@ -23,6 +23,7 @@ from rnon_engine.batch.estimates import plane_estimate, save_block
 from rnon_engine.batch.io import (
     ArrayRef,
     ImageInfo,
+    block_in_order,
     describe_image_file,
     open_array,
     read_image_file,
@@ -120,13 +121,7 @@ def inpaint_array(
     c = image.color_axis
     lead, order = image.lead_axes, image.plane_order
     layout = image.layout_of(data.shape)
-    mshape = tuple(1 if d == c else s for d, s in enumerate(data.shape))
-    mt = np.transpose(np.broadcast_to(m, mshape), order)
-    if c is not None:
-        mt = mt[..., 0]
-    dt = np.transpose(data, order)
-    it = tuple(inner[d] for d in order)
-    out = np.array(dt, copy=True)
+    dt, mt, it, out = block_in_order(data, m, inner, order, c)
     n = 0
     start = origin or (0,) * nd
     channel_axis = layout.plane_channel_axis

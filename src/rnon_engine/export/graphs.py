@@ -128,26 +128,7 @@ class RepairGraph(nn.Module):
         ph, pw = (p - h % p) % p, (p - w % p) % p
         x = F.pad(x, (0, pw, 0, ph))
         m = F.pad(m, (0, pw, 0, ph))
-        feats: list[tuple[Tensor, Tensor]] = [(x, m)]
-        for block in net.encoder:
-            x, m = block(x, m)
-            feats.append((x, m))
-        feats.pop()
-        for block in net.decoder:
-            skip_x, skip_m = feats.pop()
-            size = skip_x.shape[-2:]
-            x = F.interpolate(x, size=size, mode="nearest")
-            m = F.interpolate(m, size=size, mode="nearest")
-            m = torch.cat(
-                [m.expand(-1, x.shape[1], -1, -1), skip_m.expand(-1, skip_x.shape[1], -1, -1)],
-                dim=1,
-            )
-            x = torch.cat([x, skip_x], dim=1)
-            x, m = block(x, m)
-        x = net.head(x)[..., :h, :w]
-        if fill is not None:
-            return torch.sigmoid(torch.logit(fill.clamp(1e-3, 1 - 1e-3)) + x)
-        return torch.sigmoid(x)
+        return net.unet(x, m, h, w, fill)
 
 
 class OptimizeGraph(nn.Module):

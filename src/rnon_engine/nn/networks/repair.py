@@ -174,7 +174,14 @@ class RepairGenerator(nn.Module):
         else:
             image, h, w = pad_to_multiple(image, multiple)
             mask, _, _ = pad_to_multiple(mask, multiple)
-        x, m = image, mask
+        return self.unet(image, mask, h, w, fill)
+
+    def unet(self, x: Tensor, m: Tensor, h: int, w: int, fill: Tensor | None) -> Tensor:
+        """The partial-convolution U-Net on padded ``x`` and mask ``m``, cropped to ``h×w``.
+
+        With a push-pull ``fill`` the output is a correction to it in logit space. Shared
+        by :meth:`forward` and the export graph (:mod:`rnon_engine.export.graphs`).
+        """
         feats: list[tuple[Tensor, Tensor]] = [(x, m)]
         for block in self.encoder:
             x, m = block(x, m)
