@@ -132,24 +132,35 @@ class RepairGraph(nn.Module):
 
 
 class OptimizeGraph(nn.Module):
-    """Stage 2 for export: ``image -> refined image`` (not composited: any ``H, W``)."""
+    """Stage 2 for export: ``image -> refined image`` (not composited: any ``H, W``).
+
+    A guided stage 2 takes ``(image, guide, valid)``: the classical fill is computed
+    outside the graph (a sparse solve), by whoever runs it.
+    """
 
     def __init__(self, net: OptimizeGenerator) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, image: Tensor) -> Tensor:
+    @property
+    def guided(self) -> bool:
+        """Whether the graph takes a guide fill and the mask too."""
+        return bool(self.net.config.guided)
+
+    def forward(
+        self, image: Tensor, guide: Tensor | None = None, valid: Tensor | None = None
+    ) -> Tensor:
         """Refine ``image`` ``[N, 3, H, W]`` in [0, 1]."""
         net = self.net
-        delta = net.tail(net.blocks(net.head(image)))
-        return (image + delta).clamp(0.0, 1.0)
+        return net.output(image, net.trunk(net.inputs(image, guide, valid)), guide)
 
 
 class PipelineGraph(nn.Module):
     """Both stages, composited after each: ``(image, mask) -> repaired image``.
 
     What the bioimage.io package holds. Stage 2 runs over the whole input and is
-    composited, like the inpainter's band mode when the band covers the input.
+    composited, like the inpainter's band mode when the band covers the input. A guided
+    stage 2 is left out: its classical guide fill is not an ONNX operation.
     """
 
     def __init__(self, repair: RepairGraph, optimize: OptimizeGraph | None) -> None:
@@ -160,7 +171,7 @@ class PipelineGraph(nn.Module):
     def forward(self, image: Tensor, mask: Tensor) -> Tensor:
         """Repair ``image`` where ``mask`` is nonzero."""
         out = self.repair(image, mask)
-        if self.optimize is not None:
+        if self.optimize is not None and not self.optimize.guided:
             valid = (mask == 0).to(image.dtype)
             out = valid * out + (1 - valid) * self.optimize(out)
         return out

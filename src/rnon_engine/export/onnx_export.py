@@ -7,9 +7,12 @@
   padding multiple, see :class:`~rnon_engine.export.graphs.RepairGraph`); output
   ``output`` ``[N,3,H,W]``, composited.
 - ``rnon_optimize.onnx`` (stage 2, when the model has one): ``image -> output``, not
-  composited (the inpainter composites it on a band around the holes).
+  composited (the inpainter composites it on a band around the holes); a guided stage 2
+  (``OptimizeConfig.guide``) takes ``image``, ``guide`` and ``valid``, the guide fill being
+  computed outside the graph.
 - ``rnon.onnx``: both stages for other tools: ``image``, ``mask`` -> ``output``, padded to
-  the U-Net's ``2**depth`` and composited after each stage.
+  the U-Net's ``2**depth`` and composited after each stage (stage 1 only when stage 2 is
+  guided: its guide fill is not an ONNX operation; the metadata's ``stages`` says which).
 
 Each file carries the weights' model name, config, source and SHA-256 in its metadata
 (``metadata_props``), so :mod:`rnon_engine.inference.onnx_model` can run it with ONNX
@@ -151,7 +154,9 @@ def _export_all(
             "role": "pipeline",
             "config": asdict(repair.config),
             "multiple": repair.multiple,
-            "stages": ["repair", "optimize"] if ograph is not None else ["repair"],
+            "stages": ["repair", "optimize"]
+            if ograph is not None and not ograph.guided
+            else ["repair"],
             "description": "napari-rnon, both stages: image [N,3,H,W] in [0, 1], mask "
             "[N,1,H,W] (nonzero = repair) -> image, composited (pixels outside the mask "
             "are the input's)",
@@ -185,7 +190,14 @@ def _export_stages(
     if ograph is not None:
         rmeta["stage2_file"] = FILES["optimize"]
         paths["optimize"] = out / FILES["optimize"]
-        _export(ograph, (image,), paths["optimize"], ["image"])
+        if ograph.guided:
+            valid = 1.0 - mask
+            _export(
+                ograph, (image, image.flip(-1), valid), paths["optimize"],
+                ["image", "guide", "valid"],
+            )
+        else:
+            _export(ograph, (image,), paths["optimize"], ["image"])
         _set_metadata(
             paths["optimize"],
             {
@@ -195,7 +207,13 @@ def _export_stages(
                 "config": asdict(ograph.net.config),
                 "halo": ograph.net.config.halo,
                 "description": "napari-rnon stage 2 (optimization network): image -> image "
-                "in [0, 1], not composited",
+                "in [0, 1], not composited"
+                + (
+                    f"; guided: also guide (the {ograph.net.config.guide} fill of the holes) "
+                    "and valid (1 = known pixel)"
+                    if ograph.guided
+                    else ""
+                ),
             },
         )
     _set_metadata(paths["repair"], rmeta)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CLASSICAL_METHODS", "CONTEXT", "WINDOW_COST", "fill"]
+__all__ = ["CLASSICAL_METHODS", "CONTEXT", "WINDOW_COST", "fill", "guide_fill"]
 
 #: The classical methods' names, as ``Inpainter.from_pretrained`` and ``rnon-batch --model``
 #: take them (the one list: front ends import it from here).
@@ -73,3 +73,25 @@ def fill(method: str, image: np.ndarray, hole: np.ndarray, radius: int = RADIUS)
         out = inpaint_biharmonic(image, hole, split_into_regions=True, channel_axis=-1)
         return out.astype(np.float32, copy=False)
     raise ValueError(f"unknown classical method {method!r}; known: {CLASSICAL_METHODS}")
+
+
+def guide_fill(method: str, images: np.ndarray, holes: np.ndarray) -> np.ndarray:
+    """The classical fill a guided stage 2 reads, for a batch of windows.
+
+    Training (:func:`rnon_engine.train.trainer.guide_fill`) and inference (the inpainter,
+    ONNX Runtime) both call this, so the network sees the same guide in both.
+
+    Args:
+        method: A classical method name (``OptimizeConfig.guide``).
+        images: ``[N,C,h,w]`` float32 in [0, 1] (hole values are ignored).
+        holes: ``[N,h,w]`` bool, True = hole.
+
+    Returns:
+        ``[N,C,h,w]`` float32: the windows with their holes filled by ``method``; windows
+        without holes are returned as they are.
+    """
+    out = np.array(images, dtype=np.float32, copy=True)
+    for i, hole in enumerate(holes):
+        if hole.any():
+            out[i] = fill(method, out[i].transpose(1, 2, 0), hole).transpose(2, 0, 1)
+    return out

@@ -55,7 +55,7 @@ import numpy as np
 
 from rnon_engine.device import resolve_device
 from rnon_engine.errors import InputError
-from rnon_engine.inference.classical import CLASSICAL_METHODS
+from rnon_engine.inference.classical import CLASSICAL_METHODS, guide_fill
 from rnon_engine.inference.classical import WINDOW_COST as classical_window_cost
 from rnon_engine.inference.classical import fill as classical_fill
 from rnon_engine.inference.inputs import as_array
@@ -273,6 +273,11 @@ class Inpainter:
             self.window_cost = NET_WINDOW_COST if self.window_multiple < native else None
         if self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        if self.stage2_guide != "none" and stage2_region != "band":
+            raise InputError(
+                f"this stage 2 is guided by a {self.stage2_guide} fill of the holes, so it "
+                "runs on the band around them: use stage2_region='band'"
+            )
         self.name = name or self.method
         if self.method != "rnon":
             stages = [self.method]
@@ -381,6 +386,12 @@ class Inpainter:
             f"Inpainter(name={self.name!r}, method={self.method!r}, device={self.device}, "
             f"tile_size={self.tile_size})"
         )
+
+    @property
+    def stage2_guide(self) -> str:
+        """The classical fill stage 2 reads besides the stage-1 result (``"none"``: the paper's)."""
+        config = getattr(self.optimize, "config", None) if self.method == "rnon" else None
+        return str(getattr(config, "guide", "none") or "none")
 
     # ------------------------------------------------------------------ inference
     def inpaint(
@@ -612,15 +623,27 @@ class Inpainter:
                     pad_to = None
                 comp = valid * x + (1 - valid) * self._run_repair(x, valid, pad_to)
             if band:
-                # Stage 2 asked alone ("optimize") runs wherever there are holes.
-                width = self.stage2_min_width if repair else 0
-                comp = self._stage2_band(comp, valid, holes, width)
+                # Stage 2 asked alone ("optimize") runs wherever there are holes, and so
+                # does a guided one (what it adds is largest on the smallest holes).
+                guide = None
+                if self.stage2_guide != "none":
+                    width = 0
+                    fills = guide_fill(self.stage2_guide, comp.float().cpu().numpy(), holes)
+                    guide = torch.from_numpy(fills).to(comp.device, comp.dtype)
+                else:
+                    width = self.stage2_min_width if repair else 0
+                comp = self._stage2_band(comp, valid, holes, width, guide)
             if gray:
                 comp = comp.mean(dim=1, keepdim=True)
             return comp.permute(0, 2, 3, 1).float().cpu().numpy()
 
     def _stage2_band(
-        self, comp: torch.Tensor, valid: torch.Tensor, holes: np.ndarray, min_width: int = 0
+        self,
+        comp: torch.Tensor,
+        valid: torch.Tensor,
+        holes: np.ndarray,
+        min_width: int = 0,
+        guide: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run stage 2 around the holes (within the window) and composite it.
 
@@ -631,7 +654,8 @@ class Inpainter:
         window. When one box over the holes of the whole batch costs at most 1.5 times as
         much, stage 2 runs once on that box for the batch (fewer, larger calls for a
         device). Windows in which no ``min_width`` square fits in a hole are left as
-        they are.
+        they are. ``guide``: the classical fill a guided stage 2 reads (same shape as
+        ``comp``).
         """
         wide = [_has_square(hole, min_width) for hole in holes]
         if not any(wide):
@@ -639,8 +663,17 @@ class Inpainter:
         if not all(wide):  # stage 2 on the wide ones only
             idx = torch.as_tensor(np.flatnonzero(wide))
             out = comp.clone()
-            out[idx] = self._stage2_band(comp[idx], valid[idx], holes[idx.numpy()])
+            out[idx] = self._stage2_band(
+                comp[idx], valid[idx], holes[idx.numpy()], 0,
+                None if guide is None else guide[idx],
+            )
             return out
+
+        def refine(sel: tuple) -> torch.Tensor:
+            if guide is None:
+                return self._run_optimize(comp[sel])
+            return self._run_optimize(comp[sel], guide[sel], valid[sel])
+
         halo = int(getattr(getattr(self.optimize, "config", None), "halo", 0) or 0)
         if self.stage2_halo is not None:
             halo = min(halo, self.stage2_halo)
@@ -653,14 +686,15 @@ class Inpainter:
         boxes_area = sum((y.stop - y.start) * (x.stop - x.start) for b in per_item for y, x in b)
         out = comp.clone()
         if n * (ys.stop - ys.start) * (xs.stop - xs.start) <= 1.5 * boxes_area:
-            sub, vsub = comp[..., ys, xs], valid[..., ys, xs]
-            out[..., ys, xs] = vsub * sub + (1 - vsub) * self._run_optimize(sub)
+            sel = (slice(None), slice(None), ys, xs)
+            sub, vsub = comp[sel], valid[sel]
+            out[sel] = vsub * sub + (1 - vsub) * refine(sel)
             return out
         for i, boxes in enumerate(per_item):
             for ys, xs in boxes:
-                sub = comp[i : i + 1, :, ys, xs]
-                vsub = valid[i : i + 1, :, ys, xs]
-                out[i : i + 1, :, ys, xs] = vsub * sub + (1 - vsub) * self._run_optimize(sub)
+                sel = (slice(i, i + 1), slice(None), ys, xs)
+                sub, vsub = comp[sel], valid[sel]
+                out[sel] = vsub * sub + (1 - vsub) * refine(sel)
         return out
 
     def _stage2_image_tiles(self, spatial: tuple[int, int]) -> list[tuple[Window, Window]]:
@@ -718,10 +752,17 @@ class Inpainter:
             return self.repair(x, valid)
         return self.repair(x, valid, pad_to=pad_to)
 
-    def _run_optimize(self, x: torch.Tensor) -> torch.Tensor:
-        """Stage 2 on ``x`` ``[N,3,h,w]``, not composited."""
+    def _run_optimize(
+        self,
+        x: torch.Tensor,
+        guide: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Stage 2 on ``x`` ``[N,3,h,w]``, not composited (guided: with guide and mask)."""
         ort = self._runner()
-        return self.optimize(x) if ort is None else ort.optimize(x)
+        if guide is None:
+            return self.optimize(x) if ort is None else ort.optimize(x)
+        return self.optimize(x, guide, valid) if ort is None else ort.optimize(x, guide, valid)
 
     def _refine_whole(self, crop: np.ndarray) -> np.ndarray:
         """Stage 2 on one ``h×w×C`` crop in [0, 1] (whole-image mode, not composited)."""

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from rnon_engine.errors import InputError, WeightsError
+from rnon_engine.inference.classical import guide_fill
 
 __all__ = [
     "FORMAT_NAME",
@@ -138,10 +139,17 @@ class OnnxConfig:
     Attributes:
         multiple: The U-Net's padding multiple (``2**depth``).
         halo: Stage 2's receptive radius in pixels (0 without stage 2).
+        guide: The classical fill a guided stage 2 reads (``"none"``: not guided).
     """
 
     multiple: int
     halo: int
+    guide: str = "none"
+
+    @property
+    def guided(self) -> bool:
+        """Whether stage 2 takes a guide fill and the mask."""
+        return self.guide != "none"
 
 
 class OnnxNetworks:
@@ -179,6 +187,7 @@ class OnnxNetworks:
         self.multiple = int(meta["multiple"])
         self._optimize = None
         self.halo = 0
+        self.guide = "none"
         if optimize_path is not None:
             self.paths["optimize"] = Path(optimize_path)
             self._optimize = _session(self.paths["optimize"], threads)
@@ -188,7 +197,8 @@ class OnnxNetworks:
                     f"{optimize_path} holds {ometa.get('model_name')!r}, not 'rnon-optimize'"
                 )
             self.halo = int(ometa["halo"])
-        self.config = OnnxConfig(self.multiple, self.halo)
+            self.guide = str((ometa.get("config") or {}).get("guide", "none"))
+        self.config = OnnxConfig(self.multiple, self.halo, self.guide)
 
     @property
     def has_optimize(self) -> bool:
@@ -205,11 +215,22 @@ class OnnxNetworks:
         }
         return self._repair.run(None, feeds)[0]
 
-    def optimize(self, image: np.ndarray) -> np.ndarray:
-        """Stage 2 on ``[N,3,h,w]`` float32 in [0, 1] (not composited)."""
+    def optimize(
+        self, image: np.ndarray, guide: np.ndarray | None = None, valid: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Stage 2 on ``[N,3,h,w]`` float32 in [0, 1] (not composited).
+
+        A guided stage 2 also takes ``guide`` ``[N,3,h,w]`` and ``valid`` ``[N,1,h,w]``
+        (1 = known pixel).
+        """
         if self._optimize is None:
             raise InputError("this ONNX model has no stage-2 (optimize) graph")
         feeds = {"image": np.ascontiguousarray(image, dtype=np.float32)}
+        if self.config.guided:
+            if guide is None or valid is None:
+                raise InputError(f"this stage 2 is guided by a {self.guide} fill: pass it")
+            feeds["guide"] = np.ascontiguousarray(guide, dtype=np.float32)
+            feeds["valid"] = np.ascontiguousarray(valid, dtype=np.float32)
         return self._optimize.run(None, feeds)[0]
 
     def fill(
@@ -239,13 +260,16 @@ class OnnxNetworks:
             x = np.repeat(x, 3, axis=1)
         comp = self.repair(x, holes, pad_to) if repair else x
         if band and self._optimize is not None:
-            comp = self._band(comp, holes)
+            guide = guide_fill(self.guide, comp, holes) if self.config.guided else None
+            comp = self._band(comp, holes, guide)
         if gray:
             comp = comp.mean(axis=1, keepdims=True)
         return np.ascontiguousarray(comp.transpose(0, 2, 3, 1), dtype=np.float32)
 
     def refine(self, image: np.ndarray) -> np.ndarray:
         """Stage 2 over one ``[h,w,C]`` tile (the paper's whole-image mode), not composited."""
+        if self.config.guided:
+            raise InputError("a guided stage 2 runs on the band around the holes, not whole")
         x = image.transpose(2, 0, 1)[None]
         gray = x.shape[1] == 1
         if gray:
@@ -255,7 +279,9 @@ class OnnxNetworks:
             y = y.mean(axis=1, keepdims=True)
         return np.ascontiguousarray(y[0].transpose(1, 2, 0), dtype=np.float32)
 
-    def _band(self, comp: np.ndarray, holes: np.ndarray) -> np.ndarray:
+    def _band(
+        self, comp: np.ndarray, holes: np.ndarray, guide: np.ndarray | None = None
+    ) -> np.ndarray:
         """Stage 2 on the holes' box plus ``halo``, composited on the holes."""
         _, h, w = holes.shape
         rows = np.flatnonzero(holes.any(axis=(0, 2)))
@@ -267,5 +293,11 @@ class OnnxNetworks:
         sub = comp[..., ys, xs]
         hsub = holes[:, None, ys, xs]
         out = comp.copy()
-        out[..., ys, xs] = np.where(hsub, self.optimize(sub), sub)
+        if guide is None:
+            refined = self.optimize(sub)
+        else:
+            valid = (~hsub).astype(np.float32)
+            refined = self.optimize(sub, guide[..., ys, xs], valid)
+        out[..., ys, xs] = np.where(hsub, refined, sub)
         return out
+

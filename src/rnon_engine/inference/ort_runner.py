@@ -116,11 +116,15 @@ class OrtRunner:
         out = self._nets.repair(x.numpy(), holes, pad_to=pad_to)
         return torch.from_numpy(out)
 
-    def optimize(self, x: torch.Tensor) -> Any:
-        """Stage 2 as ``OptimizeGenerator.forward(x)``."""
+    def optimize(
+        self, x: torch.Tensor, guide: torch.Tensor | None = None, valid: torch.Tensor | None = None
+    ) -> Any:
+        """Stage 2 as ``OptimizeGenerator.forward(x[, guide, valid])``."""
         import torch
 
-        return torch.from_numpy(self._nets.optimize(x.numpy()))
+        if guide is None:
+            return torch.from_numpy(self._nets.optimize(x.numpy()))
+        return torch.from_numpy(self._nets.optimize(x.numpy(), guide.numpy(), valid.numpy()))
 
 
 def _cpu(module: Any) -> Any:

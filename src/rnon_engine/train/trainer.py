@@ -278,6 +278,9 @@ class Trainer:
         with torch.no_grad():
             first = self.repair_frozen(damaged, valid)
             first = valid * image + (1 - valid) * first
+        if getattr(getattr(self.g_raw, "config", None), "guided", False):
+            guide = guide_fill(self.g_raw.config.guide, first, valid)
+            return g(first, guide, valid), first
         return g(first), first
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
@@ -573,6 +576,19 @@ class Trainer:
             log.info("stage %s stopped at step %d (%s)", self.stage, self.step, reason)
         self.stop_reason = reason
         return self.step
+
+
+def guide_fill(method: str, images: Tensor, valid: Tensor) -> Tensor:
+    """The classical fill a guided stage 2 reads, for a batch ``[N,C,H,W]`` in [0, 1].
+
+    Computed on the CPU by :func:`rnon_engine.inference.classical.guide_fill`, the function
+    inference uses, so training and inference see the same guide.
+    """
+    from rnon_engine.inference.classical import guide_fill as fill_windows
+
+    x = images.detach().float().cpu().numpy()
+    holes = (valid[:, 0] < 0.5).cpu().numpy()
+    return torch.from_numpy(fill_windows(method, x, holes)).to(images.device, images.dtype)
 
 
 def _check_model_agrees(

@@ -1,0 +1,145 @@
+"""A guided stage 2 (``OptimizeConfig.guide="biharmonic"``): the learned blend of the
+stage-1 fill and a classical fill, through the network, the trainer, the inpainter, the
+ONNX Runtime backend and the exported files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rnon_engine import ConfigError, InputError, create_model, load_model, save_weights
+from rnon_engine.inference.classical import fill as classical_fill
+from rnon_engine.inference.classical import guide_fill
+from rnon_engine.inference.inpainter import Inpainter
+from rnon_engine.inference.onnx_model import TOLERANCE
+from rnon_engine.inference.ort_runner import ort_available
+
+
+def _models(seed: int = 0, act: bool = True):
+    torch.manual_seed(seed)
+    rep = create_model("rnon-repair", width=0.125, depth=5)
+    opt = create_model("rnon-optimize", width=0.25, blocks=2, guide="biharmonic", head_kernel=3)
+    if act:
+        with torch.no_grad():  # the tail starts at the fixed blend: make the network act
+            for p in opt.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    return rep.eval(), opt.eval()
+
+
+def _case():
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:90, :130]
+    image = np.stack([np.sin(yy / 7.0), np.cos(xx / 9.0), np.sin((yy + xx) / 11.0)], -1)
+    image = (0.5 + 0.4 * image + rng.normal(0, 0.02, image.shape)).astype(np.float32)
+    mask = np.zeros((90, 130), bool)
+    mask[20:26, 5:120] = True  # a stroke (blended windows)
+    mask |= (yy - 60) ** 2 + (xx - 30) ** 2 <= 16  # a spot (packed window)
+    mask[70, 100] = True  # a dead pixel
+    return image, mask
+
+
+def test_untrained_guided_network_is_the_fixed_blend() -> None:
+    _, opt = _models(act=False)
+    g = torch.Generator().manual_seed(0)
+    x, guide = torch.rand(2, 3, 20, 24, generator=g), torch.rand(2, 3, 20, 24, generator=g)
+    valid = (torch.rand(2, 1, 20, 24, generator=g) > 0.3).float()
+    with torch.no_grad():
+        out = opt(x, guide, valid)
+    assert torch.allclose(out, 0.7 * x + 0.3 * guide, atol=1e-6)
+    assert opt.config.halo == 1 + 2 * 8 + 1
+
+
+def test_guided_network_needs_its_inputs_and_refuses_bad_options() -> None:
+    _, opt = _models()
+    x = torch.rand(1, 3, 16, 16)
+    with pytest.raises(InputError, match="guided by a biharmonic fill"):
+        opt(x)
+    with pytest.raises(InputError, match="guide must be"):
+        opt(x, torch.rand(1, 3, 8, 8), torch.ones(1, 1, 16, 16))
+    with pytest.raises(ConfigError, match="guide must be one of"):
+        create_model("rnon-optimize", guide="telea-ish")
+    with pytest.raises(ConfigError, match="head_kernel"):
+        create_model("rnon-optimize", head_kernel=4)
+
+
+def test_guide_fill_is_the_classical_fill_per_window() -> None:
+    image, mask = _case()
+    batch = np.stack([image, image[::-1].copy()]).transpose(0, 3, 1, 2)
+    holes = np.stack([mask, np.zeros_like(mask)])
+    out = guide_fill("biharmonic", batch, holes)
+    ref = classical_fill("biharmonic", image, mask)
+    np.testing.assert_allclose(out[0].transpose(1, 2, 0), ref, atol=1e-6)
+    assert np.array_equal(out[1], batch[1])  # a window without holes is returned as it is
+
+
+def test_weights_round_trip_keeps_the_guide(tmp_path) -> None:
+    _, opt = _models()
+    path = save_weights(opt, tmp_path / "o.safetensors")
+    back = load_model(path)
+    assert back.config.guide == "biharmonic" and back.config.head_kernel == 3
+    x, guide, valid = torch.rand(1, 3, 12, 12), torch.rand(1, 3, 12, 12), torch.ones(1, 1, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(back(x, guide, valid), opt(x, guide, valid))
+
+
+def test_inpainter_runs_the_guided_stage_on_every_hole() -> None:
+    rep, opt = _models()
+    image, mask = _case()
+    both = Inpainter(rep, opt, device="cpu", backend="torch", tile_size=64)
+    assert both.stage2_guide == "biharmonic"
+    one = Inpainter(rep, None, device="cpu", backend="torch", tile_size=64)
+    out, first = both.inpaint(image, mask), one.inpaint(image, mask)
+    assert out.dtype == image.dtype
+    assert np.array_equal(out[~mask], image[~mask])
+    # Stage 2 changed the stroke, the spot and the lone dead pixel (no minimum width).
+    rows = np.arange(90)[:, None]
+    for part in (rows < 40, (rows >= 50) & (rows < 65), rows == 70):
+        sel = mask & part
+        assert sel.any() and np.abs(out[sel] - first[sel]).max() > 1e-4
+    # uint8 and grayscale go through the same path.
+    gray = (image[..., 0] * 255).astype(np.uint8)
+    g_out = both.inpaint(gray, mask)
+    assert g_out.dtype == np.uint8 and np.array_equal(g_out[~mask], gray[~mask])
+
+
+def test_guided_stage_refuses_the_whole_image_region() -> None:
+    rep, opt = _models()
+    with pytest.raises(InputError, match="stage2_region='band'"):
+        Inpainter(rep, opt, device="cpu", stage2_region="image")
+
+
+def test_trainer_trains_a_guided_stage_two(tmp_path) -> None:
+    from rnon_engine.train.trainer import guide_fill as train_guide
+
+    image, mask = _case()
+    x = torch.from_numpy(image).permute(2, 0, 1)[None]
+    valid = torch.from_numpy(~mask)[None, None].float()
+    got = train_guide("biharmonic", x, valid)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(got, classical_fill("biharmonic", image, mask), atol=1e-6)
+
+
+@pytest.mark.skipif(not ort_available(), reason="needs onnxruntime and onnx")
+def test_onnxruntime_backend_and_exported_files_match_torch(tmp_path) -> None:
+    from rnon_engine.export.onnx_export import export_graphs
+
+    rep, opt = _models()
+    save_weights(opt, tmp_path / "o.safetensors")
+    weights = save_weights(rep, tmp_path / "r.safetensors", stage2_file="o.safetensors")
+    image, mask = _case()
+    eager = Inpainter.from_pretrained(weights, "cpu", backend="torch", tile_size=64)
+    fast = Inpainter.from_pretrained(weights, "cpu", tile_size=64)
+    assert fast.backend == "onnxruntime" and fast.stage2_guide == "biharmonic"
+    ref, out = eager.inpaint(image, mask), fast.inpaint(image, mask)
+    assert np.array_equal(out[~mask], image[~mask])
+    assert np.abs(out - ref).max() <= TOLERANCE
+    # The exported files run the guided stage through the inpainter too (exact band), and
+    # the one-graph pipeline for other tools says it holds stage 1 only.
+    paths = export_graphs(rep, opt, tmp_path / "onnx")
+    exact = Inpainter(rep, opt, device="cpu", backend="torch", tile_size=64, stage2_halo=None)
+    onnx = Inpainter.from_pretrained(paths["repair"], tile_size=64)
+    assert onnx.stage2_guide == "biharmonic"
+    assert np.abs(onnx.inpaint(image, mask) - exact.inpaint(image, mask)).max() <= TOLERANCE
+    from rnon_engine.inference.onnx_model import read_onnx_metadata
+
+    assert read_onnx_metadata(paths["pipeline"])["stages"] == ["repair"]
