@@ -143,3 +143,27 @@ def test_onnxruntime_backend_and_exported_files_match_torch(tmp_path) -> None:
     from rnon_engine.inference.onnx_model import read_onnx_metadata
 
     assert read_onnx_metadata(paths["pipeline"])["stages"] == ["repair"]
+
+
+def test_package_stage2_only_keeps_the_shipped_stage_one(tmp_path, monkeypatch) -> None:
+    import rnon_engine.pretrained as pretrained
+    from training import package_default
+
+    shipped = tmp_path / "pretrained"
+    shipped.mkdir()
+    rep, opt = _models()
+    save_weights(rep, shipped / pretrained.REPAIR_FILE, stage2_file=pretrained.OPTIMIZE_FILE)
+    before = (shipped / pretrained.REPAIR_FILE).read_bytes()
+    run = tmp_path / "blend-run"
+    save_weights(opt, run / "weights" / "optimize_generator.safetensors", step=7)
+    (run / "CHANGES.txt").write_text("a change\n")
+    monkeypatch.setattr(pretrained, "DIRECTORY", shipped)
+    monkeypatch.setattr(package_default, "RECORD_DIR", tmp_path / "records")
+    written = package_default.package(run, stage2_only=True)
+    assert written == (shipped / pretrained.OPTIMIZE_FILE,)
+    assert (shipped / pretrained.REPAIR_FILE).read_bytes() == before
+    back = load_model(written[0])
+    assert back.config.guide == "biharmonic" and back.metadata["step"] == 7
+    assert (tmp_path / "records" / "blend-run" / "CHANGES.txt").read_text() == "a change\n"
+    with pytest.raises(SystemExit, match="train both stages first"):
+        package_default.package(run)

@@ -1,7 +1,8 @@
 """Package a training run's generators as the default model shipped with napari-rnon.
 
 ``python -m training.package_default --run RUN_DIR [--corpus CORPUS_DIR]`` copies the run's
-exported stage-1 and stage-2 generators into ``src/rnon_engine/pretrained/`` as float16
+exported stage-1 and stage-2 generators (``--stage2-only``: stage 2 alone, the shipped
+stage 1 kept) into ``src/rnon_engine/pretrained/`` as float16
 safetensors (the weights format's ``dtype`` option; they load back as float32), with
 provenance in their metadata, and copies the run's config, statistics and change log to
 ``training/runs/<run name>/`` so the model card's figures can be traced.
@@ -20,8 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 RECORD_DIR = REPO / "training" / "runs"
 
 
-def package(run: Path, corpus: Path | None = None) -> tuple[Path, Path]:
-    """Write the default weights from ``run``; returns their paths."""
+def package(
+    run: Path, corpus: Path | None = None, stage2_only: bool = False
+) -> tuple[Path, ...]:
+    """Write the default weights from ``run``; returns their paths.
+
+    ``stage2_only``: replace the shipped stage 2 only; the shipped stage-1 file is kept
+    as it is (a stage 2 trained on it with ``--repair-weights``).
+    """
     import torch
 
     from rnon_engine.nn.weights import EXPORT_NAMES, load_model, save_weights
@@ -29,10 +36,12 @@ def package(run: Path, corpus: Path | None = None) -> tuple[Path, Path]:
 
     repair_path = run / "weights" / EXPORT_NAMES["repair"]
     optimize_path = run / "weights" / EXPORT_NAMES["optimize"]
-    for p in (repair_path, optimize_path):
+    needed = (optimize_path,) if stage2_only else (repair_path, optimize_path)
+    for p in needed:
         if not p.is_file():
-            raise SystemExit(f"error: {p} is missing: train both stages first")
-    repair, optimize = load_model(repair_path), load_model(optimize_path)
+            what = "train stage 2 first" if stage2_only else "train both stages first"
+            raise SystemExit(f"error: {p} is missing: {what}")
+    optimize = load_model(optimize_path)
     common = {
         "description": (
             "napari-rnon default model: trained on the CPU with the packaged cpu-lite config "
@@ -45,31 +54,38 @@ def package(run: Path, corpus: Path | None = None) -> tuple[Path, Path]:
         common["corpus_manifest_sha256"] = hashlib.sha256(
             (corpus / "manifest.csv").read_bytes()
         ).hexdigest()
-    rp = save_weights(
-        repair,
-        DIRECTORY / REPAIR_FILE,
-        dtype=torch.float16,
-        stage2_file=OPTIMIZE_FILE,
-        stage="repair",
-        step=repair.metadata.get("step"),
-        train_config=repair.metadata.get("train_config"),
-        **common,
-    )
-    op = save_weights(
-        optimize,
-        DIRECTORY / OPTIMIZE_FILE,
-        dtype=torch.float16,
-        stage="optimize",
-        step=optimize.metadata.get("step"),
-        train_config=optimize.metadata.get("train_config"),
-        **common,
+    written: list[Path] = []
+    if not stage2_only:
+        repair = load_model(repair_path)
+        written.append(
+            save_weights(
+                repair,
+                DIRECTORY / REPAIR_FILE,
+                dtype=torch.float16,
+                stage2_file=OPTIMIZE_FILE,
+                stage="repair",
+                step=repair.metadata.get("step"),
+                train_config=repair.metadata.get("train_config"),
+                **common,
+            )
+        )
+    written.append(
+        save_weights(
+            optimize,
+            DIRECTORY / OPTIMIZE_FILE,
+            dtype=torch.float16,
+            stage="optimize",
+            step=optimize.metadata.get("step"),
+            train_config=optimize.metadata.get("train_config"),
+            **common,
+        )
     )
     record = RECORD_DIR / run.name
     record.mkdir(parents=True, exist_ok=True)
     for name in ("config.yaml", "stats.jsonl", "CHANGES.txt"):
         if (run / name).is_file():
             shutil.copy2(run / name, record / name)
-    return rp, op
+    return tuple(written)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,8 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.package_default", description=__doc__)
     parser.add_argument("--run", type=Path, required=True, help="training run directory")
     parser.add_argument("--corpus", type=Path, help="corpus folder (its manifest hash is recorded)")
+    parser.add_argument(
+        "--stage2-only",
+        action="store_true",
+        help="replace the shipped stage 2 only, keeping the shipped stage-1 file",
+    )
     args = parser.parse_args(argv)
-    for path in package(args.run, args.corpus):
+    for path in package(args.run, args.corpus, stage2_only=args.stage2_only):
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
