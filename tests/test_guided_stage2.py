@@ -71,6 +71,9 @@ def test_guide_fill_is_the_classical_fill_per_window() -> None:
     ref = classical_fill("biharmonic", image, mask)
     np.testing.assert_allclose(out[0].transpose(1, 2, 0), ref, atol=1e-6)
     assert np.array_equal(out[1], batch[1])  # a window without holes is returned as it is
+    # ...and so is one without a known pixel (nothing to fill from; training crops can be).
+    whole = guide_fill("biharmonic", batch[:1], np.ones_like(holes[:1]))
+    assert np.array_equal(whole, batch[:1])
 
 
 def test_weights_round_trip_keeps_the_guide(tmp_path) -> None:

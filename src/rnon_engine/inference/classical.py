@@ -88,10 +88,10 @@ def guide_fill(method: str, images: np.ndarray, holes: np.ndarray) -> np.ndarray
 
     Returns:
         ``[N,C,h,w]`` float32: the windows with their holes filled by ``method``; windows
-        without holes are returned as they are.
+        without holes, or without a known pixel to fill from, are returned as they are.
     """
     out = np.array(images, dtype=np.float32, copy=True)
     for i, hole in enumerate(holes):
-        if hole.any():
+        if hole.any() and not hole.all():
             out[i] = fill(method, out[i].transpose(1, 2, 0), hole).transpose(2, 0, 1)
     return out
