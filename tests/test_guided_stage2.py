@@ -149,8 +149,9 @@ def test_onnxruntime_backend_and_exported_files_match_torch(tmp_path) -> None:
 
 
 def test_package_stage2_only_keeps_the_shipped_stage_one(tmp_path, monkeypatch) -> None:
-    import rnon_engine.pretrained as pretrained
     from training import package_default
+
+    import rnon_engine.pretrained as pretrained
 
     shipped = tmp_path / "pretrained"
     shipped.mkdir()
