@@ -68,6 +68,7 @@ from rnon_engine.inference.provenance import build_provenance, describe
 from rnon_engine.inference.settings import (
     NET_WINDOW_COST,
     NET_WINDOW_MULTIPLE,
+    STAGE2_HALO,
     check_settings,
     default_margin,
 )
@@ -82,10 +83,6 @@ if TYPE_CHECKING:  # torch is imported where it runs: ONNX models run without it
 __all__ = ["Inpainter", "describe", "list_methods"]
 
 _STAGES = ("both", "repair", "optimize")
-#: Band mode: the context (px) stage 2 sees around each group of holes (its receptive
-#: radius is 37 px for the default model); measured to change the hole PSNR of sparse
-#: damage by at most 0.001 dB (docs/benchmarks.md) at a fraction of the cost.
-STAGE2_HALO = 16
 
 
 @dataclass
@@ -127,6 +124,7 @@ class Inpainter:
         stage2_halo: int | None = STAGE2_HALO,
         stage2_min_width: int = 0,
         grid_tile: int | str | None = "auto",
+        pixel_fit: bool = False,
         threads: int | None = None,
         name: str | None = None,
         provenance: dict[str, Any] | None = None,
@@ -170,6 +168,9 @@ class Inpainter:
                 :func:`rnon_engine.inference.tiling.plan_tiles`): ``"auto"`` (default)
                 sizes them to the holes' thickness, None uses ``tile_size``. Classical
                 methods always use ``tile_size``.
+            pixel_fit: Networks: size the small-hole windows to their hole pixels' box
+                (``plan_tiles(fit_pixels=True)``) rather than to its 8 px cells: the same
+                ``margin`` of context around every hole pixel, in smaller windows.
             threads: If given, ``torch.set_num_threads(threads)`` (a process-wide setting).
             name: Name recorded in :attr:`provenance`.
             provenance: Extra provenance entries (weights paths, hashes).
@@ -217,6 +218,7 @@ class Inpainter:
         self._ort: OrtRunner | None = None
         self._ort_key = ""
         self.grid_tile = grid_tile if repair_model is not None else None
+        self.pixel_fit = bool(pixel_fit) and repair_model is not None
         if repair_model is None:
             if method not in CLASSICAL_METHODS:
                 raise InputError(
@@ -287,8 +289,17 @@ class Inpainter:
             tile_size=tile_size,
             context=margin,
             window_multiple=self.window_multiple,
+            network=self._network_settings() if self.method == "rnon" else None,
             extra=provenance,
         )
+
+    def _network_settings(self) -> dict[str, Any]:
+        """The networks' run settings that the provenance records (as :func:`describe`)."""
+        return {
+            "backend": self.backend,
+            "stage2_halo": self.stage2_halo,
+            "grid_tile": self.grid_tile,
+        }
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -501,6 +512,7 @@ class Inpainter:
                 multiple=self.window_multiple,
                 window_cost=self.window_cost,
                 grid_tile=self.grid_tile,
+                fit_pixels=self.pixel_fit,
             )
             for key in hole_keys
         }
@@ -704,6 +716,7 @@ class Inpainter:
                     stacklevel=3,
                 )
                 self.backend = "torch"
+                self.provenance.update(self._network_settings())  # what really ran
                 return None
         return self._ort
 

@@ -216,6 +216,24 @@ def band_boxes(
     return [(slice(y0, y1), slice(x0, x1)) for y0, x0, y1, x1 in boxes]
 
 
+def _pixel_box(
+    hole: np.ndarray,
+    labels: np.ndarray,
+    cell: int,
+    box: tuple[int, int, int, int],
+    labs: list[int],
+) -> tuple[int, int, int, int]:
+    """The box of the hole pixels of components ``labs`` inside their cell box ``box``."""
+    y0, x0, y1, x1 = box
+    lab = labels[y0 // cell : -(-y1 // cell), x0 // cell : -(-x1 // cell)]
+    sel = np.isin(lab, labs) if len(labs) > 1 else lab == labs[0]
+    up = np.repeat(np.repeat(sel, cell, axis=0), cell, axis=1)[: y1 - y0, : x1 - x0]
+    mine = hole[y0:y1, x0:x1] & up
+    rows = np.flatnonzero(mine.any(axis=1))
+    cols = np.flatnonzero(mine.any(axis=0))
+    return y0 + int(rows[0]), x0 + int(cols[0]), y0 + int(rows[-1]) + 1, x0 + int(cols[-1]) + 1
+
+
 def _fit_size(need: int, multiple: int, tile: int, limit: int) -> int:
     """``need`` rounded up to a multiple of ``multiple``, at most ``tile`` and ``limit``."""
     return min(-(-need // multiple) * multiple, tile, limit)
@@ -246,6 +264,7 @@ def plan_tiles(
     cell: int = 8,
     window_cost: int | None = None,
     grid_tile: int | str | None = None,
+    fit_pixels: bool = False,
 ) -> TilePlan:
     """Plan the windows that cover every hole pixel of one plane.
 
@@ -267,6 +286,10 @@ def plan_tiles(
             small windows; an int
             = that side (at most ``tile_size``). Their overlap is ``overlap`` scaled by
             ``grid_tile / tile_size``.
+        fit_pixels: Size and centre each packed window on the box of its hole pixels
+            rather than on its components' coarse cells (which can be ``cell - 1`` px
+            larger on each side): the same ``margin`` of context around every hole pixel in
+            a smaller window. Which components share a window does not change.
 
     Returns:
         The :class:`TilePlan`. No window holds zero hole pixels.
@@ -330,6 +353,8 @@ def plan_tiles(
             best[2], best[3] = max(best[2], y1), max(best[3], x1)
             best[4].append(lab)
     for y0, x0, y1, x1, labs in closed + open_:
+        if fit_pixels:
+            y0, x0, y1, x1 = _pixel_box(hole, labels, cell, (y0, x0, y1, x1), labs)
         sh = _fit_size(y1 - y0 + 2 * margin, multiple, tile, h)
         sw = _fit_size(x1 - x0 + 2 * margin, multiple, tile, w)
         wy0, wy1 = _place(y0, y1, sh, h)
