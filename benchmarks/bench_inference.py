@@ -81,6 +81,10 @@ METHOD_VARIANTS = {
 }
 
 
+#: The ``--baseline`` row: ``default`` run with another checkout's engine.
+BASELINE = "default@base"
+
+
 def make_photo_case(size: int, kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Issue 16's cases: a ``size²`` RGB photograph with spots or strokes (seeded).
 
@@ -198,6 +202,15 @@ def main() -> None:
         metavar="SIZE",
         help="issue 16's cases instead: a SIZE² photograph with spots and with strokes, "
         "the methods side by side (default: " + " ".join(PHOTO_METHODS) + ")",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="with --photo: also run `default` with the engine of another checkout (DIR/src "
+        "first on PYTHONPATH, e.g. a `git archive` of an earlier commit), as `default@base`",
+    )
+    parser.add_argument(
+        "--baseline-label", default="the baseline", help="what --baseline is, for the docs"
     )
     args = parser.parse_args()
     env = dict(
@@ -327,11 +340,18 @@ def photo(args: argparse.Namespace, env: dict) -> None:
     env = dict(env, BENCH_TRACE_MAX_SECONDS="0")  # time only: no traced second call
     load0 = os.getloadavg()
     rows = []
+    if args.baseline:
+        methods = [*methods, BASELINE]
+        src = os.path.join(os.path.abspath(args.baseline), "src")
+        base_env = dict(env, PYTHONPATH=os.pathsep.join([src, env.get("PYTHONPATH", "")]))
     for kind in PHOTO_KINDS:
         for method in methods:
-            cmd = [sys.executable, __file__, "--one", method, str(args.photo), kind]
-            res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+            one = "default" if method == BASELINE else method
+            cmd = [sys.executable, __file__, "--one", one, str(args.photo), kind]
+            run_env = base_env if method == BASELINE else env
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=run_env)
             row = json.loads(res.stdout.strip().splitlines()[-1])
+            row["method"] = method
             rows.append(row)
             print(
                 f"{kind:8s} {method:20s} holes {row['hole_frac']:.4f} windows "
@@ -350,7 +370,12 @@ def photo(args: argparse.Namespace, env: dict) -> None:
         "(`time.process_time`), the figure to compare on a shared machine; *wall* is the "
         f"elapsed time. Load average (1/5/15 min) before: {load0[0]:.1f} / {load0[1]:.1f} / "
         f"{load0[2]:.1f}, after: {load1[0]:.1f} / {load1[1]:.1f} / {load1[2]:.1f} on "
-        f"{os.cpu_count()} cores (other jobs ran on the machine).",
+        f"{os.cpu_count()} cores (other jobs ran on the machine)."
+        + (
+            f" `{BASELINE}`: `default` with the engine of {args.baseline_label} (`--baseline`)."
+            if args.baseline
+            else ""
+        ),
         "",
         "| mask | method | hole px | windows | wall (s) | CPU (s) | CPU vs telea |",
         "|---|---|---|---|---|---|---|",

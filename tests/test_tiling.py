@@ -130,7 +130,7 @@ def test_large_hole_uses_overlapping_blended_windows():
 
 
 def test_auto_grid_tile_follows_the_thickness_of_large_holes():
-    from rnon_engine.inference.tiling import GRID_TILE_MIN, grid_tile_for
+    from rnon_engine.inference.tiling import GRID_TILE_MIN, THIN_OVERLAP_DIVISOR, grid_tile_for
 
     thin = np.zeros((1000, 1000), bool)
     for k in range(-6, 6):  # a diagonal scratch about 8 px wide across the plane
@@ -147,6 +147,20 @@ def test_auto_grid_tile_follows_the_thickness_of_large_holes():
             assert len(sides) == 1 and GRID_TILE_MIN <= sides.pop() <= 160
             area = [sum(a * b for a, b in (w.shape for w in p.windows)) for p in (fixed, auto)]
             assert area[1] < area[0] / 2  # the small windows compute far fewer pixels
+            # ... and overlap less: at least 128 * side // 512 // THIN_OVERLAP_DIVISOR px
+            # (windows are spread evenly: their starts step by at most side - that), more
+            # than the tile grid's scaled overlap allows; the same windows as an explicit
+            # grid_tile with that overlap.
+            side = max(auto.windows[0].shape)
+            over = 128 * side // 512 // THIN_OVERLAP_DIVISOR
+            ys = sorted({w.y0 for w in auto.windows})
+            step = max(b - a for a, b in zip(ys, ys[1:], strict=False))
+            assert side - 128 * side // 512 < step <= side - over
+            same = plan_tiles(
+                hole, 512, margin=24, overlap=128 // THIN_OVERLAP_DIVISOR, multiple=16,
+                grid_tile=side,
+            )
+            assert same.windows == auto.windows
         else:
             assert sides == {512} and len(auto.windows) == len(fixed.windows)
     # Crossing scratches keep their width; a blob is wide.
