@@ -73,7 +73,9 @@ PHOTO_METHODS = ["default", "telea", "biharmonic"]
 METHOD_VARIANTS = {
     # What the engine did before issue 16: stage 2 over its whole receptive radius,
     # 512 px blended windows over thin large holes.
-    "default-previous": ("default", {"stage2_halo": None, "grid_tile": None}),
+    "default-previous": (
+        "default", {"stage2_halo": None, "grid_tile": None, "window_multiple": 16}
+    ),
     # Stage 1 only where no 16 px square fits in a hole (opt-in; costs hole PSNR).
     "default-skip-narrow": ("default", {"stage2_min_width": 16}),
     # The default settings with the networks run by eager torch instead of ONNX Runtime.
