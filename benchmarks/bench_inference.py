@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -396,7 +397,9 @@ def photo(args: argparse.Namespace, env: dict) -> None:
     from _report import write_section
 
     torch.set_num_threads(args.threads)
-    cmd = "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:])
+    # The baseline is a folder of this machine: the docs name it by its label instead.
+    argv = ["<baseline checkout>" if a == args.baseline else a for a in sys.argv[1:]]
+    cmd = "python benchmarks/bench_inference.py " + shlex.join(argv)
     write_section("inference-issue16", "\n".join(lines), cmd.strip())
 
 

@@ -34,7 +34,8 @@ What :meth:`Inpainter.inpaint` guarantees:
   per group of nearby holes), and is composited again, so the whole-image colour shift
   that the paper reports cannot happen.
 - Large holes are covered by blended windows of ``tile_size`` px, smaller for long thin
-  holes (sized to their thickness, ``grid_tile="auto"``, computed unpadded and batched).
+  holes (sized to their thickness, ``grid_tile="auto"``, overlapping less, computed
+  unpadded and batched).
   ``stage2_region="image"`` restores the paper's behaviour: stage 2 over the whole image,
   not composited (pixels outside the mask then change too: use it to reproduce the paper,
   not for data).
@@ -145,7 +146,9 @@ class Inpainter:
                 for the classical methods). Each small hole gets its own window unless
                 sharing one is cheaper (``window_cost`` in
                 :func:`rnon_engine.inference.tiling.plan_tiles`).
-            overlap: Overlap of blended windows over large holes (default ``tile_size // 4``).
+            overlap: Overlap of blended windows over large holes (default ``tile_size // 4``;
+                the smaller ``grid_tile="auto"`` windows over thin holes overlap by it
+                scaled to their side and divided by ``tiling.THIN_OVERLAP_DIVISOR``).
             batch_size: Windows per forward call (default 1 on the CPU, 8 on a GPU); small
                 windows of one size are batched further, up to ``tile_size²`` pixels.
             window_multiple: Networks: small-hole windows are rounded up to a multiple of
