@@ -96,11 +96,12 @@ def test_provenance_backend_errors_match(trainer_run):
     ]:
         with pytest.raises(InputError, match=needle):
             describe(path, **kw)
-    with pytest.raises(InputError, match="backend must be one of") as loaded:
-        Inpainter.from_pretrained(path, "cpu", backend="tensorrt")
-    with pytest.raises(InputError) as described:
-        describe(path, device="cpu", backend="tensorrt")
-    assert str(described.value) == str(loaded.value)
+    for name in (path, "telea"):
+        with pytest.raises(InputError, match="backend must be one of") as loaded:
+            Inpainter.from_pretrained(name, "cpu", backend="tensorrt")
+        with pytest.raises(InputError) as described:
+            describe(name, device="cpu", backend="tensorrt")
+        assert str(described.value) == str(loaded.value)
 
 
 def test_device_type_follows_resolve_device():

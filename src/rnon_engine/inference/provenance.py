@@ -101,6 +101,10 @@ def describe(
 
         return describe_auto(stage2=stage2, tile_size=tile_size, stage2_region=stage2_region)
     src = resolve_weights(name_or_path, stage2)
+    from rnon_engine.inference.ort_runner import BACKENDS
+
+    if backend not in BACKENDS:  # refused for every method, as by the Inpainter
+        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
     network = None
     if src.method == "rnon":
         network = _network_settings(src, device, backend, stage2_halo, grid_tile)
@@ -127,10 +131,8 @@ def _network_settings(
     """The ``network`` entries of :func:`build_provenance` for weights files."""
     from rnon_engine.device import device_type
     from rnon_engine.inference.onnx_model import is_onnx_path
-    from rnon_engine.inference.ort_runner import BACKENDS, pick_backend
+    from rnon_engine.inference.ort_runner import pick_backend
 
-    if backend not in BACKENDS:
-        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if is_onnx_path(src.name):  # exported graphs: ONNX Runtime, stage 2 on its exact band
         return {"backend": "onnxruntime", "stage2_halo": None, "grid_tile": grid_tile}
     from rnon_engine.nn.weights import read_metadata
