@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -73,12 +74,18 @@ PHOTO_METHODS = ["default", "telea", "biharmonic"]
 METHOD_VARIANTS = {
     # What the engine did before issue 16: stage 2 over its whole receptive radius,
     # 512 px blended windows over thin large holes.
-    "default-previous": ("default", {"stage2_halo": None, "grid_tile": None}),
+    "default-previous": (
+        "default", {"stage2_halo": None, "grid_tile": None, "window_multiple": 16}
+    ),
     # Stage 1 only where no 16 px square fits in a hole (opt-in; costs hole PSNR).
     "default-skip-narrow": ("default", {"stage2_min_width": 16}),
     # The default settings with the networks run by eager torch instead of ONNX Runtime.
     "default-torch": ("default", {"backend": "torch"}),
 }
+
+
+#: The ``--baseline`` row: ``default`` run with another checkout's engine.
+BASELINE = "default@base"
 
 
 def make_photo_case(size: int, kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -198,6 +205,15 @@ def main() -> None:
         metavar="SIZE",
         help="issue 16's cases instead: a SIZE² photograph with spots and with strokes, "
         "the methods side by side (default: " + " ".join(PHOTO_METHODS) + ")",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="with --photo: also run `default` with the engine of another checkout (DIR/src "
+        "first on PYTHONPATH, e.g. a `git archive` of an earlier commit), as `default@base`",
+    )
+    parser.add_argument(
+        "--baseline-label", default="the baseline", help="what --baseline is, for the docs"
     )
     args = parser.parse_args()
     env = dict(
@@ -327,11 +343,18 @@ def photo(args: argparse.Namespace, env: dict) -> None:
     env = dict(env, BENCH_TRACE_MAX_SECONDS="0")  # time only: no traced second call
     load0 = os.getloadavg()
     rows = []
+    if args.baseline:
+        methods = [*methods, BASELINE]
+        src = os.path.join(os.path.abspath(args.baseline), "src")
+        base_env = dict(env, PYTHONPATH=os.pathsep.join([src, env.get("PYTHONPATH", "")]))
     for kind in PHOTO_KINDS:
         for method in methods:
-            cmd = [sys.executable, __file__, "--one", method, str(args.photo), kind]
-            res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+            one = "default" if method == BASELINE else method
+            cmd = [sys.executable, __file__, "--one", one, str(args.photo), kind]
+            run_env = base_env if method == BASELINE else env
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=run_env)
             row = json.loads(res.stdout.strip().splitlines()[-1])
+            row["method"] = method
             rows.append(row)
             print(
                 f"{kind:8s} {method:20s} holes {row['hole_frac']:.4f} windows "
@@ -350,7 +373,12 @@ def photo(args: argparse.Namespace, env: dict) -> None:
         "(`time.process_time`), the figure to compare on a shared machine; *wall* is the "
         f"elapsed time. Load average (1/5/15 min) before: {load0[0]:.1f} / {load0[1]:.1f} / "
         f"{load0[2]:.1f}, after: {load1[0]:.1f} / {load1[1]:.1f} / {load1[2]:.1f} on "
-        f"{os.cpu_count()} cores (other jobs ran on the machine).",
+        f"{os.cpu_count()} cores (other jobs ran on the machine)."
+        + (
+            f" `{BASELINE}`: `default` with the engine of {args.baseline_label} (`--baseline`)."
+            if args.baseline
+            else ""
+        ),
         "",
         "| mask | method | hole px | windows | wall (s) | CPU (s) | CPU vs telea |",
         "|---|---|---|---|---|---|---|",
@@ -369,7 +397,9 @@ def photo(args: argparse.Namespace, env: dict) -> None:
     from _report import write_section
 
     torch.set_num_threads(args.threads)
-    cmd = "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:])
+    # The baseline is a folder of this machine: the docs name it by its label instead.
+    argv = ["<baseline checkout>" if a == args.baseline else a for a in sys.argv[1:]]
+    cmd = "python benchmarks/bench_inference.py " + shlex.join(argv)
     write_section("inference-issue16", "\n".join(lines), cmd.strip())
 
 

@@ -1,23 +1,16 @@
 """What the inference speed settings cost in quality, on real pictures with sparse damage.
 
-Issue 16 made two settings of :class:`~rnon_engine.inference.Inpainter` the default:
-stage 2 refines only windows whose holes are at least ``STAGE2_MIN_WIDTH`` px wide
-(``stage2_min_width``), and the blended windows over long thin holes are sized to their
-thickness (``grid_tile="auto"``). This script repairs the same pictures and damage as
-``benchmarks/context_quality.py`` (plus issue 16's long straight strokes) with
-
-- ``previous``: ``stage2_min_width=0, grid_tile=None`` (stage 2 on every window, 512 px
-  blended windows): what the engine did before;
-- ``default``: the engine's defaults now;
-- ``default, torch``: the defaults with the networks run by eager torch rather than ONNX
-  Runtime (``backend="torch"``);
-- ``repair only``: ``stages="repair"`` (no stage 2 at all);
-
-and reports per damage kind the hole PSNR (mean over pictures), the mean paired difference
-to ``previous`` with its standard error, SSIM over the picture and the summed CPU time of
-the calls (``time.process_time``: robust to other jobs on a shared machine).
+Repairs the same pictures and damage as ``benchmarks/context_quality.py`` (plus issue 16's
+long straight strokes) with named settings of the default model (:data:`VARIANTS`; by
+default ``previous`` = before issue 16, ``default``, ``default, torch`` = the defaults on
+eager torch, ``repair only``) and reports per damage kind the hole PSNR (mean over
+pictures), the mean paired difference to the ``--reference`` variant with its standard
+error, SSIM over the picture and the summed CPU time of the calls (``time.process_time``:
+robust to other jobs on a shared machine).
 
     python benchmarks/speed_quality.py --data <corpus>/val --limit 12
+    python benchmarks/speed_quality.py --data <val-photos> --limit 10 --reference speed2 \
+        --variants speed2 default "pixel fit" "thin overlap 8"
 """
 
 from __future__ import annotations
@@ -45,6 +38,27 @@ def strokes(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     return m.astype(bool)
 
 
+#: Named settings of ``Inpainter.from_pretrained("default", "cpu", **kwargs)`` and the
+#: stages they run.
+VARIANTS: dict[str, tuple[dict, str]] = {
+    # What the engine did before issue 16: stage 2 on every window, 512 px blended windows.
+    "previous": ({"stage2_min_width": 0, "grid_tile": None, "window_multiple": 16}, "both"),
+    "default": ({}, "both"),
+    # The defaults with the networks run by eager torch rather than ONNX Runtime.
+    "default, torch": ({"backend": "torch"}, "both"),
+    "repair only": ({}, "repair"),
+    # The defaults before branch speed3: small-hole windows rounded to 16 px, thin-hole
+    # windows overlapping 32 px (overlap=256 gives them that; checked bit-identical to
+    # that code's defaults on these damages, which have no thick holes).
+    "speed2": ({"window_multiple": 16, "overlap": 256}, "both"),
+    # Measured, not default: windows fitted to the hole pixels (fewer pixels, but
+    # -0.07 dB on scratches), thin-hole windows overlapping 8 px instead of 16.
+    "pixel fit": ({"pixel_fit": True}, "both"),
+    "thin overlap 8": ({"overlap": 64}, "both"),
+}
+DEFAULT_VARIANTS = ("previous", "default", "default, torch", "repair only")
+
+
 def main() -> None:
     import torch
 
@@ -57,6 +71,16 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=640)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="Markdown file to write the table to")
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        help=f"settings to compare (default: {', '.join(DEFAULT_VARIANTS)}; "
+        f"all: {', '.join(VARIANTS)})",
+    )
+    ap.add_argument(
+        "--reference", default="previous", help="the variant the others are paired with"
+    )
+    ap.add_argument("--kinds", nargs="+", help="damage kinds (default: all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -66,18 +90,17 @@ def main() -> None:
         random.Random(0).shuffle(found)
         names = {p.name for p in paths}
         paths += [p for p in found if p.name not in names]
+    chosen = args.variants or list(DEFAULT_VARIANTS)
+    unknown = [v for v in [args.reference, *chosen] if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    if args.reference not in chosen:
+        chosen.insert(0, args.reference)
     variants = {
-        "previous": (
-            Inpainter.from_pretrained("default", "cpu", stage2_min_width=0, grid_tile=None),
-            "both",
-        ),
-        "default": (Inpainter.from_pretrained("default", "cpu"), "both"),
-        # The same settings with the networks run by eager torch (the default backend is
-        # ONNX Runtime on a CPU where it is installed).
-        "default, torch": (Inpainter.from_pretrained("default", "cpu", backend="torch"), "both"),
-        "repair only": (Inpainter.from_pretrained("default", "cpu"), "repair"),
+        name: (Inpainter.from_pretrained("default", "cpu", **VARIANTS[name][0]), VARIANTS[name][1])
+        for name in chosen
     }
-    kinds = [*KINDS, "strokes 3-12"]
+    kinds = args.kinds or [*KINDS, "strokes 3-12"]
     res: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     used = 0
     for path in paths:
@@ -104,18 +127,18 @@ def main() -> None:
         f"{used} pictures (longer side {args.side} px), default model, CPU {args.threads} "
         "thread(s); time = summed CPU time of the calls.",
         "",
-        "| damage | settings | hole PSNR (dB) | vs previous (dB) | SSIM | vs previous | "
-        "CPU time (s) |",
+        f"| damage | settings | hole PSNR (dB) | vs {args.reference} (dB) | SSIM | "
+        f"vs {args.reference} | CPU time (s) |",
         "|---|---|---|---|---|---|---|",
     ]
     for kind in kinds:
-        ref = np.array(res[(kind, "previous")])
+        ref = np.array(res[(kind, args.reference)])
         for name in variants:
             a = np.array(res[(kind, name)])
             d = a[:, 0] - ref[:, 0]
             se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
-            vs = "—" if name == "previous" else f"{d.mean():+.3f} ± {se:.3f}"
-            vs_ssim = "—" if name == "previous" else f"{(a[:, 1] - ref[:, 1]).mean():+.5f}"
+            vs = "—" if name == args.reference else f"{d.mean():+.3f} ± {se:.3f}"
+            vs_ssim = "—" if name == args.reference else f"{(a[:, 1] - ref[:, 1]).mean():+.5f}"
             lines.append(
                 f"| {kind} | {name} | {a[:, 0].mean():.3f} | {vs} | {a[:, 1].mean():.4f} | "
                 f"{vs_ssim} | {a[:, 2].sum():.1f} |"

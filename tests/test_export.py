@@ -22,6 +22,7 @@ from rnon_engine.export.onnx_export import FILES, export_graphs  # noqa: E402
 from rnon_engine.inference.inpainter import Inpainter  # noqa: E402
 from rnon_engine.inference.onnx_model import TOLERANCE  # noqa: E402
 from rnon_engine.inference.provenance import describe  # noqa: E402
+from rnon_engine.inference.settings import NET_WINDOW_MULTIPLE  # noqa: E402
 from rnon_engine.nn.prefill import pushpull_fill  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,7 +147,7 @@ def test_inpainter_onnx_matches_torch(exported, region: str) -> None:
     # ONNX models run stage 2 on the exact band (full receptive radius): stage2_halo=None.
     ref = Inpainter(repair, optimize, device="cpu", stage2_halo=None, **kw).inpaint(image, mask)
     inp = Inpainter.from_pretrained(paths["repair"], **kw)
-    assert inp.device is None and inp.window_multiple == 16
+    assert inp.device is None and inp.window_multiple == NET_WINDOW_MULTIPLE
     out = inp.inpaint(image, mask)
     assert out.dtype == image.dtype and out.shape == image.shape
     scale = float(np.percentile(image, 99.9) - np.percentile(image, 0.1))

@@ -84,6 +84,26 @@ def test_damaged_cache_entry_is_exported_again(weights):
     assert path.stat().st_size > 100
 
 
+def test_preoptimized_graphs_give_the_exported_graphs_outputs(weights):
+    """The cached pre-optimised graphs (opened faster) compute exactly what the export does."""
+    from rnon_engine.inference.onnx_model import OnnxNetworks
+
+    image, mask = _case()
+    inp = Inpainter.from_pretrained(weights, "cpu")
+    inp.inpaint(image, mask)
+    used = inp._runner().paths
+    assert all(p.name.endswith(".opt.onnx") and p.is_file() for p in used.values())
+    exported = [p.with_name(p.name.replace(".opt.onnx", ".onnx")) for p in used.values()]
+    assert all(p.is_file() for p in exported)
+    plain = OnnxNetworks(*exported, threads=1)
+    pre = OnnxNetworks(used["repair"], used["optimize"], threads=1)
+    x = np.ascontiguousarray(image[None, :64, :80].transpose(0, 3, 1, 2))
+    holes = mask[None, :64, :80]
+    for pad in (None, 16):
+        np.testing.assert_array_equal(pre.repair(x, holes, pad), plain.repair(x, holes, pad))
+    np.testing.assert_array_equal(pre.optimize(x), plain.optimize(x))
+
+
 def test_backend_choice_and_errors():
     rep, opt = _models()
     # Model objects (the trainer's, whose weights change) have no file hashes: eager torch.
@@ -103,9 +123,10 @@ def test_unwritable_cache_falls_back_to_torch(weights, tmp_path, monkeypatch):
     monkeypatch.setenv("RNON_CACHE_DIR", str(blocker))
     ref = Inpainter.from_pretrained(weights, "cpu", backend="torch").inpaint(image, mask)
     auto = Inpainter.from_pretrained(weights, "cpu")
+    assert auto.provenance["backend"] == "onnxruntime"  # what it means to run
     with pytest.warns(RuntimeWarning, match="RNON_CACHE_DIR"):
         out = auto.inpaint(image, mask)
-    assert auto.backend == "torch"
+    assert auto.backend == auto.provenance["backend"] == "torch"  # what did run
     np.testing.assert_array_equal(out, ref)
     asked = Inpainter.from_pretrained(weights, "cpu", backend="onnxruntime")
     with pytest.raises(InputError, match="could not export"):

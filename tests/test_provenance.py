@@ -11,6 +11,8 @@ import pytest
 from rnon_engine import create_model, save_weights
 from rnon_engine.errors import InputError, WeightsError
 from rnon_engine.inference.inpainter import Inpainter, describe
+from rnon_engine.inference.ort_runner import ort_available
+from rnon_engine.inference.settings import STAGE2_HALO
 
 
 def tiny(kind: str):
@@ -42,7 +44,7 @@ def test_describe_equals_from_pretrained_provenance(trainer_run):
     ]
     for name, kw in cases:
         expect = Inpainter.from_pretrained(name, "cpu", **kw).provenance
-        assert describe(name, **kw) == expect, (name, kw)
+        assert describe(name, device="cpu", **kw) == expect, (name, kw)
     prov = describe(str(path))
     assert prov["stages"] == ["repair", "optimize"]
     assert prov["weights"]["optimize"] == str(trainer_run / "optimize_generator.safetensors")
@@ -56,10 +58,60 @@ def test_describe_explicit_and_named_stage2(tmp_path):
     opt = save_weights(tiny("optimize"), tmp_path / "o.safetensors")
     alone = save_weights(tiny("repair"), tmp_path / "alone.safetensors")
     for name, kw in [(rep, {}), (alone, {}), (alone, {"stage2": opt})]:
-        assert describe(name, **kw) == Inpainter.from_pretrained(name, "cpu", **kw).provenance
+        inp = Inpainter.from_pretrained(name, "cpu", **kw)
+        assert describe(name, device="cpu", **kw) == inp.provenance
     assert describe(rep)["weights"]["optimize"] == str(opt)
     assert describe(alone)["stages"] == ["repair"]
     assert describe(alone, stage2=opt)["sha256"]["optimize"] == describe(rep)["sha256"]["optimize"]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"backend": "torch"},
+        {"stage2_halo": None, "grid_tile": 128},
+        {"stage2_halo": 8, "grid_tile": None, "backend": "auto"},
+    ],
+)
+def test_provenance_records_the_backend_and_the_network_settings(trainer_run, kw):
+    path = str(trainer_run / "repair_generator.safetensors")
+    inp = Inpainter.from_pretrained(path, "cpu", **kw)
+    prov = describe(path, device="cpu", **kw)
+    assert prov == inp.provenance
+    picked = "onnxruntime" if ort_available() else "torch"
+    assert prov["backend"] == inp.backend == kw.get("backend", "auto").replace("auto", picked)
+    assert prov["stage2_halo"] == kw.get("stage2_halo", STAGE2_HALO)
+    assert prov["grid_tile"] == kw.get("grid_tile", "auto")
+    # A GPU gets eager torch (describe takes the device as from_pretrained does).
+    assert describe(path, device="cuda", **kw)["backend"] == "torch"
+    assert not {"backend", "stage2_halo", "grid_tile"} & set(describe("telea"))
+
+
+def test_provenance_backend_errors_match(trainer_run):
+    path = str(trainer_run / "repair_generator.safetensors")
+    for kw, needle in [
+        ({"backend": "tensorrt"}, "backend must be one of"),
+        ({"backend": "onnxruntime", "device": "cuda"}, "on the CPU"),
+    ]:
+        with pytest.raises(InputError, match=needle):
+            describe(path, **kw)
+    for name in (path, "telea"):
+        with pytest.raises(InputError, match="backend must be one of") as loaded:
+            Inpainter.from_pretrained(name, "cpu", backend="tensorrt")
+        with pytest.raises(InputError) as described:
+            describe(name, device="cpu", backend="tensorrt")
+        assert str(described.value) == str(loaded.value)
+
+
+def test_device_type_follows_resolve_device():
+    from rnon_engine.device import device_type, resolve_device
+
+    assert device_type("auto") == resolve_device("auto").type
+    assert device_type(None) == resolve_device(None).type
+    assert [device_type(d) for d in ("cpu", "cuda", "cuda:1", "mps")] == [
+        "cpu", "cuda", "cuda", "mps"
+    ]
 
 
 def test_describe_refuses_what_from_pretrained_refuses(tmp_path):
@@ -99,7 +151,8 @@ def test_describe_and_the_batch_driver_do_not_import_torch(trainer_run):
         "import sys\n"
         "from rnon_engine.inference.provenance import describe\n"
         "import rnon_engine.batch.driver, rnon_engine.batch.cli\n"
-        f"describe('default'); describe({str(trainer_run / 'repair_generator.safetensors')!r})\n"
+        "describe('default', device='cpu')\n"
+        f"describe({str(trainer_run / 'repair_generator.safetensors')!r}, device='cpu')\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -26,8 +26,11 @@ def _coverage(plan, hole):
     tile=st.sampled_from([32, 64, 128]),
     window_cost=st.sampled_from([None, 0, 1024]),
     grid_tile=st.sampled_from([None, "auto", 24]),
+    fit_pixels=st.booleans(),
 )
-def test_every_hole_pixel_has_one_owner(h, w, seed, kind, tile, window_cost, grid_tile):
+def test_every_hole_pixel_has_one_owner(
+    h, w, seed, kind, tile, window_cost, grid_tile, fit_pixels
+):
     rng = np.random.default_rng(seed)
     hole = np.zeros((h, w), bool)
     if kind == "spots":
@@ -39,7 +42,14 @@ def test_every_hole_pixel_has_one_owner(h, w, seed, kind, tile, window_cost, gri
         hole[y : y + rng.integers(1, 40)] = True
     else:
         hole = rng.random((h, w)) < 0.2
-    plan = plan_tiles(hole, tile, multiple=16, window_cost=window_cost, grid_tile=grid_tile)
+    plan = plan_tiles(
+        hole,
+        tile,
+        multiple=16,
+        window_cost=window_cost,
+        grid_tile=grid_tile,
+        fit_pixels=fit_pixels,
+    )
     packed, blended = _coverage(plan, hole)
     # a hole pixel is written by exactly one packed window, or blended from >= 1 grid window
     assert (((packed == 1) & (blended == 0)) | ((packed == 0) & (blended >= 1)))[hole].all()
@@ -61,6 +71,32 @@ def test_packed_windows_keep_margin_and_skip_empty_areas():
     win = plan.windows[0]
     assert win.y0 <= 500 - 16 and win.y1 >= 505 + 16
     assert win.shape == (64, 64)  # 5 px hole (8 px cell) + 2*16 margin -> 40 -> multiple of 32
+
+
+def test_pixel_fit_keeps_the_margin_around_every_hole_pixel_in_smaller_windows():
+    """The same packing; windows sized to the hole pixels, still margin px around each."""
+    rng = np.random.default_rng(4)
+    hole = np.zeros((600, 600), bool)
+    yy, xx = np.mgrid[:600, :600]
+    for _ in range(40):
+        cy, cx, r = rng.integers(40, 560), rng.integers(40, 560), rng.integers(1, 9)
+        hole |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    margin = 24
+    cells = plan_tiles(hole, 512, margin, multiple=8, window_cost=1024)
+    pixels = plan_tiles(hole, 512, margin, multiple=8, window_cost=1024, fit_pixels=True)
+    by_labels = [sorted(p.windows, key=lambda w: w.labels) for p in (cells, pixels)]
+    assert [w.labels for w in by_labels[0]] == [w.labels for w in by_labels[1]]
+    area = [sum(a * b for a, b in (w.shape for w in p.windows)) for p in (cells, pixels)]
+    assert area[1] < area[0]
+    for ref, win in zip(*by_labels, strict=True):
+        assert win.shape[0] <= ref.shape[0] and win.shape[1] <= ref.shape[1]
+        ys, xs = np.nonzero(pixels.owned(win, hole))
+        ys, xs = ys + win.y0, xs + win.x0
+        # margin px of context on every side (the spots lie >= 32 px inside the image)
+        assert ys.min() - win.y0 >= margin and win.y1 - 1 - ys.max() >= margin
+        assert xs.min() - win.x0 >= margin and win.x1 - 1 - xs.max() >= margin
+    packed, _ = _coverage(pixels, hole)
+    assert (packed[hole] == 1).all()
 
 
 def test_window_cost_gives_far_apart_holes_their_own_small_windows():
@@ -94,7 +130,7 @@ def test_large_hole_uses_overlapping_blended_windows():
 
 
 def test_auto_grid_tile_follows_the_thickness_of_large_holes():
-    from rnon_engine.inference.tiling import GRID_TILE_MIN, grid_tile_for
+    from rnon_engine.inference.tiling import GRID_TILE_MIN, THIN_OVERLAP_DIVISOR, grid_tile_for
 
     thin = np.zeros((1000, 1000), bool)
     for k in range(-6, 6):  # a diagonal scratch about 8 px wide across the plane
@@ -111,6 +147,20 @@ def test_auto_grid_tile_follows_the_thickness_of_large_holes():
             assert len(sides) == 1 and GRID_TILE_MIN <= sides.pop() <= 160
             area = [sum(a * b for a, b in (w.shape for w in p.windows)) for p in (fixed, auto)]
             assert area[1] < area[0] / 2  # the small windows compute far fewer pixels
+            # ... and overlap less: at least 128 * side // 512 // THIN_OVERLAP_DIVISOR px
+            # (windows are spread evenly: their starts step by at most side - that), more
+            # than the tile grid's scaled overlap allows; the same windows as an explicit
+            # grid_tile with that overlap.
+            side = max(auto.windows[0].shape)
+            over = 128 * side // 512 // THIN_OVERLAP_DIVISOR
+            ys = sorted({w.y0 for w in auto.windows})
+            step = max(b - a for a, b in zip(ys, ys[1:], strict=False))
+            assert side - 128 * side // 512 < step <= side - over
+            same = plan_tiles(
+                hole, 512, margin=24, overlap=128 // THIN_OVERLAP_DIVISOR, multiple=16,
+                grid_tile=side,
+            )
+            assert same.windows == auto.windows
         else:
             assert sides == {512} and len(auto.windows) == len(fixed.windows)
     # Crossing scratches keep their width; a blob is wide.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rnon_engine.errors import InputError
@@ -9,7 +11,10 @@ from rnon_engine.errors import InputError
 if TYPE_CHECKING:  # imported where it runs: ONNX-only processes never load torch
     import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["device_type", "resolve_device"]
+
+#: Device files whose absence on Linux means no CUDA / ROCm device (NVIDIA, WSL, AMD).
+_ACCELERATOR_FILES = ("/dev/nvidia0", "/dev/dxg", "/dev/kfd")
 
 
 def resolve_device(
@@ -52,3 +57,20 @@ def resolve_device(
             f"device {device!r} asked for but MPS is not available; use 'auto' or 'cpu'"
         )
     return dev
+
+
+def device_type(device: str | torch.device | None = "auto") -> str:
+    """The type (``"cpu"``, ``"cuda"``, ``"mps"``) that :func:`resolve_device` gives ``device``.
+
+    Torch is imported only where the answer needs it: ``"auto"`` on a machine that may
+    have an accelerator (a Linux machine with no NVIDIA, WSL or ROCm device file has none,
+    so it is the CPU there without torch). Explicit names are not checked (only
+    :func:`resolve_device` refuses a device that is not available).
+    """
+    if device is not None and not isinstance(device, str):
+        return str(device.type)
+    if device is not None and device != "auto":
+        return device.split(":", 1)[0]
+    if sys.platform.startswith("linux") and not any(Path(f).exists() for f in _ACCELERATOR_FILES):
+        return "cpu"
+    return resolve_device(device).type

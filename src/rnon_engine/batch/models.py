@@ -91,11 +91,14 @@ def describe_model(opts: BatchOptions) -> tuple[InpainterSpec, dict[str, Any]]:
 
     Bad weights (missing, corrupt, foreign, the wrong model) are refused here, before any
     work; the networks are built (and the device checked) only where blocks run. This
-    process never imports torch for it.
+    process never imports torch for it, except with ``device="auto"`` on a machine that
+    may have a GPU (the recorded backend depends on it: :func:`rnon_engine.device.device_type`).
     """
     from rnon_engine.inference.provenance import describe
 
-    prov = json_safe(describe(opts.model, stage2=opts.stage2, tile_size=opts.tile))
+    prov = json_safe(
+        describe(opts.model, stage2=opts.stage2, tile_size=opts.tile, device=opts.device)
+    )
     key = fingerprint(
         {
             "model": opts.model,

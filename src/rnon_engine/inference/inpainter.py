@@ -34,7 +34,8 @@ What :meth:`Inpainter.inpaint` guarantees:
   per group of nearby holes), and is composited again, so the whole-image colour shift
   that the paper reports cannot happen.
 - Large holes are covered by blended windows of ``tile_size`` px, smaller for long thin
-  holes (sized to their thickness, ``grid_tile="auto"``, computed unpadded and batched).
+  holes (sized to their thickness, ``grid_tile="auto"``, overlapping less, computed
+  unpadded and batched).
   ``stage2_region="image"`` restores the paper's behaviour: stage 2 over the whole image,
   not composited (pixels outside the mask then change too: use it to reproduce the paper,
   not for data).
@@ -68,6 +69,7 @@ from rnon_engine.inference.provenance import build_provenance, describe
 from rnon_engine.inference.settings import (
     NET_WINDOW_COST,
     NET_WINDOW_MULTIPLE,
+    STAGE2_HALO,
     check_settings,
     default_margin,
 )
@@ -82,10 +84,6 @@ if TYPE_CHECKING:  # torch is imported where it runs: ONNX models run without it
 __all__ = ["Inpainter", "describe", "list_methods"]
 
 _STAGES = ("both", "repair", "optimize")
-#: Band mode: the context (px) stage 2 sees around each group of holes (its receptive
-#: radius is 37 px for the default model); measured to change the hole PSNR of sparse
-#: damage by at most 0.001 dB (docs/benchmarks.md) at a fraction of the cost.
-STAGE2_HALO = 16
 
 
 @dataclass
@@ -127,6 +125,7 @@ class Inpainter:
         stage2_halo: int | None = STAGE2_HALO,
         stage2_min_width: int = 0,
         grid_tile: int | str | None = "auto",
+        pixel_fit: bool = False,
         threads: int | None = None,
         name: str | None = None,
         provenance: dict[str, Any] | None = None,
@@ -147,7 +146,9 @@ class Inpainter:
                 for the classical methods). Each small hole gets its own window unless
                 sharing one is cheaper (``window_cost`` in
                 :func:`rnon_engine.inference.tiling.plan_tiles`).
-            overlap: Overlap of blended windows over large holes (default ``tile_size // 4``).
+            overlap: Overlap of blended windows over large holes (default ``tile_size // 4``;
+                the smaller ``grid_tile="auto"`` windows over thin holes overlap by it
+                scaled to their side and divided by ``tiling.THIN_OVERLAP_DIVISOR``).
             batch_size: Windows per forward call (default 1 on the CPU, 8 on a GPU); small
                 windows of one size are batched further, up to ``tile_size²`` pixels.
             window_multiple: Networks: small-hole windows are rounded up to a multiple of
@@ -170,6 +171,9 @@ class Inpainter:
                 :func:`rnon_engine.inference.tiling.plan_tiles`): ``"auto"`` (default)
                 sizes them to the holes' thickness, None uses ``tile_size``. Classical
                 methods always use ``tile_size``.
+            pixel_fit: Networks: size the small-hole windows to their hole pixels' box
+                (``plan_tiles(fit_pixels=True)``) rather than to its 8 px cells: the same
+                ``margin`` of context around every hole pixel, in smaller windows.
             threads: If given, ``torch.set_num_threads(threads)`` (a process-wide setting).
             name: Name recorded in :attr:`provenance`.
             provenance: Extra provenance entries (weights paths, hashes).
@@ -217,6 +221,7 @@ class Inpainter:
         self._ort: OrtRunner | None = None
         self._ort_key = ""
         self.grid_tile = grid_tile if repair_model is not None else None
+        self.pixel_fit = bool(pixel_fit) and repair_model is not None
         if repair_model is None:
             if method not in CLASSICAL_METHODS:
                 raise InputError(
@@ -292,8 +297,17 @@ class Inpainter:
             tile_size=tile_size,
             context=margin,
             window_multiple=self.window_multiple,
+            network=self._network_settings() if self.method == "rnon" else None,
             extra=provenance,
         )
+
+    def _network_settings(self) -> dict[str, Any]:
+        """The networks' run settings that the provenance records (as :func:`describe`)."""
+        return {
+            "backend": self.backend,
+            "stage2_halo": self.stage2_halo,
+            "grid_tile": self.grid_tile,
+        }
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -512,6 +526,7 @@ class Inpainter:
                 multiple=self.window_multiple,
                 window_cost=self.window_cost,
                 grid_tile=self.grid_tile,
+                fit_pixels=self.pixel_fit,
             )
             for key in hole_keys
         }
@@ -738,6 +753,7 @@ class Inpainter:
                     stacklevel=3,
                 )
                 self.backend = "torch"
+                self.provenance.update(self._network_settings())  # what really ran
                 return None
         return self._ort
 

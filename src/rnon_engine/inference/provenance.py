@@ -15,8 +15,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from rnon_engine.inference.settings import NET_WINDOW_MULTIPLE, check_settings, default_margin
-from rnon_engine.inference.weights_source import resolve_weights
+from rnon_engine.errors import InputError
+from rnon_engine.inference.settings import (
+    NET_WINDOW_MULTIPLE,
+    STAGE2_HALO,
+    check_settings,
+    default_margin,
+)
+from rnon_engine.inference.weights_source import WeightsSource, resolve_weights
 
 __all__ = ["INTENSITY", "build_provenance", "describe"]
 
@@ -33,9 +39,14 @@ def build_provenance(
     tile_size: int,
     context: int,
     window_multiple: int,
+    network: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The provenance dict of an inpainter (what outputs record), ``extra`` merged last."""
+    """The provenance dict of an inpainter (what outputs record), ``extra`` merged last.
+
+    ``network`` holds the networks' run settings (``backend``: ``"torch"`` or
+    ``"onnxruntime"``, ``stage2_halo``, ``grid_tile``); None for classical methods.
+    """
     from rnon_engine import __version__
 
     prov: dict[str, Any] = {
@@ -49,6 +60,7 @@ def build_provenance(
         "window_multiple": window_multiple,
         "intensity": INTENSITY,
     }
+    prov.update(network or {})
     prov.update(extra or {})
     return prov
 
@@ -61,18 +73,26 @@ def describe(
     stage2_region: str = "band",
     margin: int | None = None,
     window_multiple: int | None = None,
+    device: str = "auto",
+    backend: str = "auto",
+    stage2_halo: int | None = STAGE2_HALO,
+    grid_tile: int | str | None = "auto",
 ) -> dict[str, Any]:
     """``Inpainter.from_pretrained(name_or_path, ...).provenance``, without loading anything.
 
     Takes the arguments of :meth:`~rnon_engine.inference.Inpainter.from_pretrained` that
     the provenance depends on, reads only the weights files' metadata (and hashes them),
-    and never imports torch.
+    and never imports torch (except for ``device="auto"`` on a machine that may have a GPU:
+    :func:`rnon_engine.device.device_type`). The ``backend`` recorded is the one the
+    inpainter picks (:func:`~rnon_engine.inference.ort_runner.pick_backend`); an inpainter
+    whose ONNX export fails at its first call runs, and records, ``"torch"`` instead.
 
     Returns:
         The same dict as the inpainter's :attr:`~rnon_engine.inference.Inpainter.provenance`.
 
     Raises:
-        InputError: Unknown method name, bad ``tile_size`` or ``stage2_region``.
+        InputError: Unknown method name, bad ``tile_size`` or ``stage2_region``, or a
+            ``backend`` that cannot run there.
         WeightsError: A weights file is missing, corrupt, foreign or of the wrong model.
     """
     check_settings(tile_size, stage2_region)
@@ -81,6 +101,13 @@ def describe(
 
         return describe_auto(stage2=stage2, tile_size=tile_size, stage2_region=stage2_region)
     src = resolve_weights(name_or_path, stage2)
+    from rnon_engine.inference.ort_runner import BACKENDS
+
+    if backend not in BACKENDS:  # refused for every method, as by the Inpainter
+        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    network = None
+    if src.method == "rnon":
+        network = _network_settings(src, device, backend, stage2_halo, grid_tile)
     return build_provenance(
         src.method,
         src.name,
@@ -89,5 +116,31 @@ def describe(
         tile_size=tile_size,
         context=default_margin(src.method == "rnon", tile_size) if margin is None else margin,
         window_multiple=window_multiple or (NET_WINDOW_MULTIPLE if src.method == "rnon" else 1),
+        network=network,
         extra=src.files(),
     )
+
+
+def _network_settings(
+    src: WeightsSource,
+    device: str,
+    backend: str,
+    stage2_halo: int | None,
+    grid_tile: int | str | None,
+) -> dict[str, Any]:
+    """The ``network`` entries of :func:`build_provenance` for weights files."""
+    from rnon_engine.device import device_type
+    from rnon_engine.inference.onnx_model import is_onnx_path
+    from rnon_engine.inference.ort_runner import pick_backend
+
+    if is_onnx_path(src.name):  # exported graphs: ONNX Runtime, stage 2 on its exact band
+        return {"backend": "onnxruntime", "stage2_halo": None, "grid_tile": grid_tile}
+    from rnon_engine.nn.weights import read_metadata
+
+    pad_mode = read_metadata(src.repair)["config"].get("pad_mode", "hole")
+    exportable = pad_mode == "hole" and all(r in src.sha256 for r in src.stages)
+    return {
+        "backend": pick_backend(backend, device_type(device), exportable),
+        "stage2_halo": stage2_halo,
+        "grid_tile": grid_tile,
+    }
