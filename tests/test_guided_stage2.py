@@ -171,3 +171,11 @@ def test_package_stage2_only_keeps_the_shipped_stage_one(tmp_path, monkeypatch) 
     assert (tmp_path / "records" / "blend-run" / "CHANGES.txt").read_text() == "a change\n"
     with pytest.raises(SystemExit, match="train both stages first"):
         package_default.package(run)
+
+
+def test_the_packaged_default_has_a_guided_stage_two() -> None:
+    inp = Inpainter.from_pretrained("default", "cpu", backend="torch")
+    assert inp.stage2_guide == "biharmonic"
+    assert inp.optimize.metadata.get("run") == "default-v4"
+    with pytest.raises(InputError, match="stage2_region='band'"):
+        Inpainter.from_pretrained("default", "cpu", stage2_region="image")

@@ -36,8 +36,9 @@ def test_describe_equals_from_pretrained_provenance(trainer_run):
     path = trainer_run / "repair_generator.safetensors"
     cases = [
         ("default", {}),
-        ("default", {"tile_size": 256, "stage2_region": "image"}),
+        ("default", {"tile_size": 256}),
         (str(path), {}),
+        (str(path), {"stage2_region": "image"}),
         (str(path), {"tile_size": 128}),
         ("telea", {}),
         ("biharmonic", {"tile_size": 64}),
