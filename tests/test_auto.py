@@ -346,3 +346,22 @@ def test_bad_rules_refused():
         build_auto(rules={**FALLBACK_RULES, "large": "biharmonic"})
     classical = build_auto(rules={k: "telea" for k in FALLBACK_RULES})
     assert set(classical.members) == {"telea"} and classical.device is None
+
+
+def test_one_method_for_every_hole_skips_the_prefill_with_the_same_result(monkeypatch):
+    rng = np.random.default_rng(5)
+    image = rng.random((96, 120, 3)).astype(np.float32)
+    mask = np.zeros((96, 120), bool)
+    mask[30:60, 20:90] = True  # one large hole: the network's
+    auto = Inpainter.from_pretrained("auto", "cpu")
+    network = auto.members["default"]
+    expect = network.inpaint(image, mask)
+    calls = []
+    prefill = auto.members["telea"]
+    monkeypatch.setattr(prefill, "inpaint", lambda *a, **k: calls.append(1))
+    out = auto.inpaint(image, mask)
+    assert calls == [] and np.array_equal(out, expect)
+    assert auto.last_counts == {"default": int(mask.sum())}
+    # Bad input is still refused with the inpainter's message, before any work.
+    with pytest.raises(InputError, match="mask"):
+        auto.inpaint(image, mask[:50])

@@ -177,6 +177,21 @@ class AutoInpainter(Inpainter):
                 "use the RNON model ('default')"
             )
         mask = np.asarray(mask)
+        labels = None
+        if mask.ndim >= 2:
+            # One method for every hole (all strokes, all spots...): no Telea prefill; that
+            # member's own call checks the input, and the result is the same.
+            labels = self.method_labels(mask)
+            used = {LABEL_NAMES[int(c)] for c in np.unique(labels) if c}
+            only = used.pop() if len(used) == 1 else None
+            if only is not None and only in self.members:
+                kwargs: dict[str, Any] = {"stages": stages} if only == NETWORK else {}
+                out = self.members[only].inpaint(
+                    image, mask, channel_axis=channel_axis, progress=progress, cancel=cancel,
+                    **kwargs,
+                )
+                self.last_counts = {only: int(np.count_nonzero(labels))}
+                return out
         steps = [PREFILL, *[m for m in LABEL_NAMES.values() if m != PREFILL]]
         nsteps = len(steps)
 
@@ -191,7 +206,8 @@ class AutoInpainter(Inpainter):
         out = self.members[PREFILL].inpaint(
             image, mask, channel_axis=channel_axis, progress=step_progress(0), cancel=cancel
         )
-        labels = self.method_labels(mask)
+        if labels is None:
+            labels = self.method_labels(mask)
         codes = {name: code for code, name in LABEL_NAMES.items()}
         counts = {m: int(np.count_nonzero(labels == codes[m])) for m in set(self.rules.values())}
         counts[PREFILL] = int(np.count_nonzero(labels == codes[PREFILL]))
@@ -204,7 +220,7 @@ class AutoInpainter(Inpainter):
                     raise Cancelled("inpainting cancelled before the biharmonic fill")
                 out = fill_biharmonic(out, labels == codes[method], channel_axis)
                 continue
-            kwargs: dict[str, Any] = {"stages": stages} if method == NETWORK else {}
+            kwargs = {"stages": stages} if method == NETWORK else {}
             out = self.members[method].inpaint(
                 out,
                 labels == codes[method],

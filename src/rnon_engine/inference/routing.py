@@ -58,7 +58,7 @@ NETWORK = "default"
 RULES: dict[str, str] = {
     "pixel": "biharmonic",
     "speck": "biharmonic",
-    "thin": "biharmonic",
+    "thin": NETWORK,
     "spot": NETWORK,
     "blob": NETWORK,
     "large": NETWORK,

@@ -47,11 +47,25 @@ def _mirror(i: np.ndarray, n: int) -> np.ndarray:
     return np.where(i >= n, 2 * (n - 1) - i, i).clip(0, n - 1)
 
 
+def _known_range(values: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel min and max of the known pixels, without copying the plane."""
+    if values.dtype.kind == "f":
+        low, high = np.inf, -np.inf
+    else:
+        info = np.iinfo(values.dtype)
+        low, high = info.max, info.min
+    known = ~hole[..., None]
+    lo = values.min(axis=(0, 1), where=known, initial=low)
+    hi = values.max(axis=(0, 1), where=known, initial=high)
+    return lo.astype(np.float64), hi.astype(np.float64)
+
+
 def solve_plane(values: np.ndarray, hole: np.ndarray) -> np.ndarray:
     """Biharmonic values of the hole pixels of one plane.
 
     Args:
-        values: ``H×W×C`` float64 (hole values are not read).
+        values: ``H×W×C``, any real dtype (hole values are not read; the known values
+            the stencil reaches are gathered as float64).
         hole: ``H×W`` bool, True = fill.
 
     Returns:
@@ -76,7 +90,7 @@ def solve_plane(values: np.ndarray, hole: np.ndarray) -> np.ndarray:
         cols.append(j[unknown])
         data.append(np.full(int(unknown.sum()), coef))
         known = ~unknown
-        rhs[known] -= coef * values[yy[known], xx[known]]
+        rhs[known] -= coef * values[yy[known], xx[known]].astype(np.float64)
     a = sparse.csc_matrix(
         (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
     )
@@ -111,9 +125,8 @@ def fill_biharmonic(
             continue
         plane = view[idx][..., None] if ch is None else view[idx]
         nchan = 3 if plane.shape[-1] == 4 else plane.shape[-1]
-        vals = plane[..., :nchan].astype(np.float64)
-        known = vals[~hole]
-        lo, hi = known.min(axis=0), known.max(axis=0)
+        vals = plane[..., :nchan]  # read in place: solve_plane gathers only the stencil's
+        lo, hi = _known_range(vals, hole)
         fill = np.clip(solve_plane(vals, hole), lo, hi)
         if image.dtype.kind in "iu":
             fill = np.rint(fill)
