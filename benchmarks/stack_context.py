@@ -69,7 +69,9 @@ def aligned_neighbours(
     fill = prefill(stack, mask, k, filler=aligned_fill_plane, warn=False)
     if not fill.residual.any():
         return fill.image
-    return fallback.inpaint(fill.image, fill.residual, context_planes=0)
+    return fallback.inpaint(
+        fill.image, fill.residual, channel_axis=fill.channel_axis, context_planes=0
+    )
 
 
 def hole_ssim(out: np.ndarray, ref: np.ndarray, hole: np.ndarray) -> float:
@@ -134,9 +136,7 @@ def main() -> None:
         raise SystemExit("no validation photographs in the manifest")
     inps = {m: Inpainter.from_pretrained(m, device="cpu") for m in METHODS_2D}
     neigh = Inpainter.from_pretrained("neighbours")
-    stack_inp = Inpainter.from_pretrained("stack", device="cpu")
-    if args.stack_weights:
-        stack_inp.stack_weights = args.stack_weights
+    stack_inp = Inpainter.from_pretrained("stack", device="cpu", stack_weights=args.stack_weights)
     methods = (*STACK_METHODS, *METHODS_2D)
     scores: dict[tuple[str, str, str], list[float]] = {}
     ssims: dict[tuple[str, str, str], list[float]] = {}

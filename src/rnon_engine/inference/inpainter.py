@@ -316,8 +316,8 @@ class Inpainter:
                 ``context_planes`` (default 2) knows are filled from it, the rest by the
                 biharmonic fill; :mod:`rnon_engine.inference.stack_context`), ``"stack"``
                 (stacks: the learned stack model, ``context_planes`` 2 by default, the
-                packaged default model where no plane knows a pixel;
-                :mod:`rnon_engine.inference.stack_model`), the
+                packaged default model where no plane knows a pixel; other stack weights
+                with ``stack_weights=PATH``; :mod:`rnon_engine.inference.stack_model`), the
                 path of a repair-generator ``.safetensors`` file written by the trainer, or
                 an exported ``rnon_repair.onnx`` (run by ONNX Runtime on the CPU, without
                 torch; its ``rnon_optimize.onnx`` beside it is stage 2; see
@@ -351,11 +351,13 @@ class Inpainter:
         if text == "stack":  # stacks: the learned stack model, the default model where no
             from rnon_engine.inference.stack_model import stack_provenance  # plane knows
 
-            prov = stack_provenance()
+            weights = kwargs.pop("stack_weights", None)
+            prov = stack_provenance(weights)
             inp = cls.from_pretrained(
                 "default", device, stage2=stage2, tile_size=tile_size, threads=threads, **kwargs
             )
-            inp.name, inp.stack_weights = text, "default"
+            inp.name = text
+            inp.stack_weights = "default" if weights is None else os.fspath(weights)
             inp.context_planes = DEFAULT_CONTEXT_PLANES
             inp.provenance.update(name=text, **prov)
             return inp
