@@ -7,12 +7,14 @@ channel of a plane at a time, values in [0, 1]), ``[N, C, H, W]`` with ``S = slo
 channels               content
 =====================  =======================================================
 ``0``                  the damaged plane, holes zeroed
-``1 … 2S``             the aligned neighbours (offsets ``-S…-1, +1…+S``), 0 where unknown
+``1 … 2S``             the aligned, intensity-matched neighbours (offsets ``-S…-1,
+                       +1…+S``), 0 where unknown
 ``2S+1``               the damaged plane's mask of known pixels
 ``2S+2 … 4S+1``        each aligned neighbour's validity mask
 ``4S+2``               a 2-D fill of the plane (Telea)
-``4S+3``               the base fill: the ``neighbours`` fill of the aligned planes where a
-                       neighbour knows the pixel, else the 2-D fill (known pixels: the plane)
+``4S+3``               the base fill: the aligned, intensity-matched neighbours averaged
+                       (weights ``1/|offset|``) where one knows the pixel, else the 2-D
+                       fill (known pixels: the plane)
 ``4S+4``               where the base fill comes from a neighbour
 =====================  =======================================================
 
