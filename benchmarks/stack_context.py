@@ -21,7 +21,10 @@ gets a hole mask from each of the paper's four ratio buckets
 :func:`rnon_engine.inference.stack_inputs.aligned_fill_plane`), by the learned stack model
 (``stack``: ``Inpainter.from_pretrained("stack")``, or ``--stack-weights``), and by 2-D
 methods on the middle plane alone (``telea``, ``biharmonic``, the packaged ``default``
-model; in ``c`` this equals repairing every plane). Reported: PSNR and SSIM over the hole
+model; in ``c`` this equals repairing every plane). ``--extra-regimes`` scores two regimes
+where neighbours disagree with the plane instead (``d`` focus change: the nearest plane on
+each side blurred; ``e`` unrelated side: the planes before the middle one show the next
+validation photograph). Reported: PSNR and SSIM over the hole
 pixels of the middle plane against the clean plane (before noise), mean ± standard error
 over pictures, per regime and bucket; ``best 2-D`` is the best 2-D method's mean per cell.
 
@@ -45,7 +48,7 @@ from rnon_engine.inference.stack_context import prefill
 from rnon_engine.inference.stack_inputs import aligned_fill_plane
 from rnon_engine.train.masks import BUCKETS, bucket_mask
 from rnon_engine.train.stacks import BENCH_REGIMES as REGIMES
-from rnon_engine.train.stacks import benchmark_stack
+from rnon_engine.train.stacks import EXTRA_REGIMES, benchmark_stack
 
 METHODS_2D = ("telea", "biharmonic", "default")
 STACK_METHODS = ("neighbours", "aligned", "stack")
@@ -122,6 +125,12 @@ def main() -> None:
         "--stack-weights", help="stack model weights (default: the packaged ones)"
     )
     ap.add_argument(
+        "--extra-regimes",
+        action="store_true",
+        help="score the regimes where neighbours disagree (d focus change, e unrelated "
+        "side) instead of a, b, c",
+    )
+    ap.add_argument(
         "--figure",
         type=Path,
         help="also write a before/after PNG of the first picture (regime b, bucket 0.25-0.40)",
@@ -142,11 +151,13 @@ def main() -> None:
     ssims: dict[tuple[str, str, str], list[float]] = {}
     secs: dict[str, float] = dict.fromkeys(methods, 0.0)
     rng = np.random.default_rng(args.seed)
-    for pic in pics:
+    regimes = EXTRA_REGIMES if args.extra_regimes else REGIMES
+    for i, pic in enumerate(pics):
         picture = load_gray(args.corpus / pic["written"], args.side)
-        for regime in REGIMES:
+        other = load_gray(args.corpus / pics[(i + 1) % len(pics)]["written"], args.side)
+        for regime in regimes:
             for bucket in BUCKETS:
-                stack, clean = benchmark_stack(picture, regime, args.k, rng)
+                stack, clean = benchmark_stack(picture, regime, args.k, rng, other)
                 hole = bucket_mask(picture.shape, rng, bucket)
                 mask = np.zeros(stack.shape, bool)
                 if regime.startswith("c"):
@@ -199,7 +210,7 @@ def main() -> None:
     def mean(key: tuple[str, str, str], table: dict) -> float:
         return float(np.mean(table[key]))
 
-    for regime in REGIMES:
+    for regime in regimes:
         for bucket in BUCKETS:
             cells = []
             for m in methods:
@@ -220,7 +231,7 @@ def main() -> None:
         "| regime | bucket | " + " | ".join(methods) + " |",
         "|---|---|" + "---|" * len(methods),
     ]
-    for regime in REGIMES:
+    for regime in regimes:
         for bucket in BUCKETS:
             cells = [f"{mean((regime, bucket, m), ssims):.3f}" for m in methods]
             lines.append(f"| {regime} | {bucket} | " + " | ".join(cells) + " |")

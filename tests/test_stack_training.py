@@ -13,7 +13,13 @@ from rnon_engine.errors import ConfigError
 from rnon_engine.nn.networks.stack import stack_channels
 from rnon_engine.nn.weights import load_model
 from rnon_engine.train.stack_training import StackTrainConfig, train_stack
-from rnon_engine.train.stacks import BENCH_REGIMES, TRAIN_MIX, benchmark_stack, training_sample
+from rnon_engine.train.stacks import (
+    BENCH_REGIMES,
+    EXTRA_REGIMES,
+    TRAIN_MIX,
+    benchmark_stack,
+    training_sample,
+)
 
 
 def _picture(seed: int, side: int = 96) -> np.ndarray:
@@ -36,15 +42,17 @@ def test_training_sample_shapes_and_scored_pixels() -> None:
     assert seen <= set(TRAIN_MIX) and len(seen) >= 3
 
 
-@pytest.mark.parametrize("regime", BENCH_REGIMES)
+@pytest.mark.parametrize("regime", BENCH_REGIMES + EXTRA_REGIMES)
 def test_benchmark_stack_keeps_the_middle_plane(regime: str) -> None:
     pic = _picture(3, 64)
-    noisy, clean = benchmark_stack(pic, regime, 2, np.random.default_rng(0))
+    noisy, clean = benchmark_stack(pic, regime, 2, np.random.default_rng(0), _picture(4, 64))
     assert noisy.shape == clean.shape == (5, 64, 64)
     ratio = (clean[2] / np.maximum(pic, 1e-6))[(pic > 0.05) & (pic < 0.9)]  # not clipped
     assert np.allclose(ratio, np.median(ratio), atol=1e-4)  # the picture times its drift
-    inside = (clean > 0.05) & (clean < 0.95)  # noise not clipped
-    assert (noisy - clean)[inside].std() == pytest.approx(0.01, rel=0.1)
+    inside = (clean[2] > 0.05) & (clean[2] < 0.95)  # noise not clipped
+    assert (noisy[2] - clean[2])[inside].std() == pytest.approx(0.01, rel=0.1)
+    if regime.startswith("e"):  # the planes before show the other picture
+        assert np.corrcoef(noisy[0].ravel(), _picture(4, 64).ravel())[0, 1] > 0.9
 
 
 def _corpus(root: Path) -> Path:

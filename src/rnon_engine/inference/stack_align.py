@@ -132,9 +132,10 @@ def align_plane(
         return best
     candidates = []
     try:
-        shift = phase_cross_correlation(
+        res = phase_cross_correlation(
             ref, mov, reference_mask=ref_known, moving_mask=mov_known, overlap_ratio=0.5
-        )[0]
+        )
+        shift = res[0] if isinstance(res, tuple) else res  # older versions: shifts only
         dy, dx = (float(s) for s in shift)
     except (ValueError, FloatingPointError):
         dy = dx = 0.0

@@ -27,6 +27,7 @@ from rnon_engine.train.masks import BUCKETS, bucket_mask, fine_damage_mask
 
 __all__ = [
     "BENCH_REGIMES",
+    "EXTRA_REGIMES",
     "TRAIN_MIX",
     "StackSample",
     "benchmark_stack",
@@ -36,6 +37,10 @@ __all__ = [
 
 #: The benchmark's regimes (issue 17's goal is stated for them).
 BENCH_REGIMES = ("a near-equal", "b motion", "c same holes")
+#: Extra benchmark regimes where the neighbours disagree with the plane: ``d`` as ``a`` with
+#: two of the neighbours out of focus (Gaussian blur σ = 2 px), ``e`` as ``a`` with the
+#: planes on one side showing another picture (a cut, a bad frame).
+EXTRA_REGIMES = ("d focus change", "e unrelated side")
 #: Training regimes and their probabilities.
 TRAIN_MIX = {
     "near-equal": 0.25,  # shift <= 0.6 px, drift, noise
@@ -86,22 +91,36 @@ def synth_stack(
 
 
 def benchmark_stack(
-    picture: np.ndarray, regime: str, k: int, rng: np.random.Generator
+    picture: np.ndarray,
+    regime: str,
+    k: int,
+    rng: np.random.Generator,
+    other: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The benchmark's stack in one of :data:`BENCH_REGIMES`.
+    """The benchmark's stack in one of :data:`BENCH_REGIMES` or :data:`EXTRA_REGIMES`.
 
-    ``a`` and ``c``: shifts up to 0.5 px; ``b``: shifts up to 4 px, rotations up to 2° and
-    2 % zoom; all: drift ±3 %, noise σ = 0.01. (``c`` differs from ``a`` by its masks,
-    which the caller draws.)
+    ``a``, ``c``, ``d``, ``e``: shifts up to 0.5 px; ``b``: shifts up to 4 px, rotations up
+    to 2° and 2 % zoom; all: drift ±3 %, noise σ = 0.01. (``c`` differs from ``a`` by its
+    masks, which the caller draws; ``d`` blurs the planes next to the middle one, ``e``
+    puts ``other``, a picture of the same shape, in every plane before it.)
 
     Returns:
         ``(noisy stack, clean stack)`` as :func:`synth_stack`.
     """
-    if regime not in BENCH_REGIMES:
-        raise ValueError(f"unknown regime {regime!r}; known: {BENCH_REGIMES}")
+    if regime not in BENCH_REGIMES + EXTRA_REGIMES:
+        raise ValueError(f"unknown regime {regime!r}; known: {BENCH_REGIMES + EXTRA_REGIMES}")
     if regime.startswith("b"):
         return synth_stack(picture, k, rng, shift=4.0, angle=2.0, zoom=0.02)
-    return synth_stack(picture, k, rng, shift=0.5, angle=0.0, zoom=0.0)
+    noisy, clean = synth_stack(picture, k, rng, shift=0.5, angle=0.0, zoom=0.0)
+    if regime.startswith("d"):  # the nearest plane on each side out of focus
+        for z in (k - 1, k + 1):
+            noisy[z] = cv2.GaussianBlur(noisy[z], (0, 0), 2.0)
+    elif regime.startswith("e"):
+        if other is None:
+            raise ValueError("regime 'e unrelated side' needs another picture (other=)")
+        for z in range(k):  # every plane before the middle one
+            noisy[z] = np.clip(other + rng.normal(0, 0.01, other.shape), 0, 1)
+    return noisy, clean
 
 
 def _middle_hole(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
