@@ -18,7 +18,8 @@ How one neighbour is aligned (:func:`align_plane`):
    by more than 10 %, a shear) are not candidates.
 
 The neighbour and its mask of known pixels are then warped (bilinear values; a pixel is
-valid where the warped neighbour lies inside its frame and all its source pixels are known).
+valid where the warped neighbour lies inside its frame and all its source pixels are known,
+and its 3×3 neighbourhood too, unless no warp is applied).
 """
 
 from __future__ import annotations
@@ -96,7 +97,10 @@ def warp_plane(
         known.astype(np.float32), matrix, (w, h), flags=flags,
         borderMode=cv2.BORDER_CONSTANT, borderValue=0,
     )
-    valid = cover > 1 - 1e-4
+    # valid: inside the frame, every source pixel known, and one pixel away from the
+    # neighbour's unknown pixels (a warp estimated to a pixel may be off by one: its rim
+    # is left to the plane's own 2-D fill, so holes shared by every plane get that fill)
+    valid = cv2.erode((cover > 1 - 1e-4).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     if values.ndim == 3:
         warped = np.where(valid[..., None], warped, 0)
     else:

@@ -3,7 +3,8 @@
 :func:`stack_inputs` takes the neighbouring planes aligned to the damaged plane
 (:func:`align_neighbours`, :func:`rnon_engine.inference.stack_align.align_plane`), maps
 each to the plane's intensities (:func:`match_intensity`: gain and offset fitted on the
-pixels both know, for drift, bleaching and flicker), averages them with weights
+pixels both know, for drift, bleaching and flicker), drops those that still disagree with
+the plane (:func:`drop_disagreeing`: another scene), averages the others with weights
 ``1 / |offset|`` into the base fill of the hole pixels an aligned neighbour knows, fills the
 plane in 2-D with Telea, and stacks everything in the channel order of
 :class:`rnon_engine.nn.networks.stack.StackRepairNet`. Training
@@ -28,6 +29,7 @@ __all__ = [
     "StackInputs",
     "align_neighbours",
     "aligned_fill_plane",
+    "drop_disagreeing",
     "match_intensity",
     "stack_inputs",
 ]
@@ -117,6 +119,50 @@ def match_intensity(
     return out
 
 
+def drop_disagreeing(
+    plane: np.ndarray,
+    known: np.ndarray,
+    aligned: list[tuple[int, np.ndarray, np.ndarray]],
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Mark invalid the (intensity-matched) neighbours that disagree with the plane.
+
+    A neighbour is dropped (its validity mask cleared) when, on the pixels both know, its
+    RMSE to the plane exceeds ``2 × the best neighbour's RMSE + 0.01`` (another scene: a
+    cut, a flash, a bad frame; a neighbour as noisy as the others is kept) or its
+    correlation with the plane is below 0.1. Neighbours with fewer than 16 shared pixels
+    are kept. If every neighbour disagrees, none is used (the 2-D method repairs the plane).
+
+    Args:
+        plane: ``H×W`` float32 plane (hole values ignored).
+        known: ``H×W`` bool, its known pixels.
+        aligned: ``(signed offset, H×W values, H×W valid)`` per neighbour.
+
+    Returns:
+        The neighbours, the dropped ones with an all-False mask.
+    """
+    stats = []
+    for _, v, m in aligned:
+        both = known & m
+        if both.sum() < 16:
+            stats.append(None)
+            continue
+        x, y = v[both].astype(np.float64), plane[both].astype(np.float64)
+        rmse = float(np.sqrt(np.mean((x - y) ** 2)))
+        sx, sy = x.std(), y.std()
+        corr = float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy)) if sx * sy > 0 else 1.0
+        stats.append((rmse, corr))
+    rmses = [st[0] for st in stats if st is not None]
+    if not rmses:
+        return aligned
+    limit = 2 * min(rmses) + 0.01
+    out = []
+    for (d, v, m), st in zip(aligned, stats, strict=True):
+        if st is not None and (st[0] > limit or st[1] < 0.1):
+            m = np.zeros_like(m)
+        out.append((d, v, m))
+    return out
+
+
 def stack_inputs(
     plane: np.ndarray,
     hole: np.ndarray,
@@ -140,7 +186,7 @@ def stack_inputs(
     known = ~hole
     plane = np.where(hole, np.float32(0), plane).astype(np.float32)
     tel = classical_fill("telea", plane[..., None], hole)[..., 0]
-    aligned = match_intensity(plane, known, aligned)
+    aligned = drop_disagreeing(plane, known, match_intensity(plane, known, aligned))
     num = np.zeros((h, w), np.float64)
     den = np.zeros((h, w), np.float64)
     for d, v, m in aligned:
