@@ -110,7 +110,8 @@ def write_figure(
         tile = cv2.copyMakeBorder(tile, 22, 4, 4, 4, cv2.BORDER_CONSTANT, value=(255, 255, 255))
         cv2.putText(tile, title, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
         tiles.append(tile)
-    cv2.imwrite(str(path), np.hstack(tiles))
+    gray = cv2.cvtColor(np.hstack(tiles), cv2.COLOR_BGR2GRAY)  # a small file
+    cv2.imwrite(str(path), gray, [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
 def main() -> None:
