@@ -176,6 +176,20 @@ def test_identity_outside_the_mask_and_dtype_kept(noisy_weights: Path, dtype) ->
     assert not np.array_equal(out[mask == 1], st[mask == 1])
 
 
+def test_values_under_the_mask_do_not_matter(stack_weights: Path) -> None:
+    st = _moving_stack([(0, 0), (2, 1), (0, 0), (-1, 0)])
+    mask = np.zeros(st.shape, bool)
+    mask[2] = _hole()
+    mask[0, 30:40, 30:40] = True  # a neighbour's own hole
+    inp = _inpainter(stack_weights)
+    ref = inp.inpaint(st, mask, context_planes=1)
+    bad = st.copy()
+    bad[mask] = np.nan
+    out = inp.inpaint(bad, mask, context_planes=1)
+    assert np.isfinite(out).all()
+    assert np.array_equal(out, ref)
+
+
 def test_rgb_stack_and_stack_axis(stack_weights: Path, noisy_weights: Path) -> None:
     st = _moving_stack([(0, 0), (1, 1), (0, 0)])
     rgb = np.stack([st, 0.8 * st, 1 - st], -1)  # Z, Y, X, C

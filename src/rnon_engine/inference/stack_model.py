@@ -150,6 +150,9 @@ class StackModel:
             ``(values h×w×C float64, filled h×w bool)``.
         """
         known = ~hole
+        # unknown pixels may hold anything (NaN): zero them before any arithmetic
+        plane = np.where(hole[..., None], 0, plane)
+        neighbours = [(d, np.where(m[..., None], v, 0), m) for d, v, m in neighbours]
         vals = [plane[known]] + [v[m] for _, v, m in neighbours]
         stacked = np.concatenate([np.asarray(v, np.float64).ravel() for v in vals])
         lo, hi = float(stacked.min()), float(stacked.max())
