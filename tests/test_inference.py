@@ -562,7 +562,9 @@ def test_default_is_the_trained_packaged_model():
         # Trained with the packaged cpu-lite networks (runs name themselves: ctl-B, ...).
         assert model.metadata["train_config"][stage]["model"] == cpu_lite[stage]["model"]
     assert len(inp.provenance["sha256"]["repair"]) == 64
-    assert list_methods() == ["auto", "default", "telea", "ns", "biharmonic"]
+    assert list_methods() == [
+        "auto", "default", "telea", "ns", "biharmonic", "neighbours", "stack"
+    ]
     assert rnon_engine.Inpainter is Inpainter
 
 

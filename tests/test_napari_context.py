@@ -52,3 +52,47 @@ def test_neighbouring_planes_fill_a_transient_defect(make_napari_viewer, wait_id
     single = viewer.add_image(frame, name="single")
     widget._image.value = single
     assert widget._neighbours.native.isHidden()
+
+
+def test_auto_with_neighbouring_planes_uses_the_stack_model(
+    make_napari_viewer, wait_idle, tmp_path, monkeypatch
+):
+    import torch
+
+    import rnon_engine.inference.stack_model as stack_model
+    from napari_rnon._layers import META_KEY
+    from napari_rnon._methods import AUTO_METHOD
+    from rnon_engine import create_model, save_weights
+    from rnon_engine.nn.weights import file_sha256
+
+    torch.manual_seed(0)  # a random stack network whose residual is a constant +0.01
+    net = create_model("rnon-repair-stack", width=8)
+    with torch.no_grad():
+        net.head.bias.fill_(0.01)
+    weights = save_weights(net, tmp_path / "s.safetensors")
+    monkeypatch.setattr(stack_model, "packaged_stack_path", lambda: weights)
+    viewer = make_napari_viewer()
+    widget = InpaintWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Inpaint")
+    yy, xx = np.mgrid[:48, :64]
+    frame = (30000 + 20000 * np.sin(yy / 5.0) * np.cos(xx / 7.0)).astype(np.uint16)
+    stack = viewer.add_image(np.repeat(frame[None], 3, axis=0), name="movie")
+    m = np.zeros((3, 48, 64), np.uint8)
+    m[1, 10:30, 20:40] = 1  # a transient defect in plane 1
+    mask = viewer.add_labels(m, name="movie repair mask")
+    widget._image.value, widget._mask.value = stack, mask
+    widget._method.value = AUTO_METHOD
+    widget._planes.value = ALL_PLANES
+    widget._neighbours.value = True
+    widget._context_planes.value = 1
+    widget.run("repair")
+    wait_idle(widget, TIMEOUT_MS)
+    layer = next(la for la in viewer.layers if la.name.startswith("movie repaired (auto"))
+    result = layer.data
+    np.testing.assert_array_equal(result[m == 0], stack.data[m == 0])
+    known = frame.astype(int)  # values are mapped to [0, 1] by the known pixels' range
+    step = 0.01 * (known.max() - known.min())
+    expect = np.minimum(known[10:30, 20:40] + step, known.max())  # clipped to the range
+    err = result[1, 10:30, 20:40].astype(int) - expect
+    assert np.abs(err).max() <= 2  # equal neighbours, plus the network's +0.01
+    assert layer.metadata[META_KEY]["stack_weights_sha256"] == file_sha256(weights)

@@ -24,6 +24,7 @@ SMALL = {
     "rnon-optimize": {"width": 0.25, "blocks": 2},
     "rnon-repair-disc": {"width": 0.125, "dense": 16},
     "rnon-optimize-disc": {"width": 0.125, "dense": 16},
+    "rnon-repair-stack": {"width": 8},
 }
 
 
@@ -39,6 +40,11 @@ def takes_mask(model: nn.Module) -> bool:
 
 
 def make_inputs(model: nn.Module, n: int, h: int, w: int, device: str = "cpu"):
+    if getattr(model, "model_name", "") == "rnon-repair-stack":  # planes, masks, fills
+        s = model.config.slots
+        x = torch.rand(n, 4 * s + 5, h, w, device=device)
+        x[:, 2 * s + 1 : 4 * s + 2] = (x[:, 2 * s + 1 : 4 * s + 2] > 0.3).float()
+        return (x,)
     image = torch.rand(n, 3, h, w, device=device)
     if not takes_mask(model):
         return (image,)

@@ -195,5 +195,9 @@ def test_networks_and_auto_use_the_neighbour_fill(name: str) -> None:
     m[:, 5:9, 50:54] = True  # nobody does: the 2-D method
     with pytest.warns(UserWarning, match=NO_NEIGHBOUR_WARNING):
         out = Inpainter.from_pretrained(name, device="cpu").inpaint(st, m, context_planes=1)
-    assert np.array_equal(out[1, 20:40, 20:40], st[1, 20:40, 20:40])
+    got, truth = out[1, 20:40, 20:40].astype(int), st[1, 20:40, 20:40].astype(int)
+    if name == "default":  # the classical neighbours fill: exact on equal planes
+        assert np.array_equal(got, truth)
+    else:  # auto: the packaged stack model (test_stack_model.py), close to the truth
+        assert np.abs(got - truth).mean() < 3
     assert np.array_equal(out[~m], st[~m])

@@ -1,6 +1,7 @@
 """'Use neighbouring planes' in the Inpaint widget: a plane's holes filled from its neighbours.
 
-A thin shell over :func:`rnon_engine.inference.stack_context.prefill` for
+A thin shell over :func:`rnon_engine.inference.stack_context.prefill` (with the learned
+stack model when the method has one: ``auto``; otherwise the classical ``neighbours`` fill) for
 :func:`napari_rnon._planes.run_planes`, which reads and repairs one plane at a time: the
 image it reads (:class:`NeighbourPlanes`) gives each plane with the hole pixels that one of
 the ``K`` planes on either side along the first leading axis knows already filled, and the
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from napari_rnon._planes import Geometry, MaskPlanes, PlaneIndex
-from rnon_engine.inference.stack_context import prefill
+from rnon_engine.inference.stack_context import PlaneFill, prefill
 
 __all__ = ["NeighbourPlanes", "residual_inpaint"]
 
@@ -27,9 +28,21 @@ class NeighbourPlanes:
         residual: The hole pixels of the plane read last that no neighbour knows.
     """
 
-    def __init__(self, image: Any, geometry: Geometry, mask: MaskPlanes, k: int) -> None:
-        """Wrap layer data ``image`` of ``geometry`` with its ``mask``; ``k`` planes each side."""
+    def __init__(
+        self,
+        image: Any,
+        geometry: Geometry,
+        mask: MaskPlanes,
+        k: int,
+        filler: PlaneFill | None = None,
+    ) -> None:
+        """Wrap layer data ``image`` of ``geometry`` with its ``mask``; ``k`` planes each side.
+
+        ``filler``: the per-plane fill (the inpainter's
+        :func:`~rnon_engine.inference.stack_context.stack_filler`; None: classical).
+        """
         self.image, self.geometry, self.mask, self.k = image, geometry, mask, int(k)
+        self.filler = filler
         self.dtype = np.dtype(image.dtype)
         self.residual: np.ndarray | None = None
 
@@ -49,6 +62,7 @@ class NeighbourPlanes:
             channel_axis=-1 if self.geometry.rgb else None,
             planes=[at],
             warn=False,
+            filler=self.filler,
         )
         self.residual = fill.residual[at]
         return fill.image[at]

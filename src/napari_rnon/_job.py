@@ -30,6 +30,7 @@ from napari_rnon._planes import (
 )
 from napari_rnon._run_record import PlaneRecorder, summary
 from napari_rnon._settings import EngineSettings
+from rnon_engine.inference.stack_context import stack_filler
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -235,7 +236,9 @@ def run_job(
         data: Any = part.data
         repair: Any = recorder
         if job.context_planes:  # neighbouring planes first (_context.py)
-            data = NeighbourPlanes(part.data, job.geometry, job.mask, job.context_planes)
+            data = NeighbourPlanes(
+                part.data, job.geometry, job.mask, job.context_planes, stack_filler(inpainter)
+            )
             repair = residual_inpaint(data, recorder, job.estimate)
         result = run_planes(
             data,

@@ -79,13 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default="auto",
-        metavar="auto|default|PATH|telea|ns|biharmonic|neighbours",
+        metavar="auto|default|PATH|telea|ns|biharmonic|neighbours|stack",
         help="'auto' (the default: each hole goes to the method measured best for its kind, "
         "thin damage and dust to biharmonic, spots and larger holes to the packaged RNON "
         "networks), 'default' (the packaged RNON networks for every hole), the path of a "
         "repair-generator .safetensors file, an exported rnon_repair.onnx (ONNX Runtime on "
-        "the CPU, no torch), a classical method, or 'neighbours' (stacks: neighbouring planes, "
-        "biharmonic where no plane within --context-planes knows a pixel) (default: "
+        "the CPU, no torch), a classical method, 'neighbours' (stacks: neighbouring planes, "
+        "biharmonic where no plane within --context-planes knows a pixel) or 'stack' (stacks: "
+        "the learned stack model, the packaged RNON networks where no plane knows a pixel; "
+        "'auto' uses the stack model too with --context-planes) (default: "
         "%(default)s).",
     )
     p.add_argument(
@@ -178,9 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="K",
         help="repair stacks from their neighbouring planes: hole pixels known in one of the K "
-        "planes on either side along the stack axis are filled from them (distance-weighted, "
-        "with a smooth intensity correction to the plane's own border), the rest by --model "
-        "(default: 0, each plane alone; 2 with --model neighbours).",
+        "planes on either side along the stack axis are filled from them (the learned stack "
+        "model for --model auto and stack; for the others distance-weighted, with a smooth "
+        "intensity correction to the plane's own border), the rest by --model "
+        "(default: 0, each plane alone; 2 with --model neighbours or stack).",
     )
     p.add_argument(
         "--stack-axis",

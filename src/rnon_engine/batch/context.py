@@ -1,8 +1,9 @@
 """``rnon-batch --context-planes K [--stack-axis A]``: repair planes from their neighbours.
 
 The hole pixels of a plane that one of the ``K`` planes on either side along the stack
-axis knows are filled from them (:func:`rnon_engine.inference.stack_context.prefill`, the
-``neighbours`` fill), the rest by the model, plane by plane as without the option. Each
+axis knows are filled from them (:func:`rnon_engine.inference.stack_context.prefill`: the
+learned stack model for ``--model auto`` and ``stack``, else the ``neighbours`` fill), the
+rest by the model, plane by plane as without the option. Each
 block reads ``K`` more planes on each side along the stack axis (its window overlaps its
 neighbours' by ``K`` planes) and writes its own planes only: the fill of a plane uses the
 planes within ``K`` of it alone, so the result does not depend on the blocks (the same as
@@ -20,7 +21,7 @@ import numpy as np
 from rnon_engine.batch.io import ImageInfo, block_in_order
 from rnon_engine.batch.plan import Block, Plan
 from rnon_engine.errors import InputError
-from rnon_engine.inference.stack_context import prefill
+from rnon_engine.inference.stack_context import prefill, stack_filler
 
 __all__ = ["accept_full_planes", "extend_windows", "inpaint_context", "resolve_stack_axis"]
 
@@ -173,6 +174,7 @@ def inpaint_context(
             cancel=cancel,
             planes=planes,
             warn=False,
+            filler=stack_filler(inp),
         )
         out[idx] = fill.image
         for z in planes:
@@ -186,5 +188,6 @@ def inpaint_context(
                     stages=stages,
                     channel_axis=channel_axis,
                     cancel=cancel,
+                    context_planes=0,
                 )
     return np.transpose(out[it], np.argsort(order)), n

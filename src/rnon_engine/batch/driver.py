@@ -78,11 +78,12 @@ def _dispatch(
     t_start: float,
 ) -> BatchReport:
     if kind in ("folder", "image"):
-        if opts.context_planes or opts.model == "neighbours":
+        if opts.context_planes or opts.model in ("neighbours", "stack"):
             raise InputError(
-                "--context-planes and --model neighbours repair stacks (zarr, OME-Zarr, TIFF "
-                f"with a Z or T axis); INPUT is {'a folder' if kind == 'folder' else 'an image'}"
-                " of separate pictures: leave them out"
+                "--context-planes and --model neighbours / stack repair stacks (zarr, OME-Zarr, "
+                "TIFF with a Z or T axis); INPUT is "
+                f"{'a folder' if kind == 'folder' else 'an image'} of separate pictures: "
+                "leave them out"
             )
         return run_files(opts, kind, inp_path, mask_path, out_path, image, t_start)
     assert image is not None

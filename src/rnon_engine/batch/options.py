@@ -102,9 +102,14 @@ def check_options(opts: BatchOptions) -> None:
         )
     if opts.context_planes < 0:
         raise InputError(f"--context-planes must be >= 0, got {opts.context_planes}.")
-    if opts.stack_axis is not None and not opts.context_planes and opts.model != "neighbours":
+    if (
+        opts.stack_axis is not None
+        and not opts.context_planes
+        and opts.model not in ("neighbours", "stack")
+    ):
         raise InputError(
-            "--stack-axis goes with --context-planes K (K >= 1) or --model neighbours."
+            "--stack-axis goes with --context-planes K (K >= 1), --model neighbours or "
+            "--model stack."
         )
     if opts.threads is not None and opts.threads < 1:
         raise InputError(f"--threads must be >= 1, got {opts.threads}.")

@@ -85,6 +85,11 @@ def run_stack(
     if opts.model == "neighbours":  # the neighbour fill, biharmonic where none knows
         opts = replace(opts, model="biharmonic", context_planes=opts.context_planes or 2)
         stack_fill: dict[str, Any] = {"stack_fill": "neighbours"}
+    elif opts.model == "stack":  # the stack model, the default model where none knows
+        opts = replace(opts, context_planes=opts.context_planes or 2)
+        stack_fill = {"stack_fill": "rnon-repair-stack"}
+    elif opts.model == "auto" and opts.context_planes:  # auto fills with the stack model
+        stack_fill = {"stack_fill": "rnon-repair-stack"}
     else:
         stack_fill = {}
     k = opts.context_planes

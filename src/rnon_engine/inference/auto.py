@@ -275,4 +275,18 @@ def build_auto(
             methods = set(rules.values()) | {PREFILL}
     for method in sorted(methods - {NETWORK, "biharmonic"}):
         members[method] = Inpainter.from_pretrained(method, tile_size=tile_size, threads=threads)
-    return AutoInpainter(members, rules)
+    auto = AutoInpainter(members, rules)
+    _use_stack_model(auto)
+    return auto
+
+
+def _use_stack_model(auto: AutoInpainter) -> None:
+    """With ``context_planes > 0``, ``auto`` fills from neighbours with the stack model."""
+    from rnon_engine.inference.stack_model import stack_provenance
+
+    try:
+        auto.provenance.update(stack_provenance())
+    except WeightsError as exc:  # a broken installation: the classical neighbours fill
+        _warn_fallback(str(exc))
+        return
+    auto.stack_weights = "default"

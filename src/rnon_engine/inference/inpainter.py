@@ -106,8 +106,12 @@ class Inpainter:
             outputs should record.
     """
 
-    #: Default ``context_planes`` of :meth:`inpaint` (2 for ``"neighbours"``).
+    #: Default ``context_planes`` of :meth:`inpaint` (2 for ``"neighbours"`` and ``"stack"``).
     context_planes: int = 0
+    #: Stack weights used with ``context_planes > 0`` (``"default"``: the packaged stack
+    #: model; None: the classical ``neighbours`` fill). See
+    #: :func:`rnon_engine.inference.stack_context.stack_filler`.
+    stack_weights: str | None = None
 
     def __init__(
         self,
@@ -329,7 +333,10 @@ class Inpainter:
                 and optimize generators), ``"telea"``, ``"ns"``, ``"biharmonic"``,
                 ``"neighbours"`` (stacks: the hole pixels that a plane within
                 ``context_planes`` (default 2) knows are filled from it, the rest by the
-                biharmonic fill; :mod:`rnon_engine.inference.stack_context`), the
+                biharmonic fill; :mod:`rnon_engine.inference.stack_context`), ``"stack"``
+                (stacks: the learned stack model, ``context_planes`` 2 by default, the
+                packaged default model where no plane knows a pixel; other stack weights
+                with ``stack_weights=PATH``; :mod:`rnon_engine.inference.stack_model`), the
                 path of a repair-generator ``.safetensors`` file written by the trainer, or
                 an exported ``rnon_repair.onnx`` (run by ONNX Runtime on the CPU, without
                 torch; its ``rnon_optimize.onnx`` beside it is stage 2; see
@@ -360,6 +367,19 @@ class Inpainter:
             return inp
         if text in CLASSICAL_METHODS:
             return cls(method=text, tile_size=tile_size, threads=threads, name=text, **kwargs)
+        if text == "stack":  # stacks: the learned stack model, the default model where no
+            from rnon_engine.inference.stack_model import stack_provenance  # plane knows
+
+            weights = kwargs.pop("stack_weights", None)
+            prov = stack_provenance(weights)
+            inp = cls.from_pretrained(
+                "default", device, stage2=stage2, tile_size=tile_size, threads=threads, **kwargs
+            )
+            inp.name = text
+            inp.stack_weights = "default" if weights is None else os.fspath(weights)
+            inp.context_planes = DEFAULT_CONTEXT_PLANES
+            inp.provenance.update(name=text, **prov)
+            return inp
         if text == "auto":  # routing and compositing live in inference/auto.py
             from rnon_engine.inference.auto import build_auto
 
@@ -445,10 +465,11 @@ class Inpainter:
                 :class:`~rnon_engine.errors.Cancelled`.
             context_planes: ``K > 0``: hole pixels known in one of the ``K`` planes on
                 either side along ``stack_axis`` are filled from them first (the
-                ``neighbours`` fill, :mod:`rnon_engine.inference.stack_context`), the rest
-                by this inpainter; a 3-D image is then a ``Z×Y×X`` stack under
+                ``neighbours`` fill, :mod:`rnon_engine.inference.stack_context`, or the
+                learned stack model for ``"stack"`` and ``"auto"``), the rest by this
+                inpainter; a 3-D image is then a ``Z×Y×X`` stack under
                 ``channel_axis="auto"``. None: :attr:`context_planes` (0, or 2 for
-                ``"neighbours"``).
+                ``"neighbours"`` and ``"stack"``).
             stack_axis: The image axis along which planes are neighbours (a leading axis).
 
         Returns:

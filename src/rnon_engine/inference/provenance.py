@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from rnon_engine.errors import InputError
+from rnon_engine.errors import InputError, WeightsError
 from rnon_engine.inference.settings import (
     NET_WINDOW_MULTIPLE,
     STAGE2_HALO,
@@ -98,8 +98,24 @@ def describe(
     check_settings(tile_size, stage2_region)
     if os.fspath(name_or_path) == "auto":  # each hole group to its best method
         from rnon_engine.inference.routing import describe_auto
+        from rnon_engine.inference.stack_model import stack_provenance
 
-        return describe_auto(stage2=stage2, tile_size=tile_size, stage2_region=stage2_region)
+        prov = describe_auto(stage2=stage2, tile_size=tile_size, stage2_region=stage2_region)
+        try:  # with context_planes > 0: the stack model (as build_auto)
+            prov.update(stack_provenance())
+        except WeightsError:
+            pass
+        return prov
+    if os.fspath(name_or_path) == "stack":  # the default model + the stack model
+        from rnon_engine.inference.stack_model import stack_provenance
+
+        prov = describe(
+            "default", stage2=stage2, tile_size=tile_size, stage2_region=stage2_region,
+            margin=margin, window_multiple=window_multiple, device=device, backend=backend,
+            stage2_halo=stage2_halo, grid_tile=grid_tile,
+        )
+        prov.update(name="stack", **stack_provenance())
+        return prov
     src = resolve_weights(name_or_path, stage2)
     from rnon_engine.inference.ort_runner import BACKENDS
 

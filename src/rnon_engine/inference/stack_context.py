@@ -45,6 +45,7 @@ __all__ = [
     "predict_plane",
     "prefill",
     "resolve_axes",
+    "stack_filler",
 ]
 
 #: ``K`` of ``Inpainter.from_pretrained("neighbours")`` when ``context_planes`` is not given.
@@ -52,6 +53,14 @@ DEFAULT_CONTEXT_PLANES = 2
 #: Start of the warning given (once per call) when some hole pixels have no known value in
 #: any plane within ``K``: they are filled by the 2-D method.
 NO_NEIGHBOUR_WARNING = "no neighbouring plane knows"
+
+
+#: A per-plane fill: ``(plane h×w×C, hole h×w, neighbours) -> (values, filled)`` as
+#: :func:`fill_plane`.
+PlaneFill = Callable[
+    [np.ndarray, np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]],
+    tuple[np.ndarray, np.ndarray],
+]
 
 
 @dataclass
@@ -271,6 +280,7 @@ def prefill(
     cancel: Callable[[], bool] | None = None,
     planes: Sequence[int] | None = None,
     warn: bool = True,
+    filler: PlaneFill | None = None,
 ) -> StackFill:
     """Fill the hole pixels that a plane within ``context_planes`` along ``stack_axis`` knows.
 
@@ -289,6 +299,9 @@ def prefill(
             context only (their holes stay in ``residual``, they are not checked).
         warn: Give the warning about hole pixels no neighbour knows (``rnon-batch``
             leaves it out: it would come once per block).
+        filler: The per-plane fill, with the contract of :func:`fill_plane` (default:
+            :func:`fill_plane`, the classical ``neighbours`` fill; the learned stack model
+            passes :meth:`rnon_engine.inference.stack_model.StackModel.fill_plane`).
 
     Returns:
         A :class:`StackFill`. Warns (once) when some hole pixels have no known value
@@ -361,7 +374,10 @@ def prefill(
                             neigh.append((zz - z, view[(zz, *rest)], known))
             if not neigh:
                 continue
-            values, filled = fill_plane(view[key], hole, neigh, seam=seam)
+            if filler is None:
+                values, filled = fill_plane(view[key], hole, neigh, seam=seam)
+            else:
+                values, filled = filler(view[key], hole, neigh)
             if not filled.any():
                 continue
             vals = values[filled]
@@ -383,13 +399,34 @@ def prefill(
         total = int(holes[list(todo)].sum())
         warnings.warn(
             f"{NO_NEIGHBOUR_WARNING} {left} of the {total} hole pixel(s) within "
-            f"{context_planes} plane(s) (the same pixels are masked there): they are "
+            f"{context_planes} plane(s) (the same pixels are masked there, or lie outside "
+            "them once they are aligned): they are "
             "repaired from their own plane (2-D method)",
             UserWarning,
             stacklevel=4,
         )
     residual = np.moveaxis(residual, 0, sa_v)
     return StackFill(out, residual, ch, filled_total)
+
+
+def stack_filler(inpainter: object) -> PlaneFill | None:
+    """The per-plane fill for ``inpainter``'s ``context_planes``: learned or classical.
+
+    An inpainter whose ``stack_weights`` attribute is set (``"default"``: the packaged
+    stack model, or a path; ``from_pretrained("stack")`` and ``"auto"``) fills from its
+    neighbours with the learned stack model
+    (:meth:`rnon_engine.inference.stack_model.StackModel.fill_plane`); the others with the
+    classical ``neighbours`` fill (None: :func:`fill_plane`).
+
+    Raises:
+        WeightsError: The stack weights are missing or not stack weights.
+    """
+    weights = getattr(inpainter, "stack_weights", None)
+    if weights is None:
+        return None
+    from rnon_engine.inference.stack_model import load_stack_model
+
+    return load_stack_model(None if weights == "default" else weights).fill_plane
 
 
 def inpaint_with_context(
@@ -407,7 +444,8 @@ def inpaint_with_context(
     """:meth:`Inpainter.inpaint` with ``context_planes > 0``: neighbours first, then 2-D.
 
     The hole pixels that a plane within ``context_planes`` knows are filled by
-    :func:`prefill`; the others by ``inpainter.inpaint`` on the stack, with the
+    :func:`prefill` (with the learned stack model when ``inpainter`` has one, see
+    :func:`stack_filler`); the others by ``inpainter.inpaint`` on the stack, with the
     neighbour-filled pixels as known context.
     """
     from rnon_engine.inference.inputs import as_array
@@ -427,6 +465,7 @@ def inpaint_with_context(
         stack_axis=stack_axis,
         channel_axis=channel_axis,
         cancel=cancel,
+        filler=stack_filler(inpainter),
     )
     if not result.residual.any():
         if progress is not None:

@@ -31,10 +31,12 @@ def list_methods() -> list[str]:
     ``"default"`` is the packaged RNON model; ``"telea"``, ``"ns"`` (OpenCV) and
     ``"biharmonic"`` (scikit-image) are classical methods; ``"auto"`` routes every hole
     group to the method that repairs its kind best (:mod:`rnon_engine.inference.auto`).
-    A path to a repair-generator ``.safetensors`` file written by the trainer is accepted
-    as well.
+    ``"neighbours"`` and ``"stack"`` are for stacks (a Z or T axis; ``context_planes``
+    2 by default): the classical neighbour fill (biharmonic where no plane knows a pixel)
+    and the learned stack model (the default model where no plane knows a pixel). A path
+    to a repair-generator ``.safetensors`` file written by the trainer is accepted as well.
     """
-    return ["auto", "default", *CLASSICAL_METHODS]
+    return ["auto", "default", *CLASSICAL_METHODS, "neighbours", "stack"]
 
 
 @dataclass(frozen=True)
