@@ -170,7 +170,9 @@ class Inpainter:
             stage2_min_width: Band mode: stage 2 refines a window only when a square of
                 this side fits in one of its holes; 0 (default) refines every window.
                 Skipping narrow damage saves most of stage 2's cost but loses 0.04-0.2 dB
-                of hole PSNR on dust, spots and scratches (docs/benchmarks.md).
+                of hole PSNR on dust, spots and scratches (docs/benchmarks.md). A guided
+                stage 2 (``OptimizeConfig.guide``, the default model's) ignores it: it
+                refines every hole, where it gains most.
             grid_tile: Networks: side of the blended windows over large holes (see
                 :func:`rnon_engine.inference.tiling.plan_tiles`): ``"auto"`` (default)
                 sizes them to the holes' thickness, None uses ``tile_size``. Classical
