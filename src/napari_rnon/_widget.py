@@ -174,8 +174,9 @@ class InpaintWidget(WorkerMixin, Container):
             label="Method",
             choices=list(METHODS),
             value=AUTO_METHOD,
-            tooltip="Auto sends each hole to the method measured best for its kind (thin "
-            "damage and dust: biharmonic; spots and larger holes: the packaged RNON network)",
+            tooltip="Auto sends each hole to the method measured best for its kind (dead "
+            "pixels and clusters of a few: biharmonic; dust, scratches, spots and larger "
+            "holes: the packaged RNON network)",
         )
         self._weights = ComboBox(
             label="Weights",
