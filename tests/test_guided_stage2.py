@@ -14,6 +14,7 @@ from rnon_engine.inference.classical import guide_fill
 from rnon_engine.inference.inpainter import Inpainter
 from rnon_engine.inference.onnx_model import TOLERANCE
 from rnon_engine.inference.ort_runner import ort_available
+from rnon_engine.inference.sparse_biharmonic import fill_biharmonic
 
 
 def _models(seed: int = 0, act: bool = True):
@@ -63,13 +64,22 @@ def test_guided_network_needs_its_inputs_and_refuses_bad_options() -> None:
         create_model("rnon-optimize", head_kernel=4)
 
 
-def test_guide_fill_is_the_classical_fill_per_window() -> None:
+def test_guide_fill_is_the_biharmonic_fill_per_window() -> None:
     image, mask = _case()
     batch = np.stack([image, image[::-1].copy()]).transpose(0, 3, 1, 2)
     holes = np.stack([mask, np.zeros_like(mask)])
     out = guide_fill("biharmonic", batch, holes)
-    ref = classical_fill("biharmonic", image, mask)
-    np.testing.assert_allclose(out[0].transpose(1, 2, 0), ref, atol=1e-6)
+    # One sparse solve per window: auto's biharmonic fill, clipped to the known range...
+    ref = fill_biharmonic(image, mask)
+    np.testing.assert_allclose(out[0].transpose(1, 2, 0), ref, atol=1e-5)
+    assert np.array_equal(out[0].transpose(1, 2, 0)[~mask], image[~mask])
+    # ...which is scikit-image's biharmonic fill for a hole away from others and the edge.
+    spot = np.zeros_like(mask)
+    spot[40:47, 60:66] = True
+    one = guide_fill("biharmonic", batch[:1], spot[None])[0].transpose(1, 2, 0)
+    np.testing.assert_allclose(one, classical_fill("biharmonic", image, spot), atol=1e-4)
+    telea = guide_fill("telea", batch[:1], mask[None])[0].transpose(1, 2, 0)
+    np.testing.assert_allclose(telea, classical_fill("telea", image, mask), atol=1e-6)
     assert np.array_equal(out[1], batch[1])  # a window without holes is returned as it is
     # ...and so is one without a known pixel (nothing to fill from; training crops can be).
     whole = guide_fill("biharmonic", batch[:1], np.ones_like(holes[:1]))
@@ -119,7 +129,9 @@ def test_trainer_trains_a_guided_stage_two(tmp_path) -> None:
     x = torch.from_numpy(image).permute(2, 0, 1)[None]
     valid = torch.from_numpy(~mask)[None, None].float()
     got = train_guide("biharmonic", x, valid)[0].permute(1, 2, 0).numpy()
-    np.testing.assert_allclose(got, classical_fill("biharmonic", image, mask), atol=1e-6)
+    batch = image.transpose(2, 0, 1)[None]
+    ref = guide_fill("biharmonic", batch, mask[None])[0].transpose(1, 2, 0)
+    np.testing.assert_allclose(got, ref, atol=1e-6)
 
 
 @pytest.mark.skipif(not ort_available(), reason="needs onnxruntime and onnx")

@@ -79,7 +79,10 @@ def guide_fill(method: str, images: np.ndarray, holes: np.ndarray) -> np.ndarray
     """The classical fill a guided stage 2 reads, for a batch of windows.
 
     Training (:func:`rnon_engine.train.trainer.guide_fill`) and inference (the inpainter,
-    ONNX Runtime) both call this, so the network sees the same guide in both.
+    ONNX Runtime) both call this, so the network sees the same guide in both. The
+    biharmonic guide is one sparse solve of a window's holes
+    (:func:`rnon_engine.inference.sparse_biharmonic.solve_plane`, scikit-image's equations
+    and stencil, mirrored at the window's edge, clipped to the known range).
 
     Args:
         method: A classical method name (``OptimizeConfig.guide``).
@@ -92,6 +95,16 @@ def guide_fill(method: str, images: np.ndarray, holes: np.ndarray) -> np.ndarray
     """
     out = np.array(images, dtype=np.float32, copy=True)
     for i, hole in enumerate(holes):
-        if hole.any() and not hole.all():
+        if not hole.any() or hole.all():
+            continue
+        if method == "biharmonic":
+            # One sparse solve for all the window's holes (the same equations as
+            # scikit-image's, without its per-region Python work).
+            from rnon_engine.inference.sparse_biharmonic import solve_plane
+
+            window = out[i].transpose(1, 2, 0)
+            known = window[~hole]
+            window[hole] = np.clip(solve_plane(window, hole), known.min(0), known.max(0))
+        else:
             out[i] = fill(method, out[i].transpose(1, 2, 0), hole).transpose(2, 0, 1)
     return out
