@@ -177,20 +177,20 @@ class AutoInpainter(Inpainter):
                 "use the RNON model ('default')"
             )
         mask = np.asarray(mask)
-        labels = None
+        labels = counts = None
         if mask.ndim >= 2:
-            # One method for every hole (all strokes, all spots...): no Telea prefill; that
-            # member's own call checks the input, and the result is the same.
             labels = self.method_labels(mask)
-            used = {LABEL_NAMES[int(c)] for c in np.unique(labels) if c}
-            only = used.pop() if len(used) == 1 else None
+            counts = _pixels_per_method(labels)
+            only = next(iter(counts)) if len(counts) == 1 else None
             if only is not None and only in self.members:
+                # One method for every hole (all strokes, all spots...): no Telea prefill;
+                # that member's own call checks the input, and the result is the same.
                 kwargs: dict[str, Any] = {"stages": stages} if only == NETWORK else {}
                 out = self.members[only].inpaint(
                     image, mask, channel_axis=channel_axis, progress=progress, cancel=cancel,
                     **kwargs,
                 )
-                self.last_counts = {only: int(np.count_nonzero(labels))}
+                self.last_counts = counts
                 return out
         steps = [PREFILL, *[m for m in LABEL_NAMES.values() if m != PREFILL]]
         nsteps = len(steps)
@@ -206,12 +206,11 @@ class AutoInpainter(Inpainter):
         out = self.members[PREFILL].inpaint(
             image, mask, channel_axis=channel_axis, progress=step_progress(0), cancel=cancel
         )
-        if labels is None:
+        if labels is None or counts is None:
             labels = self.method_labels(mask)
+            counts = _pixels_per_method(labels)
         codes = {name: code for code, name in LABEL_NAMES.items()}
-        counts = {m: int(np.count_nonzero(labels == codes[m])) for m in set(self.rules.values())}
-        counts[PREFILL] = int(np.count_nonzero(labels == codes[PREFILL]))
-        self.last_counts = {m: c for m, c in counts.items() if c}
+        self.last_counts = counts
         for i, method in enumerate(steps[1:], start=1):
             if not counts.get(method):
                 continue
@@ -234,6 +233,12 @@ class AutoInpainter(Inpainter):
         return out
 
     __call__ = inpaint
+
+
+def _pixels_per_method(labels: np.ndarray) -> dict[str, int]:
+    """Hole pixels per method of a label image (methods with none left out), in one pass."""
+    per_code = np.bincount(labels.ravel(), minlength=max(LABEL_NAMES) + 1)
+    return {name: int(per_code[code]) for code, name in LABEL_NAMES.items() if per_code[code]}
 
 
 def build_auto(

@@ -81,7 +81,7 @@ def guide_fill(method: str, images: np.ndarray, holes: np.ndarray) -> np.ndarray
     Training (:func:`rnon_engine.train.trainer.guide_fill`) and inference (the inpainter,
     ONNX Runtime) both call this, so the network sees the same guide in both. The
     biharmonic guide is one sparse solve of a window's holes
-    (:func:`rnon_engine.inference.sparse_biharmonic.solve_plane`, scikit-image's equations
+    (:func:`rnon_engine.inference.sparse_biharmonic.fill_biharmonic`, scikit-image's equations
     and stencil, mirrored at the window's edge, clipped to the known range).
 
     Args:
@@ -97,14 +97,14 @@ def guide_fill(method: str, images: np.ndarray, holes: np.ndarray) -> np.ndarray
     for i, hole in enumerate(holes):
         if not hole.any() or hole.all():
             continue
+        window = out[i].transpose(1, 2, 0)
         if method == "biharmonic":
-            # One sparse solve for all the window's holes (the same equations as
-            # scikit-image's, without its per-region Python work).
-            from rnon_engine.inference.sparse_biharmonic import solve_plane
+            # One sparse solve for all the window's holes, clipped to the known range: the
+            # fill "auto" uses (scikit-image's equations, without its per-region Python work).
+            from rnon_engine.inference.sparse_biharmonic import fill_biharmonic
 
-            window = out[i].transpose(1, 2, 0)
-            known = window[~hole]
-            window[hole] = np.clip(solve_plane(window, hole), known.min(0), known.max(0))
+            filled = fill_biharmonic(window, hole, channel_axis=-1)
         else:
-            out[i] = fill(method, out[i].transpose(1, 2, 0), hole).transpose(2, 0, 1)
+            filled = fill(method, window, hole)
+        out[i] = filled.transpose(2, 0, 1)
     return out

@@ -187,7 +187,7 @@ class OnnxNetworks:
         self.multiple = int(meta["multiple"])
         self._optimize = None
         self.halo = 0
-        self.guide = "none"
+        guide = "none"
         if optimize_path is not None:
             self.paths["optimize"] = Path(optimize_path)
             self._optimize = _session(self.paths["optimize"], threads)
@@ -197,8 +197,8 @@ class OnnxNetworks:
                     f"{optimize_path} holds {ometa.get('model_name')!r}, not 'rnon-optimize'"
                 )
             self.halo = int(ometa["halo"])
-            self.guide = str((ometa.get("config") or {}).get("guide", "none"))
-        self.config = OnnxConfig(self.multiple, self.halo, self.guide)
+            guide = str((ometa.get("config") or {}).get("guide", "none"))
+        self.config = OnnxConfig(self.multiple, self.halo, guide)
 
     @property
     def has_optimize(self) -> bool:
@@ -228,7 +228,7 @@ class OnnxNetworks:
         feeds = {"image": np.ascontiguousarray(image, dtype=np.float32)}
         if self.config.guided:
             if guide is None or valid is None:
-                raise InputError(f"this stage 2 is guided by a {self.guide} fill: pass it")
+                raise InputError(f"this stage 2 is guided by a {self.config.guide} fill: pass it")
             feeds["guide"] = np.ascontiguousarray(guide, dtype=np.float32)
             feeds["valid"] = np.ascontiguousarray(valid, dtype=np.float32)
         return self._optimize.run(None, feeds)[0]
@@ -260,7 +260,7 @@ class OnnxNetworks:
             x = np.repeat(x, 3, axis=1)
         comp = self.repair(x, holes, pad_to) if repair else x
         if band and self._optimize is not None:
-            guide = guide_fill(self.guide, comp, holes) if self.config.guided else None
+            guide = guide_fill(self.config.guide, comp, holes) if self.config.guided else None
             comp = self._band(comp, holes, guide)
         if gray:
             comp = comp.mean(axis=1, keepdims=True)
