@@ -357,6 +357,13 @@ def inference_table(rounds: int) -> list[str]:
 
             def call(x=x, m=m):
                 return models["repair"](x, m, pad_to=16)
+        elif getattr(models["optimize"].config, "guided", False):
+            # A guided stage 2 also reads the guide fill and the mask.
+            guide = torch.rand(n, 3, side, side, generator=g)
+            valid = (torch.rand(n, 1, side, side, generator=g) > 0.1).float()
+
+            def call(x=x, guide=guide, valid=valid):
+                return models["optimize"](x, guide, valid)
         else:
 
             def call(x=x):

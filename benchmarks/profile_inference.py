@@ -8,6 +8,7 @@ lookups, the intensity mapping, and the rest (batching, packing crops, Python ov
 
     python benchmarks/profile_inference.py --size 2048 --mask strokes
     python benchmarks/profile_inference.py --size 2048 --mask strokes --previous
+    python benchmarks/profile_inference.py --size 4096 --mask spots --stage2 <optimize.safetensors>
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 def main() -> None:
     import torch
 
+    import rnon_engine.inference.classical as classical
     import rnon_engine.inference.inpainter as inpainter
     import rnon_engine.inference.ort_runner as ort_runner
     import rnon_engine.inference.plane_run as plane_run
@@ -37,6 +39,7 @@ def main() -> None:
     ap.add_argument(
         "--previous", action="store_true", help="the settings before issue 16 (default-previous)"
     )
+    ap.add_argument("--stage2", help="optimize-generator file instead of the packaged one")
     args = ap.parse_args()
     torch.set_num_threads(1)
     spent: collections.Counter = collections.Counter()
@@ -57,7 +60,9 @@ def main() -> None:
 
     img, mask = make_photo_case(args.size, args.mask)
     kwargs = METHOD_VARIANTS["default-previous"][1] if args.previous else {}
-    inp = inpainter.Inpainter.from_pretrained("default", device="cpu", **kwargs)
+    inp = inpainter.Inpainter.from_pretrained(
+        "default", device="cpu", stage2=args.stage2, threads=1, **kwargs
+    )
     # Nested parts are listed under the part that contains them (self time = the rest).
     wrap(inp.repair, "forward", "stage 1 network")
     wrap(inp.optimize, "forward", "stage 2 network")
@@ -65,6 +70,7 @@ def main() -> None:
     wrap(ort_runner.OrtRunner, "optimize", "stage 2 network")
     wrap(inpainter, "OrtRunner", "ONNX Runtime sessions (cached export)")
     wrap(inpainter, "band_boxes", "stage 2 band boxes")
+    wrap(classical, "guide_fill", "stage 2 guide (biharmonic fill)")
     wrap(inpainter, "plan_tiles", "planning (plan_tiles)")
     wrap(plane_run.Blender, "add", "blending (Blender.add)")
     wrap(plane_run.Blender, "flush", "blending write-back (Blender.flush)")

@@ -365,3 +365,48 @@ def test_one_method_for_every_hole_skips_the_prefill_with_the_same_result(monkey
     # Bad input is still refused with the inpainter's message, before any work.
     with pytest.raises(InputError, match="mask"):
         auto.inpaint(image, mask[:50])
+
+
+def test_prefill_leaves_out_the_network_holes_with_the_same_result(monkeypatch):
+    # Spots (the network's) and dead pixels / specks (biharmonic): the Telea prefill only
+    # fills what the biharmonic step reads around, and the result is what prefilling
+    # every hole gave (the network never reads its own holes' values).
+    image = picture(160, seed=3)
+    mask, _ = one_of_each(160)
+    auto = Inpainter.from_pretrained("auto", "cpu")
+    labels = auto.method_labels(mask)
+    codes = {name: code for code, name in LABEL_NAMES.items()}
+    keep = np.isin(labels, [0, codes["biharmonic"], codes["default"]])
+    mask = mask & keep  # only kinds routed to biharmonic or the network
+    labels = auto.method_labels(mask)
+    assert set(np.unique(labels)) == {0, codes["biharmonic"], codes["default"]}
+    prefill = auto.members["telea"]
+    expect = prefill.inpaint(image, mask)
+    expect = fill_biharmonic(expect, labels == codes["biharmonic"])
+    expect = auto.members["default"].inpaint(expect, labels == codes["default"])
+    seen = []
+    real = prefill.inpaint
+    monkeypatch.setattr(prefill, "inpaint", lambda img, m, **k: seen.append(m) or real(img, m, **k))
+    out = auto.inpaint(image, mask)
+    assert np.array_equal(out, expect)
+    assert len(seen) == 1 and np.array_equal(seen[0], labels == codes["biharmonic"])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_biharmonic_fill_ignores_the_values_held_in_the_holes(dtype):
+    # The fill is clipped to the range of the known pixels: whatever the holes hold (the
+    # plane's extremes, NaN), the result is the same and within that range.
+    rng = np.random.default_rng(2)
+    image = (50 + 150 * rng.random((64, 64, 3))).astype(dtype)
+    mask = np.zeros((64, 64), bool)
+    mask[10:14, 10:30] = mask[40, 40] = mask[50:53, 5:8] = True
+    ref = image.copy()
+    ref[mask] = 100
+    expect = fill_biharmonic(ref, mask)
+    lo, hi = image[~mask].min(axis=0), image[~mask].max(axis=0)
+    assert (expect[mask] >= lo).all() and (expect[mask] <= hi).all()
+    fills = [0, 255, image[~mask].min(axis=0)] + ([np.nan] if dtype == np.float32 else [])
+    for value in fills:
+        held = image.copy()
+        held[mask] = value
+        assert np.array_equal(fill_biharmonic(held, mask), expect)

@@ -86,6 +86,26 @@ def test_guide_fill_is_the_biharmonic_fill_per_window() -> None:
     assert np.array_equal(whole, batch[:1])
 
 
+def test_batched_guide_equals_one_solve_per_window() -> None:
+    # Windows of one batch share a sparse solve but stay separate problems: each is
+    # mirrored at its own edges and clipped to its own known range.
+    image, mask = _case()
+    rng = np.random.default_rng(3)
+    crops, holes = [], []
+    for k in range(5):
+        y, x = rng.integers(0, 90 - 32), rng.integers(0, 130 - 32)
+        crop = image[y : y + 32, x : x + 32] * (0.3 + 0.15 * k)  # different ranges
+        hole = mask[y : y + 32, x : x + 32].copy()
+        hole[k : k + 3, 30 - k : 32] = True  # touches the window's edge
+        crops.append(crop.transpose(2, 0, 1))
+        holes.append(hole)
+    batch, holes = np.stack(crops).astype(np.float32), np.stack(holes)
+    out = guide_fill("biharmonic", batch, holes)
+    for i in range(len(batch)):
+        one = fill_biharmonic(batch[i].transpose(1, 2, 0), holes[i], channel_axis=-1)
+        assert np.array_equal(out[i], one.transpose(2, 0, 1))
+
+
 def test_weights_round_trip_keeps_the_guide(tmp_path) -> None:
     _, opt = _models()
     path = save_weights(opt, tmp_path / "o.safetensors")
@@ -114,6 +134,53 @@ def test_inpainter_runs_the_guided_stage_on_every_hole() -> None:
     gray = (image[..., 0] * 255).astype(np.uint8)
     g_out = both.inpaint(gray, mask)
     assert g_out.dtype == np.uint8 and np.array_equal(g_out[~mask], gray[~mask])
+
+
+def test_guide_computed_while_stage_one_runs_gives_the_same_pixels(monkeypatch) -> None:
+    import threading
+
+    import rnon_engine.inference.classical as classical
+
+    rep, opt = _models()
+    image, mask = _case()
+    threads_seen: set[str] = set()
+    real = classical.guide_fill
+
+    def spy(*args):
+        threads_seen.add(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(classical, "guide_fill", spy)
+    inline = Inpainter(rep, opt, device="cpu", backend="torch", tile_size=64)
+    inline.parallel_guide = False
+    ref = inline.inpaint(image, mask)
+    assert threads_seen == {threading.current_thread().name}
+    threads_seen.clear()
+    inline.parallel_guide = True
+    out = inline.inpaint(image, mask)
+    assert threads_seen and all(n.startswith("rnon-guide") for n in threads_seen)
+    assert np.array_equal(out, ref)
+    gray = (image[..., 0] * 255).astype(np.uint8)
+    inline.parallel_guide = False
+    g_ref = inline.inpaint(gray, mask)
+    inline.parallel_guide = True
+    assert np.array_equal(inline.inpaint(gray, mask), g_ref)
+
+
+def test_one_thread_keeps_the_guide_on_the_calling_thread(monkeypatch) -> None:
+    import rnon_engine.inference.classical as classical
+
+    rep, opt = _models()
+    before = torch.get_num_threads()
+    try:
+        assert not Inpainter(rep, opt, device="cpu", threads=1).parallel_guide
+    finally:
+        torch.set_num_threads(before)
+    assert not classical.spare_core(1)
+    monkeypatch.setattr(classical.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert not classical.spare_core(None)
+    monkeypatch.setattr(classical.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert classical.spare_core(None) and classical.spare_core(2)
 
 
 def test_guided_stage_refuses_the_whole_image_region() -> None:
@@ -188,6 +255,9 @@ def test_package_stage2_only_keeps_the_shipped_stage_one(tmp_path, monkeypatch) 
 def test_the_packaged_default_has_a_guided_stage_two() -> None:
     inp = Inpainter.from_pretrained("default", "cpu", backend="torch")
     assert inp.stage2_guide == "biharmonic"
-    assert inp.optimize.metadata.get("run") == "default-v4"
+    assert inp.optimize.metadata.get("run") == "default-v5"
+    # The fifth release's stage 2: one dilated block, so its whole receptive field (10 px)
+    # fits in the inpainter's stage-2 band.
+    assert inp.optimize.config.blocks == 1 and inp.optimize.config.halo == 10 <= inp.stage2_halo
     with pytest.raises(InputError, match="stage2_region='band'"):
         Inpainter.from_pretrained("default", "cpu", stage2_region="image")

@@ -132,3 +132,16 @@ def test_unwritable_cache_falls_back_to_torch(weights, tmp_path, monkeypatch):
     with pytest.raises(InputError, match="could not export"):
         asked.inpaint(image, mask)
     np.testing.assert_array_equal(image, _case()[0])  # the input is untouched
+
+
+def test_sessions_do_not_spin(tmp_path) -> None:
+    # Spinning intra-op threads took the core of the stage-2 guide's thread (issue 16).
+    from rnon_engine.export.onnx_export import export_graphs
+    from rnon_engine.inference.onnx_model import OnnxNetworks
+
+    torch.manual_seed(0)
+    rep = create_model("rnon-repair", width=0.125, depth=4).eval()
+    paths = export_graphs(rep, None, tmp_path)
+    nets = OnnxNetworks(paths["repair"], threads=2)
+    entries = nets._repair.get_session_options().get_session_config_entry
+    assert entries("session.intra_op.allow_spinning") == "0"

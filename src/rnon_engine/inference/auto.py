@@ -38,6 +38,7 @@ from rnon_engine.inference.routing import (
     FALLBACK_RULES,
     KINDS,
     LABEL_NAMES,
+    MERGE_GAP,
     NETWORK,
     PREFILL,
     RULES,
@@ -48,6 +49,9 @@ from rnon_engine.inference.sparse_biharmonic import fill_biharmonic
 from rnon_engine.inference.stack_context import inpaint_with_context
 
 __all__ = ["SPARSE_KINDS", "AutoInpainter", "build_auto", "check_rules"]
+
+#: Method name -> its code in a label image (:data:`LABEL_NAMES` inverted).
+_CODES_BY_NAME = {name: code for code, name in LABEL_NAMES.items()}
 
 _warned_fallback = False
 
@@ -202,14 +206,25 @@ class AutoInpainter(Inpainter):
                 i * 1000 + (1000 * done) // max(total, 1), nsteps * 1000
             )
 
-        # Step 1 checks everything (image, mask, channel axis) before any work.
+        # Step 1 checks everything (image, mask, channel axis) before any work. The
+        # network's holes are left out of the prefill when the only other method is the
+        # biharmonic fill: the network fills them last and reads none of their values (its
+        # windows treat them as holes), and a biharmonic stencil (2 px) never reaches
+        # another group (groups are 2 known pixels apart at least, MERGE_GAP); Telea and
+        # Navier-Stokes read further, so with them every hole is prefilled, and so is a
+        # float image's (the prefill's input check accepts NaN only inside its mask).
+        first = mask
+        integer = np.asarray(image).dtype.kind in "iub"
+        others = set(counts or ()) - {NETWORK}
+        if integer and MERGE_GAP >= 1 and counts and NETWORK in counts and others <= {"biharmonic"}:
+            first = (labels != 0) & (labels != _CODES_BY_NAME[NETWORK])
         out = self.members[PREFILL].inpaint(
-            image, mask, channel_axis=channel_axis, progress=step_progress(0), cancel=cancel
+            image, first, channel_axis=channel_axis, progress=step_progress(0), cancel=cancel
         )
         if labels is None or counts is None:
             labels = self.method_labels(mask)
             counts = _pixels_per_method(labels)
-        codes = {name: code for code, name in LABEL_NAMES.items()}
+        codes = _CODES_BY_NAME
         self.last_counts = counts
         for i, method in enumerate(steps[1:], start=1):
             if not counts.get(method):

@@ -23,9 +23,20 @@ How each window is filled (:func:`fill`), on the plane's values mapped to float3
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 import numpy as np
 
-__all__ = ["CLASSICAL_METHODS", "CONTEXT", "WINDOW_COST", "fill", "guide_fill"]
+__all__ = [
+    "CLASSICAL_METHODS",
+    "CONTEXT",
+    "WINDOW_COST",
+    "fill",
+    "guide_fill",
+    "spare_core",
+    "start_guide_fill",
+]
 
 #: The classical methods' names, as ``Inpainter.from_pretrained`` and ``rnon-batch --model``
 #: take them (the one list: front ends import it from here).
@@ -80,9 +91,11 @@ def guide_fill(method: str, images: np.ndarray, holes: np.ndarray) -> np.ndarray
 
     Training (:func:`rnon_engine.train.trainer.guide_fill`) and inference (the inpainter,
     ONNX Runtime) both call this, so the network sees the same guide in both. The
-    biharmonic guide is one sparse solve of a window's holes
-    (:func:`rnon_engine.inference.sparse_biharmonic.fill_biharmonic`, scikit-image's equations
-    and stencil, mirrored at the window's edge, clipped to the known range).
+    biharmonic guide of each window is what
+    :func:`rnon_engine.inference.sparse_biharmonic.fill_biharmonic` gives it (scikit-image's
+    equations and stencil, mirrored at the window's edge, clipped to the window's known
+    range), for the whole batch in one sparse solve
+    (:func:`~rnon_engine.inference.sparse_biharmonic.fill_windows`).
 
     Args:
         method: A classical method name (``OptimizeConfig.guide``).
@@ -93,18 +106,60 @@ def guide_fill(method: str, images: np.ndarray, holes: np.ndarray) -> np.ndarray
         ``[N,C,h,w]`` float32: the windows with their holes filled by ``method``; windows
         without holes, or without a known pixel to fill from, are returned as they are.
     """
+    if method == "biharmonic":
+        # One sparse solve for the holes of every window of the batch, each window clipped
+        # to its known range: the fill "auto" uses (scikit-image's equations, without its
+        # per-region Python work), window by window in one block-diagonal system.
+        from rnon_engine.inference.sparse_biharmonic import fill_windows
+
+        return fill_windows(np.asarray(images, dtype=np.float32), holes)
     out = np.array(images, dtype=np.float32, copy=True)
     for i, hole in enumerate(holes):
         if not hole.any() or hole.all():
             continue
         window = out[i].transpose(1, 2, 0)
-        if method == "biharmonic":
-            # One sparse solve for all the window's holes, clipped to the known range: the
-            # fill "auto" uses (scikit-image's equations, without its per-region Python work).
-            from rnon_engine.inference.sparse_biharmonic import fill_biharmonic
-
-            filled = fill_biharmonic(window, hole, channel_axis=-1)
-        else:
-            filled = fill(method, window, hole)
-        out[i] = filled.transpose(2, 0, 1)
+        out[i] = fill(method, window, hole).transpose(2, 0, 1)
     return out
+
+
+def start_guide_fill(
+    method: str, images: np.ndarray, holes: np.ndarray, *, background: bool
+) -> Callable[[], np.ndarray]:
+    """Start :func:`guide_fill`; returns a function that waits for its result.
+
+    The guide reads only the known pixels, so it can be computed while stage 1 fills the
+    holes. With ``background`` it runs in a thread (the sparse factorisation releases
+    the GIL: on a machine with a core to spare its time is hidden behind the network's);
+    otherwise it runs now. Either way the result is the same array.
+
+    Args:
+        method: As :func:`guide_fill`.
+        images: As :func:`guide_fill` (not modified; the hole values are not read).
+        holes: As :func:`guide_fill`.
+        background: Compute in a thread.
+    """
+    if not background:
+        result = guide_fill(method, images, holes)
+        return lambda: result
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnon-guide")
+    future = pool.submit(guide_fill, method, images, holes)
+    pool.shutdown(wait=False)
+    return future.result
+
+
+def spare_core(threads: int | None) -> bool:
+    """Whether a background thread (the stage-2 guide) may use another core.
+
+    True when the process may run on more than one CPU core and ``threads`` (the
+    inpainter's requested CPU threads) is unset or above 1: ``threads=1`` keeps the whole
+    call on one core (dask workers, timings of one core).
+    """
+    if threads is not None and threads <= 1:
+        return False
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return cores > 1

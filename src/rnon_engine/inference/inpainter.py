@@ -56,7 +56,7 @@ import numpy as np
 
 from rnon_engine.device import resolve_device
 from rnon_engine.errors import InputError
-from rnon_engine.inference.classical import CLASSICAL_METHODS, guide_fill
+from rnon_engine.inference.classical import CLASSICAL_METHODS, spare_core, start_guide_fill
 from rnon_engine.inference.classical import WINDOW_COST as classical_window_cost
 from rnon_engine.inference.classical import fill as classical_fill
 from rnon_engine.inference.inputs import as_array
@@ -181,6 +181,9 @@ class Inpainter:
                 (``plan_tiles(fit_pixels=True)``) rather than to its 8 px cells: the same
                 ``margin`` of context around every hole pixel, in smaller windows.
             threads: If given, ``torch.set_num_threads(threads)`` (a process-wide setting).
+                ``threads=1`` also keeps a guided stage 2's classical fill on the calling
+                thread; otherwise, with a second core, it runs in a thread beside stage 1
+                (:attr:`parallel_guide`; the same pixels either way).
             name: Name recorded in :attr:`provenance`.
             provenance: Extra provenance entries (weights paths, hashes).
             backend: What runs the torch networks: ``"torch"`` (eager), ``"onnxruntime"``
@@ -213,6 +216,9 @@ class Inpainter:
 
                 torch.set_num_threads(int(threads))
         self.tile_size, self.margin, self.overlap = tile_size, margin, overlap
+        #: A guided stage 2's classical fill is computed in a thread while stage 1 runs
+        #: (same result; on when the process has a second core and ``threads`` != 1).
+        self.parallel_guide = spare_core(threads)
         self.stage2_region = stage2_region
         if stage2_min_width < 0:
             raise InputError(f"stage2_min_width must be >= 0, got {stage2_min_width}")
@@ -654,6 +660,16 @@ class Inpainter:
             if gray:
                 x = x.expand(-1, 3, -1, -1)
             valid = torch.from_numpy(~holes).to(self.device)[:, None].to(x.dtype)
+            guided = band and self.stage2_guide != "none"
+            if guided:
+                # The guide reads only the known pixels (those of x): it is computed while
+                # stage 1 runs, in a thread when a core is free.
+                pending = start_guide_fill(
+                    self.stage2_guide,
+                    np.ascontiguousarray(crops.transpose(0, 3, 1, 2)).repeat(3 if gray else 1, 1),
+                    holes,
+                    background=repair and self.parallel_guide,
+                )
             if not repair:
                 comp = x
             else:
@@ -664,10 +680,9 @@ class Inpainter:
                 # Stage 2 asked alone ("optimize") runs wherever there are holes, and so
                 # does a guided one (what it adds is largest on the smallest holes).
                 guide = None
-                if self.stage2_guide != "none":
+                if guided:
                     width = 0
-                    fills = guide_fill(self.stage2_guide, comp.float().cpu().numpy(), holes)
-                    guide = torch.from_numpy(fills).to(comp.device, comp.dtype)
+                    guide = torch.from_numpy(pending()).to(comp.device, comp.dtype)
                 else:
                     width = self.stage2_min_width if repair else 0
                 comp = self._stage2_band(comp, valid, holes, width, guide)

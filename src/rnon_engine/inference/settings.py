@@ -31,9 +31,10 @@ NET_WINDOW_MULTIPLE = 8
 #: Networks: the fixed cost of one more small window, in px² (holes share a window when
 #: that costs less than this plus the area it adds).
 NET_WINDOW_COST = 32 * 32
-#: Band mode: the context (px) stage 2 sees around each group of holes (its receptive
-#: radius is 37 px for the default model); measured to change the hole PSNR of sparse
-#: damage by at most 0.001 dB (docs/benchmarks.md) at a fraction of the cost.
+#: Band mode: the context (px) stage 2 sees around each group of holes, at most. It was
+#: measured to change the hole PSNR of sparse damage by at most 0.001 dB against the full
+#: 37 px receptive radius of the second release's stage 2 (docs/benchmarks.md); the
+#: default stage 2 since the fifth release sees 10 px, all of which it gets.
 STAGE2_HALO = 16
 #: Where stage 2 runs: a band around the holes (composited) or the whole image (the paper).
 REGIONS = ("band", "image")
