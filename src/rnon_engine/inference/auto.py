@@ -214,7 +214,7 @@ class AutoInpainter(Inpainter):
         # Navier-Stokes read further, so with them every hole is prefilled, and so is a
         # float image's (the prefill's input check accepts NaN only inside its mask).
         first = mask
-        integer = np.asarray(image).dtype.kind in "iub"
+        integer = np.dtype(getattr(image, "dtype", "O")).kind in "iub"  # without reading it
         others = set(counts or ()) - {NETWORK}
         if integer and MERGE_GAP >= 1 and counts and NETWORK in counts and others <= {"biharmonic"}:
             first = (labels != 0) & (labels != _CODES_BY_NAME[NETWORK])

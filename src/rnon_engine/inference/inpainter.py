@@ -666,7 +666,7 @@ class Inpainter:
                 # stage 1 runs, in a thread when a core is free.
                 pending = start_guide_fill(
                     self.stage2_guide,
-                    np.ascontiguousarray(crops.transpose(0, 3, 1, 2)).repeat(3 if gray else 1, 1),
+                    np.repeat(crops.transpose(0, 3, 1, 2), 3 if gray else 1, axis=1),
                     holes,
                     background=repair and self.parallel_guide,
                 )

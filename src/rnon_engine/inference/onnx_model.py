@@ -73,7 +73,8 @@ def _session(path: Path, threads: int | None) -> Any:
         opts.inter_op_num_threads = 1
     # Idle intra-op threads sleep instead of spinning: the networks are thin (many short
     # ops), and spinning threads took the core the stage-2 guide runs on. On issue 16's
-    # 4096² strokes with 2 threads: 22 s instead of 31 s, and 40 s of CPU instead of 60.
+    # 4096² strokes with 2 threads: 23 s instead of 31 s, 42 s of CPU instead of 60
+    # (docs/benchmarks.md, "Fifth release, fourth pass").
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

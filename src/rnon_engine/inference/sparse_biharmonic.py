@@ -110,22 +110,14 @@ def solve_windows(values: np.ndarray, holes: np.ndarray) -> np.ndarray:
     _, h, w = holes.shape
     bs, ys, xs = np.nonzero(holes)
     n = ys.size
-    if holes.size > 64 * n:
-        # Few holes on a large plane: look the neighbours up among the holes' sorted flat
-        # indices rather than in a plane-sized index array.
-        flat = np.ravel_multi_index((bs, ys, xs), holes.shape)
+    # Neighbours are looked up among the holes' sorted flat indices (np.nonzero's order):
+    # no plane-sized index array, whatever the plane's size.
+    flat = np.ravel_multi_index((bs, ys, xs), holes.shape)
 
-        def lookup(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-            want = np.ravel_multi_index((bs, yy, xx), holes.shape)
-            at = np.minimum(np.searchsorted(flat, want), n - 1)
-            return np.where(flat[at] == want, at, -1)
-
-    else:
-        index = np.full(holes.shape, -1, dtype=np.int64)
-        index[bs, ys, xs] = np.arange(n)
-
-        def lookup(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-            return index[bs, yy, xx]
+    def lookup(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        want = np.ravel_multi_index((bs, yy, xx), holes.shape)
+        at = np.minimum(np.searchsorted(flat, want), n - 1)
+        return np.where(flat[at] == want, at, -1)
 
     rows, cols, data = [], [], []
     rhs = np.zeros((n, values.shape[-1]), dtype=np.float64)
