@@ -194,6 +194,36 @@ def test_progress_planes_time_left_in_the_widget(viewer_widget, wait_idle):
     assert "3 plane(s)" in widget._status.value
 
 
+def test_a_progress_event_delivered_after_the_result_does_not_hide_it(viewer_widget, wait_idle):
+    """CI failure of 2026-12-02: the last progress event, handled late, overwrote the result.
+
+    napari's progress bar processes Qt events when it moves, so a progress event handled
+    after the worker has already returned delivers the result inside the progress slot;
+    the progress text must not then replace the result's status line.
+    """
+    viewer, widget = viewer_widget
+    image = viewer.add_image(np.full((24, 24), 50, np.uint8), name="img")
+    widget._image.value = image
+    widget.new_mask().data[4:8, 4:8] = 1
+    fake_rnon(widget, Fake(tiles=1, delay=0.3))  # time to connect hold_finished
+    from qtpy.QtCore import Qt
+
+    returned = threading.Event()
+
+    def hold_finished(result):  # in the worker thread, after the result was queued
+        returned.set()
+        time.sleep(0.5)  # "finished" comes this much later
+
+    worker = widget.run()
+    assert worker is not None
+    worker.returned.connect(hold_finished, type=Qt.ConnectionType.DirectConnection)
+    # The GUI thread is busy until the worker has queued its progress and its result.
+    assert returned.wait(30)
+    wait_idle(widget, TIMEOUT_MS)
+    assert "'img repaired (RNON)'" in widget._status.value, widget._status.value
+    assert widget._bar.value == 1000
+
+
 def test_errors_before_a_run_show_in_the_status_line(viewer_widget, notes):
     viewer, widget = viewer_widget
     widget._method.value = "Telea (OpenCV)"

@@ -260,6 +260,8 @@ class FinetuneWidget(WorkerMixin, Container):
 
     # --------------------------------------------------------- GUI-thread ends
     def _on_progress(self, step: int, total: int, loss: float) -> None:
+        if self._progress_is_stale():
+            return
         elapsed = time.perf_counter() - self._t0
         budget = 60.0 * float(self._minutes.value)
         frac = max(step / max(total, 1), min(elapsed / budget, 1.0))

@@ -626,9 +626,8 @@ class InpaintWidget(WorkerMixin, Container):
     # --------------------------------------------------------- GUI-thread ends
     def _on_progress(self, done: int, total: int) -> None:
         """Progress bar, percent, plane and time left in the widget (GUI thread)."""
-        self._update_pbar(done, total)
         job = self._job
-        if job is None or total <= 0:
+        if job is None or total <= 0 or self._progress_is_stale():
             return
         frac = min(max(done / total, 0.0), 1.0)
         self._bar.value = int(1000 * frac)
@@ -639,6 +638,7 @@ class InpaintWidget(WorkerMixin, Container):
         if 0 < frac < 1 and elapsed > 0.5:
             text += f", about {duration(elapsed * (1 - frac) / frac)} left"
         self._say(text)
+        self._update_pbar(done, total)  # last: it processes Qt events (the result may come)
 
     def _on_returned(self, results: list[RunResult]) -> None:
         try:

@@ -72,6 +72,7 @@ class WorkerMixin:
         self._cancel_event = threading.Event()
         self._cancel_reason = ""
         self._pbar: Any = None
+        self._run_over = False
         self._relay = progress_relay(*progress_types)
         self._relay.progress.connect(on_progress)
 
@@ -118,6 +119,7 @@ class WorkerMixin:
 
         self._cancel_event.clear()
         self._cancel_reason = ""
+        self._run_over = False
         if progress_desc is not None:
             from napari.utils import cancelable_progress
 
@@ -130,7 +132,7 @@ class WorkerMixin:
             job,
             _start_thread=False,
             _connect={
-                "returned": on_returned,
+                "returned": functools.partial(self._on_work_returned, on_returned),
                 "errored": self._on_errored,
                 "finished": self._on_finished,
             },
@@ -152,6 +154,19 @@ class WorkerMixin:
         self._cancel_event.set()
         self._status.value = "Cancelling..."
 
+    def _on_work_returned(self, on_returned: Callable[[Any], None], result: Any) -> None:
+        self._run_over = True
+        on_returned(result)
+
+    def _progress_is_stale(self) -> bool:
+        """Whether the run has already returned or failed (GUI thread).
+
+        napari's progress bar processes Qt events when it moves, so the result can be
+        handled inside a progress slot; progress handled after it must not overwrite what
+        the result wrote.
+        """
+        return self._run_over
+
     def _cancelled(self) -> bool:
         """Whether Cancel was asked for, here or in napari's activity dock (any thread)."""
         pbar = self._pbar
@@ -171,6 +186,7 @@ class WorkerMixin:
         """Report a failed or cancelled run (GUI thread)."""
         from rnon_engine.errors import Cancelled, RnonError
 
+        self._run_over = True
         if isinstance(exc, (RunCancelled, Cancelled)):
             if self._cancel_reason:
                 show_warning(self._cancel_reason)
