@@ -339,7 +339,7 @@ def test_rnon_batch_onnx_workers_never_import_torch(exported, tmp_path: Path) ->
 def test_stage1_only_export_runs_stage1_only(tmp_path: Path) -> None:
     repair, _ = _tiny()
     paths = export_graphs(repair, None, tmp_path)
-    assert sorted(paths) == ["pipeline", "repair"]
+    assert sorted(paths) == ["pipeline", "repair", "repair_small"]  # _tiny: push-pull prefill
     inp = Inpainter.from_pretrained(paths["repair"])
     assert inp.provenance["stages"] == ["repair"] and inp.optimize is None
     image, mask = _scene((70, 90))

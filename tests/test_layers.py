@@ -187,7 +187,7 @@ def test_hole_pixels_get_no_gradient() -> None:
         ((1, 3, 8, 8), (1, 8, 8)),  # mask 3-D
         ((1, 3, 8, 8), (1, 1, 8, 7)),  # mask W differs
         ((1, 3, 8, 8), (1, 2, 8, 8)),  # mask channels neither 1 nor C
-        ((2, 3, 8, 8), (1, 1, 8, 8)),  # batch differs
+        ((2, 3, 8, 8), (3, 1, 8, 8)),  # batch differs (and is not 1: shared)
         ((1, 4, 8, 8), (1, 1, 8, 8)),  # wrong input channels
     ],
 )
@@ -195,3 +195,45 @@ def test_shape_errors_raise_input_error(x_shape, mask_shape) -> None:
     layer = PartialConv2d(3, 4, 3, padding=1)
     with pytest.raises(InputError, match=r"\d"):
         layer(torch.rand(*x_shape), torch.ones(*mask_shape))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("shared", [False, True])
+def test_parts_equal_the_concatenated_input_bit_for_bit(stride: int, shared: bool) -> None:
+    """The U-Net decoder's join: ``forward_parts`` is ``forward`` on the concatenation."""
+    g = torch.Generator().manual_seed(3)
+    conv = PartialConv2d(5 + 3, 6, 3, stride=stride, padding=1)
+    nb = 1 if shared else 4
+    x1, x2 = torch.randn(4, 5, 13, 11, generator=g), torch.randn(4, 3, 13, 11, generator=g)
+    m1 = (torch.rand(nb, 1, 13, 11, generator=g) > 0.4).float()
+    m2 = (torch.rand(nb, 1, 13, 11, generator=g) > 0.7).float()
+    cat_mask = torch.cat([m1.expand(4, 5, -1, -1), m2.expand(4, 3, -1, -1)], dim=1)
+    want, want_mask = conv(torch.cat([x1, x2], dim=1), cat_mask)
+    got, got_mask = conv.forward_parts([(x1, m1), (x2, m2)])
+    assert torch.equal(got, want)
+    assert torch.equal(got_mask.expand_as(want_mask), want_mask)
+    # one part with a one-channel mask: forward itself
+    assert torch.equal(
+        conv.forward_parts([(torch.cat([x1, x2], 1), m1)])[0], conv(torch.cat([x1, x2], 1), m1)[0]
+    )
+
+
+def test_a_mask_shared_by_the_batch_equals_one_mask_per_image() -> None:
+    g = torch.Generator().manual_seed(4)
+    conv = PartialConv2d(3, 4, 5, stride=2, padding=2)
+    x = torch.randn(3, 3, 16, 16, generator=g)
+    m = (torch.rand(1, 1, 16, 16, generator=g) > 0.5).float()
+    out, new = conv(x, m)
+    want, want_new = conv(x, m.expand(3, -1, -1, -1))
+    assert new.shape[0] == 1 and torch.equal(out, want) and torch.equal(new[0], want_new[1])
+
+
+def test_parts_that_do_not_fit_raise_input_error() -> None:
+    conv = PartialConv2d(8, 2, 3, padding=1)
+    x1, x2 = torch.zeros(2, 5, 8, 8), torch.zeros(2, 3, 8, 8)
+    with pytest.raises(InputError, match="input channels"):
+        conv.forward_parts([(x1, torch.ones(2, 1, 8, 8))])
+    with pytest.raises(InputError, match="share batch size"):
+        conv.forward_parts([(x1, torch.ones(2, 1, 8, 8)), (x2[:, :, :7], torch.ones(2, 1, 7, 8))])
+    with pytest.raises(InputError, match="at least one"):
+        conv.forward_parts([])

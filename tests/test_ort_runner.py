@@ -1,5 +1,7 @@
 """The ONNX Runtime backend of the torch networks (inference/ort_runner.py)."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -93,9 +95,9 @@ def test_preoptimized_graphs_give_the_exported_graphs_outputs(weights):
     inp.inpaint(image, mask)
     used = inp._runner().paths
     assert all(p.name.endswith(".opt.onnx") and p.is_file() for p in used.values())
-    exported = [p.with_name(p.name.replace(".opt.onnx", ".onnx")) for p in used.values()]
-    assert all(p.is_file() for p in exported)
-    plain = OnnxNetworks(*exported, threads=1)
+    exported = {k: p.with_name(p.name.replace(".opt.onnx", ".onnx")) for k, p in used.items()}
+    assert all(p.is_file() for p in exported.values())
+    plain = OnnxNetworks(exported["repair"], exported["optimize"], threads=1)
     pre = OnnxNetworks(used["repair"], used["optimize"], threads=1)
     x = np.ascontiguousarray(image[None, :64, :80].transpose(0, 3, 1, 2))
     holes = mask[None, :64, :80]
@@ -143,5 +145,108 @@ def test_sessions_do_not_spin(tmp_path) -> None:
     rep = create_model("rnon-repair", width=0.125, depth=4).eval()
     paths = export_graphs(rep, None, tmp_path)
     nets = OnnxNetworks(paths["repair"], threads=2)
-    entries = nets._repair.get_session_options().get_session_config_entry
+    entries = nets.session("repair").get_session_options().get_session_config_entry
     assert entries("session.intra_op.allow_spinning") == "0"
+
+
+def _pushpull_export(tmp_path):
+    from rnon_engine.export.onnx_export import export_graphs
+
+    torch.manual_seed(0)
+    rep = create_model("rnon-repair", width=0.125, depth=4, prefill="pushpull").eval()
+    with torch.no_grad():  # the head starts at zero (the fill itself): make it act
+        rep.head.weight.normal_(0, 0.5)
+    return rep, export_graphs(rep, None, tmp_path / "export")
+
+
+def test_small_windows_run_through_their_own_graph_with_the_same_outputs(tmp_path) -> None:
+    """The small-window stage 1 (fewer push-pull levels) computes the repair graph's pixels."""
+    from rnon_engine.export.graphs import SMALL_WINDOW_LEVELS, exact_side
+    from rnon_engine.inference.onnx_model import OnnxNetworks, read_onnx_metadata
+
+    rep, paths = _pushpull_export(tmp_path)
+    assert (
+        read_onnx_metadata(paths["repair_small"])["max_side"]
+        == exact_side(SMALL_WINDOW_LEVELS)
+        == 256
+    )
+    nets = OnnxNetworks(paths["repair"], threads=1)
+    assert nets.paths["repair_small"] == paths["repair_small"]
+    rng = np.random.default_rng(2)
+    for n, h, w in [(3, 40, 56), (2, 64, 64), (1, 256, 300), (1, 260, 270)]:
+        x = rng.random((n, 3, h, w), dtype=np.float32)
+        holes = np.zeros((n, h, w), bool)
+        holes[:, h // 3 : h // 2, w // 4 : w // 2] = True
+        feeds = {"image": x, "mask": holes[:, None].astype(np.float32)}
+        for pad in (8, 16):
+            feeds["pad"] = np.zeros(pad, np.float32)
+            want = nets.session("repair").run(None, feeds)[0]
+            got = nets.repair(x, holes, pad)
+            np.testing.assert_array_equal(got, want)
+            if min(h, w) <= 256:  # it did go through the small graph
+                np.testing.assert_array_equal(nets.session("repair_small").run(None, feeds)[0], got)
+            with torch.no_grad():
+                eager = rep(torch.from_numpy(x), torch.from_numpy(~holes[:, None]).float(), pad)
+            assert (
+                np.abs(got - eager.numpy())[np.broadcast_to(holes[:, None], got.shape)].max() < 1e-4
+            )
+
+
+def test_a_small_window_graph_of_other_weights_is_refused_and_a_missing_one_is_not_needed(
+    tmp_path,
+) -> None:
+    from rnon_engine import WeightsError
+    from rnon_engine.export.onnx_export import export_graphs
+    from rnon_engine.inference.onnx_model import OnnxNetworks
+
+    _, paths = _pushpull_export(tmp_path)
+    x = np.random.default_rng(0).random((1, 3, 32, 48), dtype=np.float32)
+    holes = np.zeros((1, 32, 48), bool)
+    holes[0, 10:14, 10:30] = True
+    want = OnnxNetworks(paths["repair"], threads=1).repair(x, holes, 8)
+    # A folder without the small graph (an older export, a partial copy): the repair graph.
+    paths["repair_small"].unlink()
+    lone = OnnxNetworks(paths["repair"], threads=1)
+    assert "repair_small" not in lone.paths
+    np.testing.assert_array_equal(lone.repair(x, holes, 8), want)
+    # The small graph of other weights next to it: refused, with what to do.
+    torch.manual_seed(5)
+    other = create_model("rnon-repair", width=0.125, depth=4, prefill="pushpull").eval()
+    theirs = export_graphs(other, None, tmp_path / "other", metadata={"source_sha256": "ab"})
+    shutil.copy(theirs["repair_small"], paths["repair_small"])  # named by the repair file
+    with pytest.raises(WeightsError, match="export the model again"):
+        OnnxNetworks(paths["repair"], threads=1)
+    with pytest.raises(WeightsError, match="export the model again"):  # not a small graph
+        OnnxNetworks(paths["repair"], threads=1, small_path=theirs["repair"])
+    # Given the small graph, the repair graph opens (and is checked) at its first window.
+    mixed = OnnxNetworks(paths["repair"], threads=1, small_path=theirs["repair_small"])
+    assert mixed.open_roles == ["repair_small"]
+    with pytest.raises(WeightsError, match="export the model again"):
+        mixed.session("repair")
+
+
+def test_the_repair_graph_opens_at_the_first_large_window_when_small_ones_have_theirs(
+    tmp_path,
+) -> None:
+    from rnon_engine.inference.onnx_model import OnnxNetworks
+    from rnon_engine.inference.ort_runner import OrtRunner
+
+    rep, paths = _pushpull_export(tmp_path)
+    nets = OnnxNetworks(paths["repair"], threads=1, small_path=paths["repair_small"])
+    assert nets.open_roles == ["repair_small"]
+    rng = np.random.default_rng(3)
+    small = rng.random((2, 3, 40, 48), dtype=np.float32)
+    holes = np.zeros((2, 40, 48), bool)
+    holes[:, 10:20, 10:20] = True
+    nets.repair(small, holes, 8)
+    assert nets.open_roles == ["repair_small"]  # small windows: the small graph only
+    big = rng.random((1, 3, 264, 272), dtype=np.float32)
+    bholes = np.zeros((1, 264, 272), bool)
+    bholes[:, 100:120, 50:200] = True
+    out = nets.repair(big, bholes, 8)
+    assert sorted(nets.open_roles) == ["repair", "repair_small"]
+    with torch.no_grad():
+        eager = rep(torch.from_numpy(big), torch.from_numpy(~bholes[:, None]).float(), 8)
+    assert np.abs(out - eager.numpy())[np.broadcast_to(bholes[:, None], out.shape)].max() < 1e-4
+    # The inpainter's cached export uses it so.
+    assert "repair_small" in OrtRunner(rep, None, key="test", threads=1).paths

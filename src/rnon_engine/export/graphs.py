@@ -28,16 +28,35 @@ from rnon_engine.nn.networks.optimize import OptimizeGenerator
 from rnon_engine.nn.networks.repair import RepairGenerator
 
 __all__ = [
+    "GRAPH_REVISION",
     "PUSHPULL_LEVELS",
+    "SMALL_WINDOW_LEVELS",
     "OptimizeGraph",
     "PipelineGraph",
     "RepairGraph",
+    "exact_side",
     "pushpull_fill_unrolled",
 ]
+
+#: Revision of the exported graphs' operations: raised when a change gives the same outputs
+#: by other (cheaper) operations, so that exports cached by an earlier version are made
+#: again (:class:`~rnon_engine.inference.ort_runner.OrtRunner`'s cache key). 2: the U-Net's
+#: masks are one channel and, with the push-pull prefill, one for the whole batch.
+GRAPH_REVISION = 2
 
 #: Pyramid levels of the exported push-pull fill: exact for images whose shorter side is
 #: at most ``2**(PUSHPULL_LEVELS + 1)`` px (the recursion has reached 2 px by then).
 PUSHPULL_LEVELS = 20
+
+#: Levels of the stage-1 graph for small windows (shorter side up to 256 px): the same
+#: outputs, without the thirteen levels that such windows only pass through at 1 px
+#: (each a few dozen graph operations; 10-30 % of a small batch's time).
+SMALL_WINDOW_LEVELS = 7
+
+
+def exact_side(levels: int) -> int:
+    """The longest shorter side a push-pull fill of ``levels`` levels computes exactly."""
+    return 2 ** (levels + 1)
 
 _BINOMIAL = (1.0, 3.0, 3.0, 1.0)
 
@@ -98,7 +117,20 @@ class RepairGraph(nn.Module):
     Without ``pad``, ``P = pad_multiple``.
     """
 
-    def __init__(self, net: RepairGenerator, pad_multiple: int | None = None) -> None:
+    def __init__(
+        self,
+        net: RepairGenerator,
+        pad_multiple: int | None = None,
+        levels: int = PUSHPULL_LEVELS,
+    ) -> None:
+        """Wrap ``net``.
+
+        Args:
+            net: The repair generator (``pad_mode="hole"``).
+            pad_multiple: ``P`` without a ``pad`` input (default: ``net.multiple``).
+            levels: Push-pull levels (:func:`pushpull_fill_unrolled`); the graph is exact
+                for inputs whose shorter side is at most :func:`exact_side` ``(levels)``.
+        """
         super().__init__()
         if net.config.pad_mode != "hole":
             raise ValueError(
@@ -107,6 +139,7 @@ class RepairGraph(nn.Module):
             )
         self.net = net
         self.pad_multiple = int(pad_multiple or net.multiple)
+        self.levels = int(levels)
 
     def forward(self, image: Tensor, mask: Tensor, pad: Tensor | None = None) -> Tensor:
         """Repair ``image`` where ``mask`` is nonzero."""
@@ -120,9 +153,9 @@ class RepairGraph(nn.Module):
         x, m = image, valid
         fill = None
         if cfg.prefill == "pushpull":
-            fill = pushpull_fill_unrolled(image * valid, valid)
+            fill = pushpull_fill_unrolled(image * valid, valid, self.levels)
             x = torch.cat([fill, 1.0 - valid], dim=1)
-            m = torch.ones_like(valid)
+            m = torch.ones_like(valid[:1])  # one mask for the batch, as in forward
         h, w = x.shape[-2:]
         p = self.pad_multiple if p is None else p
         ph, pw = (p - h % p) % p, (p - w % p) % p

@@ -1,11 +1,15 @@
 """Write the RNON generators as ONNX graphs with dynamic batch, height and width.
 
-:func:`export_onnx` writes three files into a folder:
+:func:`export_onnx` writes these files into a folder:
 
 - ``rnon_repair.onnx`` (stage 1): inputs ``image`` ``[N,3,H,W]`` float32 in [0, 1],
   ``mask`` ``[N,1,H,W]`` float32 (nonzero = repair) and ``pad`` ``[P]`` (its length is the
   padding multiple, see :class:`~rnon_engine.export.graphs.RepairGraph`); output
   ``output`` ``[N,3,H,W]``, composited.
+- ``rnon_repair_small.onnx`` (with the push-pull prefill): the same stage 1 with fewer
+  push-pull levels, exact for inputs whose shorter side is at most its metadata's
+  ``max_side``; the inpainter runs small windows through it (named in the repair file's
+  metadata, ``small_windows_file``; optional).
 - ``rnon_optimize.onnx`` (stage 2, when the model has one): ``image -> output``, not
   composited (the inpainter composites it on a band around the holes); a guided stage 2
   (``OptimizeConfig.guide``) takes ``image``, ``guide`` and ``valid``, the guide fill being
@@ -34,7 +38,13 @@ from typing import Any
 import torch
 
 from rnon_engine.errors import InputError
-from rnon_engine.export.graphs import OptimizeGraph, PipelineGraph, RepairGraph
+from rnon_engine.export.graphs import (
+    SMALL_WINDOW_LEVELS,
+    OptimizeGraph,
+    PipelineGraph,
+    RepairGraph,
+    exact_side,
+)
 from rnon_engine.inference.settings import NET_WINDOW_MULTIPLE
 from rnon_engine.inference.weights_source import resolve_weights
 
@@ -53,7 +63,12 @@ FORMAT_NAME = "napari-rnon-onnx"
 FORMAT_VERSION = "1"
 OPSET = 17
 #: The files :func:`export_onnx` writes, by role.
-FILES = {"repair": "rnon_repair.onnx", "optimize": "rnon_optimize.onnx", "pipeline": "rnon.onnx"}
+FILES = {
+    "repair": "rnon_repair.onnx",
+    "repair_small": "rnon_repair_small.onnx",
+    "optimize": "rnon_optimize.onnx",
+    "pipeline": "rnon.onnx",
+}
 
 _IMAGE_AXES = {0: "batch", 2: "height", 3: "width"}
 
@@ -187,6 +202,24 @@ def _export_stages(
         "description": "napari-rnon stage 1 (repair network): image, mask (nonzero = "
         "repair), pad (length = padding multiple) -> composited image in [0, 1]",
     }
+    if repair.config.prefill == "pushpull":
+        # The same graph with fewer push-pull levels: the inpainter's small windows.
+        small = RepairGraph(repair, rgraph.pad_multiple, levels=SMALL_WINDOW_LEVELS).eval()
+        paths["repair_small"] = out / FILES["repair_small"]
+        _export(small, (image, mask, pad), paths["repair_small"], ["image", "mask", "pad"])
+        max_side = exact_side(SMALL_WINDOW_LEVELS)
+        _set_metadata(
+            paths["repair_small"],
+            {
+                **rmeta,
+                "role": "repair-small",
+                "max_side": max_side,
+                "description": f"{rmeta['description']}; for inputs whose shorter side is at "
+                f"most {max_side} px (the same outputs as {FILES['repair']} there)",
+            },
+        )
+        rmeta["small_windows_file"] = FILES["repair_small"]
+        rmeta["small_windows_max_side"] = max_side
     if ograph is not None:
         rmeta["stage2_file"] = FILES["optimize"]
         paths["optimize"] = out / FILES["optimize"]

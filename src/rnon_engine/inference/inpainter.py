@@ -219,6 +219,7 @@ class Inpainter:
         #: A guided stage 2's classical fill is computed in a thread while stage 1 runs
         #: (same result; on when the process has a second core and ``threads`` != 1).
         self.parallel_guide = spare_core(threads)
+        self._threads = threads
         self.stage2_region = stage2_region
         if stage2_min_width < 0:
             raise InputError(f"stage2_min_width must be >= 0, got {stage2_min_width}")
@@ -582,6 +583,7 @@ class Inpainter:
         band = use_stage2 and self.stage2_region == "band"
 
         native = int(getattr(self.repair, "multiple", 1))
+        workers = self.batch_workers()
 
         def fill(crops: np.ndarray, hmask: np.ndarray, win: Window) -> np.ndarray:
             # Packed windows and blended ones smaller than the U-Net's multiple are computed
@@ -606,6 +608,7 @@ class Inpainter:
                     batch_size=self.batch_size,
                     budget=self.tile_size**2,
                     zero_holes=not optimize_only,
+                    workers=workers,
                 )
             if image_tiles:
                 run.run_whole(image_tiles, self._refine_whole)
@@ -668,7 +671,7 @@ class Inpainter:
                     self.stage2_guide,
                     np.repeat(crops.transpose(0, 3, 1, 2), 3 if gray else 1, axis=1),
                     holes,
-                    background=repair and self.parallel_guide,
+                    background=repair and self.parallel_guide and self.batch_workers() == 1,
                 )
             if not repair:
                 comp = x
@@ -769,13 +772,31 @@ class Inpainter:
                 tiles.append((rd, wr))
         return tiles
 
+    def batch_workers(self) -> int:
+        """How many batches of windows are computed at once (in threads).
+
+        Two when ONNX Runtime runs the networks' cached export and the process may use a
+        second core (``threads`` != 1), each with half of the CPU threads: the networks
+        are thin, so two batches on one thread each finish sooner than one batch on two
+        threads (docs/benchmarks.md, "Sixth pass"); a guided stage 2's fill then runs in
+        its batch's thread. One otherwise. The pixels are the same either way.
+        """
+        if self.repair is None or not self.parallel_guide or self._runner() is None:
+            return 1
+        return 2
+
     def _runner(self) -> OrtRunner | None:
         """The ONNX Runtime runner when that backend is chosen (exported on first use)."""
         if self.backend != "onnxruntime" or _outside_torch(self.repair):
             return None
         if self._ort is None:
+            import torch
+
+            total = self._threads or torch.get_num_threads()
+            # Split between the two batch workers (batch_workers) when there are two.
+            threads = max(1, total // 2) if self.parallel_guide else total
             try:
-                self._ort = OrtRunner(self.repair, self.optimize, self._ort_key)
+                self._ort = OrtRunner(self.repair, self.optimize, self._ort_key, threads)
             except Exception as exc:  # an unwritable cache, an exporter failure...
                 where = f"cache folder {cache_dir()}; set RNON_CACHE_DIR to a writable folder"
                 if self._backend_asked == "onnxruntime":

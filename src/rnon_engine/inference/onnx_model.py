@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,11 @@ def resolve_onnx(
     return path, stage2
 
 
+def _same_weights(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two files' metadata name the same weights (and model configuration)."""
+    return all(a.get(k) == b.get(k) for k in ("source_sha256", "config", "multiple"))
+
+
 @dataclass(frozen=True)
 class OnnxConfig:
     """What the inpainter reads of the networks' configs.
@@ -172,6 +178,7 @@ class OnnxNetworks:
         repair_path: str | os.PathLike,
         optimize_path: str | os.PathLike | None = None,
         threads: int | None = None,
+        small_path: str | os.PathLike | None = None,
     ) -> None:
         """Open the ONNX Runtime sessions.
 
@@ -179,6 +186,10 @@ class OnnxNetworks:
             repair_path: ``rnon_repair.onnx`` of an export.
             optimize_path: ``rnon_optimize.onnx``, or None for stage 1 only.
             threads: ONNX Runtime intra-op threads (default: its own choice).
+            small_path: The small-window stage-1 file (``rnon_repair_small.onnx``) of the
+                same export. Given, the repair file's session opens only when a window
+                too large for it comes (the inpainter's cached exports); by default, the
+                one the repair file's metadata names is used when it is there.
 
         Raises:
             InputError: ONNX Runtime is not installed.
@@ -187,10 +198,27 @@ class OnnxNetworks:
         self.paths = {"repair": Path(repair_path)}
         #: A guided stage 2's fill runs in a thread while stage 1 runs (same result).
         self.parallel_guide = spare_core(threads)
-        self._repair = _session(self.paths["repair"], threads)
-        meta = read_onnx_metadata(repair_path, self._repair)
+        self._threads = threads
+        self._lock = threading.Lock()
+        self._repair: Any = None
+        self._small: Any = None
+        self._small_side = 0
+        if small_path is not None:
+            # Its metadata is the repair file's (and its role): the repair graph's session
+            # (about 0.35 s to open for the default model) opens when a window too large
+            # for the small graph first comes, and its metadata is checked then.
+            meta = self._open_small(Path(small_path), None)
+            if not self.paths["repair"].is_file():
+                _session(self.paths["repair"], threads)  # its error names the file
+        else:
+            self._repair = _session(self.paths["repair"], threads)
+            meta = read_onnx_metadata(repair_path, self._repair)
+            name = meta.get("small_windows_file")
+            if name and (self.paths["repair"].parent / str(name)).is_file():
+                self._open_small(self.paths["repair"].parent / str(name), meta)
         if meta.get("model_name") != "rnon-repair":
             raise WeightsError(f"{repair_path} holds {meta.get('model_name')!r}, not 'rnon-repair'")
+        self._meta = meta
         self.multiple = int(meta["multiple"])
         self._optimize = None
         self.halo = 0
@@ -207,6 +235,30 @@ class OnnxNetworks:
             guide = str((ometa.get("config") or {}).get("guide", "none"))
         self.config = OnnxConfig(self.multiple, self.halo, guide)
 
+    def _open_small(self, path: Path, repair_meta: dict[str, Any] | None) -> dict[str, Any]:
+        """Open the small-window stage 1; its metadata (the repair file's, with its role).
+
+        An export names it in the repair file's metadata (``small_windows_file``); it is an
+        optional speed-up (the same outputs), so an export without it, or a copy that left
+        it behind, runs every window through the repair file.
+
+        Raises:
+            WeightsError: It is not a small-window stage 1, or not of the repair file's
+                weights.
+        """
+        session = _session(path, self._threads)
+        small = read_onnx_metadata(path, session)
+        if small.get("role") != "repair-small" or (
+            repair_meta is not None and not _same_weights(small, repair_meta)
+        ):
+            raise WeightsError(
+                f"{path} is not the small-window stage 1 of {self.paths['repair']} (its "
+                "metadata names another role or weights): export the model again"
+            )
+        self._small, self._small_side = session, int(small["max_side"])
+        self.paths["repair_small"] = path
+        return small
+
     @property
     def has_optimize(self) -> bool:
         """Whether stage 2 is loaded."""
@@ -220,7 +272,41 @@ class OnnxNetworks:
             "mask": holes[:, None].astype(np.float32),
             "pad": np.zeros(multiple, np.float32),
         }
-        return self._repair.run(None, feeds)[0]
+        small = self._small is not None and min(image.shape[-2:]) <= self._small_side
+        return self.session("repair_small" if small else "repair").run(None, feeds)[0]
+
+    @property
+    def open_roles(self) -> list[str]:
+        """The roles (as in :attr:`paths`) whose sessions are open now."""
+        sessions = {"repair": self._repair, "repair_small": self._small}
+        sessions["optimize"] = self._optimize
+        return [role for role in self.paths if sessions[role] is not None]
+
+    def session(self, role: str) -> Any:
+        """The ONNX Runtime session of ``"repair"``, ``"repair_small"`` or ``"optimize"``.
+
+        Opened now if it was left for its first use (the repair graph's, when a
+        small-window graph serves the small windows).
+
+        Raises:
+            InputError: This model has no file of that role.
+        """
+        if role not in self.paths:
+            raise InputError(f"this ONNX model has no {role!r} graph (it has {list(self.paths)})")
+        if role == "repair":
+            with self._lock:
+                if self._repair is None:
+                    session = _session(self.paths["repair"], self._threads)
+                    meta = read_onnx_metadata(self.paths["repair"], session)
+                    if meta.get("role") != "repair" or not _same_weights(meta, self._meta):
+                        raise WeightsError(
+                            f"{self.paths['repair']} is not the stage 1 of "
+                            f"{self.paths['repair_small']} (its metadata names another role "
+                            "or weights): export the model again"
+                        )
+                    self._repair = session
+                return self._repair
+        return self._small if role == "repair_small" else self._optimize
 
     def optimize(
         self, image: np.ndarray, guide: np.ndarray | None = None, valid: np.ndarray | None = None
@@ -311,4 +397,3 @@ class OnnxNetworks:
             refined = self.optimize(sub, guide[..., ys, xs], valid)
         out[..., ys, xs] = np.where(hsub, refined, sub)
         return out
-

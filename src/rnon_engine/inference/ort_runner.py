@@ -92,19 +92,26 @@ class OrtRunner:
     ) -> None:
         import torch
 
+        from rnon_engine.export.graphs import GRAPH_REVISION
         from rnon_engine.export.onnx_export import FILES, FORMAT_VERSION, OPSET, export_graphs
         from rnon_engine.nn.weights import WeightsError
 
-        folder = cache_dir() / "onnx" / f"{key}-f{FORMAT_VERSION}-o{OPSET}"
-        repair_path = folder / FILES["repair"]
-        optimize_path = folder / FILES["optimize"] if optimize is not None else None
+        revision = f"{key}-f{FORMAT_VERSION}-o{OPSET}-g{GRAPH_REVISION}"
+        folder = cache_dir() / "onnx" / revision
+        paths = {
+            "repair": folder / FILES["repair"],
+            "optimize": folder / FILES["optimize"] if optimize is not None else None,
+            "small": folder / FILES["repair_small"]
+            if getattr(getattr(repair, "config", None), "prefill", "none") == "pushpull"
+            else None,
+        }
         threads = torch.get_num_threads() if threads is None else threads
         try:
-            self._nets = _open(repair_path, optimize_path, threads, fresh=False)
+            self._nets = _open(paths, threads, fresh=False)
         except WeightsError:  # not cached yet, or a damaged entry: export (again)
             # export_graphs moves finished files in place: a crash leaves no partial file.
             export_graphs(repair.cpu().float().eval(), _cpu(optimize), folder)
-            self._nets = _open(repair_path, optimize_path, threads, fresh=True)
+            self._nets = _open(paths, threads, fresh=True)
         self.paths = self._nets.paths
 
     def repair(self, x: torch.Tensor, valid: torch.Tensor, pad_to: int | None = None) -> Any:
@@ -126,15 +133,17 @@ class OrtRunner:
         return torch.from_numpy(self._nets.optimize(x.numpy(), guide.numpy(), valid.numpy()))
 
 
-def _open(repair: Path, optimize: Path | None, threads: int, *, fresh: bool) -> Any:
+def _open(files: dict[str, Path | None], threads: int, *, fresh: bool) -> Any:
     """The sessions, on the cached pre-optimised graphs (:func:`_preoptimized`)."""
     from rnon_engine.inference.onnx_model import OnnxNetworks
     from rnon_engine.nn.weights import WeightsError
 
-    if not repair.is_file():
-        raise WeightsError(f"not exported yet: {repair}")
-    paths = [_preoptimized(p, fresh) if p is not None else None for p in (repair, optimize)]
-    return OnnxNetworks(paths[0], paths[1], threads=threads)
+    missing = [p for p in files.values() if p is not None and not p.is_file()]
+    if missing:
+        raise WeightsError(f"not exported yet: {missing[0]}")
+    opt = {k: _preoptimized(p, fresh) if p is not None else None for k, p in files.items()}
+    assert opt["repair"] is not None
+    return OnnxNetworks(opt["repair"], opt["optimize"], threads=threads, small_path=opt["small"])
 
 
 def _preoptimized(path: Path, fresh: bool) -> Path:

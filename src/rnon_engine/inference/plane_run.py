@@ -9,7 +9,9 @@ windows. What is computed (the networks, a classical method) stays with the inpa
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +81,7 @@ class PlaneRun:
         batch_size: int,
         budget: int,
         zero_holes: bool = True,
+        workers: int = 1,
     ) -> None:
         """Compute every window of ``plan`` and write its owned hole pixels.
 
@@ -90,6 +93,9 @@ class PlaneRun:
             budget: Pixels per batch of packed windows.
             zero_holes: Set hole pixels to 0 before ``fill`` (stage 1 ignores them;
                 False when stage 2 alone runs on an already repaired image).
+            workers: Batches computed at once, in threads (``fill`` must be thread-safe
+                and release the GIL for its work: ONNX Runtime does). The results are
+                written in order, on this thread, so the output does not depend on it.
         """
 
         def write(win: Window, values: np.ndarray) -> None:
@@ -105,19 +111,45 @@ class PlaneRun:
         # Packed windows in any order: grouped by shape so that they batch; the blended
         # ones last, in raster order (the blender streams them row by row).
         alone = sorted((w for w in plan.windows if not w.blend), key=lambda w: (w.packed, w.shape))
-        for batch in batches(alone + blend, batch_size, budget):
-            self.progress.check()
+
+        def inputs(batch: list[Window]) -> tuple[np.ndarray, np.ndarray]:
             crops = np.stack([self.imap.to_unit(self.src[w.slices]) for w in batch])
             hmask = np.stack([self.hole[w.slices] for w in batch])
             if zero_holes:
                 crops[hmask] = 0.0
-            results = fill(crops, hmask, batch[0])
+            return crops, hmask
+
+        def finish(batch: list[Window], results: np.ndarray) -> None:
             for win, res in zip(batch, results, strict=True):
                 if win.blend:
                     blender.add(win, res)
                 else:
                     write(win, res)
                 self.progress.step()
+
+        todo = batches(alone + blend, batch_size, budget)
+        if workers <= 1:
+            for batch in todo:
+                self.progress.check()
+                crops, hmask = inputs(batch)
+                finish(batch, fill(crops, hmask, batch[0]))
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="rnon-batch") as pool:
+                pending: deque[tuple[list[Window], Future[np.ndarray]]] = deque()
+                try:
+                    for batch in todo:
+                        self.progress.check()
+                        crops, hmask = inputs(batch)
+                        pending.append((batch, pool.submit(fill, crops, hmask, batch[0])))
+                        if len(pending) > workers:  # every worker busy, one batch queued
+                            done, future = pending.popleft()
+                            finish(done, future.result())
+                    while pending:
+                        done, future = pending.popleft()
+                        finish(done, future.result())
+                finally:
+                    for _, future in pending:  # cancelled or failed: start nothing more
+                        future.cancel()
         if blender is not None:
             blender.flush()
 

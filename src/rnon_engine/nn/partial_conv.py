@@ -55,38 +55,95 @@ class PartialConv2d(nn.Conv2d):
 
         Args:
             x: Input ``[N, C, H, W]``.
-            mask: ``[N, 1, H, W]`` or ``[N, C, H, W]``; 1 = valid pixel, 0 = hole.
+            mask: ``[N, 1, H, W]`` or ``[N, C, H, W]``; 1 = valid pixel, 0 = hole. Its batch
+                size may also be 1: one mask for every image of the batch.
 
         Returns:
             ``(out, new_mask)``: ``out`` is ``[N, out_channels, H', W']``; ``new_mask`` is
-            ``[N, 1, H', W']`` with 1 wherever the window saw a valid pixel.
+            ``[N or 1, 1, H', W']`` with 1 wherever the window saw a valid pixel.
         """
+        self._check(x, mask)
+        if x.shape[1] != self.in_channels:
+            raise InputError(f"expected {self.in_channels} input channels, got {x.shape[1]}")
+        mask = mask.to(x.dtype)
+        msum = self._mask_sum(mask)
+        window = float(mask.shape[1] * self.kernel_size[0] * self.kernel_size[1])
+        return self._finish(x * mask, msum, window)
+
+    def forward_parts(
+        self, parts: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The partial convolution of inputs given in parts, each with its own mask.
+
+        Equal, bit for bit, to ``forward(cat(x_i), cat(m_i expanded to C_i channels))``
+        (the U-Net decoder's join of an upsampled feature and a skip), without building the
+        ``C``-channel mask: the mask sum is ``Σ C_i · conv(m_i, 1)`` for one-channel masks,
+        small integers that float32 holds exactly, so the ratio is the same number.
+
+        Args:
+            parts: ``(x_i, m_i)`` pairs: ``x_i`` ``[N, C_i, H, W]``; ``m_i`` ``[N or 1, 1 or
+                C_i, H, W]``. The ``C_i`` add up to ``in_channels``.
+
+        Returns:
+            ``(out, new_mask)`` as :meth:`forward`.
+        """
+        if not parts:
+            raise InputError("forward_parts needs at least one (x, mask) part")
+        for x, mask in parts:
+            self._check(x, mask)
+        x0 = parts[0][0]
+        if any(x.shape[0] != x0.shape[0] or x.shape[2:] != x0.shape[2:] for x, _ in parts):
+            raise InputError(
+                "the parts of a partial convolution must share batch size, height and width, "
+                f"got {[tuple(x.shape) for x, _ in parts]}"
+            )
+        channels = sum(int(x.shape[1]) for x, _ in parts)
+        if channels != self.in_channels:
+            raise InputError(f"expected {self.in_channels} input channels, got {channels}")
+        masked, msum = [], None
+        for x, mask in parts:
+            mask = mask.to(x.dtype)
+            masked.append(x * mask)
+            part = self._mask_sum(mask)
+            if mask.shape[1] == 1 and x.shape[1] != 1:
+                part = part * float(x.shape[1])
+            msum = part if msum is None else msum + part
+        assert msum is not None
+        window = float(channels * self.kernel_size[0] * self.kernel_size[1])
+        inputs = masked[0] if len(masked) == 1 else torch.cat(masked, dim=1)
+        return self._finish(inputs, msum, window)
+
+    @staticmethod
+    def _check(x: torch.Tensor, mask: torch.Tensor) -> None:
         if x.ndim != 4 or mask.ndim != 4:
             raise InputError(
                 f"PartialConv2d expects x [N,C,H,W] and mask [N,1|C,H,W], got "
                 f"{tuple(x.shape)} and {tuple(mask.shape)}"
             )
         n, c, h, w = x.shape
-        if mask.shape[0] != n or mask.shape[2:] != (h, w) or mask.shape[1] not in (1, c):
+        if mask.shape[0] not in (1, n) or mask.shape[2:] != (h, w) or mask.shape[1] not in (1, c):
             raise InputError(
                 f"mask shape {tuple(mask.shape)} does not fit input {tuple(x.shape)}: "
-                f"expected [{n}, 1 or {c}, {h}, {w}]"
+                f"expected [{n} or 1, 1 or {c}, {h}, {w}]"
             )
-        if c != self.in_channels:
-            raise InputError(f"expected {self.in_channels} input channels, got {c}")
-        mask = mask.to(x.dtype)
+
+    def _mask_sum(self, mask: torch.Tensor) -> torch.Tensor:
+        """How many valid elements each output position's window holds ``[N|1,1,H',W']``."""
         with torch.no_grad():
             # int(): a constant in exported (traced) graphs, where sizes are otherwise traced
             ones = torch.ones(
-                1, int(mask.shape[1]), *self.kernel_size, device=x.device, dtype=x.dtype
+                1, int(mask.shape[1]), *self.kernel_size, device=mask.device, dtype=mask.dtype
             )
-            msum = F.conv2d(
-                mask, ones, None, self.stride, self.padding, self.dilation
-            )  # [N,1,H',W']
-            new_mask = (msum > 0).to(x.dtype)
-            window = float(mask.shape[1] * self.kernel_size[0] * self.kernel_size[1])
+            return F.conv2d(mask, ones, None, self.stride, self.padding, self.dilation)
+
+    def _finish(
+        self, masked: torch.Tensor, msum: torch.Tensor, window: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``W^T (X ⊙ M) · window / sum(M) + b`` where the window saw a valid pixel."""
+        with torch.no_grad():
+            new_mask = (msum > 0).to(masked.dtype)
             ratio = window / msum.clamp(min=1.0) * new_mask
-        out = F.conv2d(x * mask, self.weight, None, self.stride, self.padding, self.dilation)
+        out = F.conv2d(masked, self.weight, None, self.stride, self.padding, self.dilation)
         out = out * ratio
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1) * new_mask

@@ -81,6 +81,11 @@ class _PConvBlock(nn.Module):
         x, mask = self.conv(x, mask)
         return self.act(self.bn(x)), mask
 
+    def forward_parts(self, parts: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        """The block on inputs given in parts (:meth:`PartialConv2d.forward_parts`)."""
+        x, mask = self.conv.forward_parts(parts)
+        return self.act(self.bn(x)), mask
+
 
 class RepairGenerator(nn.Module):
     """Partial-convolution U-Net: ``forward(image, mask) -> image``.
@@ -164,7 +169,9 @@ class RepairGenerator(nn.Module):
             valid1 = mask.amin(dim=1, keepdim=True)
             fill = pushpull_fill(image * valid1, valid1)
             image = torch.cat([fill, 1.0 - valid1], dim=1)
-            mask = torch.ones_like(valid1)
+            # One all-valid mask for the batch: the masks of every level are then
+            # computed once, not once per image (the same numbers).
+            mask = torch.ones_like(valid1[:1])
         multiple = self.multiple if pad_to is None else int(pad_to)
         if multiple < 1 or multiple & (multiple - 1):
             raise InputError(f"pad_to must be a power of two, got {pad_to!r}")
@@ -194,12 +201,9 @@ class RepairGenerator(nn.Module):
             size = skip_x.shape[-2:]
             x = F.interpolate(x, size=size, mode="nearest")
             m = F.interpolate(m, size=size, mode="nearest")
-            m = torch.cat(
-                [m.expand(-1, x.shape[1], -1, -1), skip_m.expand(-1, skip_x.shape[1], -1, -1)],
-                dim=1,
-            )
-            x = torch.cat([x, skip_x], dim=1)
-            x, m = block(x, m)
+            # The join [x, skip] with each part's own one-channel mask: the same numbers
+            # as the concatenated C-channel mask, without building it.
+            x, m = block.forward_parts([(x, m), (skip_x, skip_m)])
         x = self.head(x)[..., :h, :w]
         if fill is not None:
             return torch.sigmoid(torch.logit(fill.clamp(1e-3, 1 - 1e-3)) + x)
