@@ -141,3 +141,29 @@ def test_the_inpainter_runs_two_onnx_batches_at_once_with_the_same_pixels(
     assert names == {"rnon-batch"}
     assert np.array_equal(out, ref)
     assert np.array_equal(out[~hole], image[~hole])
+
+
+@pytest.mark.skipif(not ort_available(), reason="needs onnxruntime and onnx")
+def test_the_sessions_open_in_a_thread_while_the_windows_are_planned(tmp_path, monkeypatch):
+    import rnon_engine.inference.ort_runner as ort_runner
+
+    torch.manual_seed(0)
+    rep = create_model("rnon-repair", width=0.125, depth=4, prefill="pushpull")
+    weights = save_weights(rep, tmp_path / "r.safetensors")
+    opened: list[str] = []
+    real = ort_runner.OrtRunner.__init__
+
+    def spy(self, *args, **kwargs):
+        opened.append(threading.current_thread().name.rsplit("_", 1)[0])
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ort_runner.OrtRunner, "__init__", spy)
+    inp = Inpainter.from_pretrained(weights, "cpu", threads=1)
+    img, hole = _plane()
+    assert opened == []  # nothing opens before there is work
+    inp.inpaint(img[..., 0], np.zeros_like(hole))
+    assert opened == []  # nor for an empty mask
+    first = inp.inpaint(img[..., 0], hole)
+    assert opened == ["rnon-open"] and inp.backend == "onnxruntime"
+    np.testing.assert_array_equal(inp.inpaint(img[..., 0], hole), first)
+    assert opened == ["rnon-open"]  # once

@@ -49,6 +49,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -232,6 +233,7 @@ class Inpainter:
         self.backend = "torch"
         self._backend_asked = backend
         self._ort: OrtRunner | None = None
+        self._ort_opening: Future[OrtRunner] | None = None
         self._ort_key = ""
         self.grid_tile = grid_tile if repair_model is not None else None
         self.pixel_fit = bool(pixel_fit) and repair_model is not None
@@ -542,6 +544,7 @@ class Inpainter:
             )
         if not holes.any():
             return image.copy()
+        self._open_runner_soon()  # while the windows are planned
         optimize_only = stages == "optimize"
         use_stage2 = stages != "repair" and self.optimize is not None and self.method == "rnon"
 
@@ -785,18 +788,34 @@ class Inpainter:
             return 1
         return 2
 
+    def _new_runner(self) -> OrtRunner:
+        import torch
+
+        total = self._threads or torch.get_num_threads()
+        # Split between the two batch workers (batch_workers) when there are two.
+        threads = max(1, total // 2) if self.parallel_guide else total
+        return OrtRunner(self.repair, self.optimize, self._ort_key, threads)
+
+    def _open_runner_soon(self) -> None:
+        """Start opening the ONNX Runtime sessions in a thread (the first call's 0.2 s).
+
+        :meth:`_runner` takes the result, or the error, where it first needs them.
+        """
+        if self.backend != "onnxruntime" or _outside_torch(self.repair):
+            return
+        if self._ort is None and self._ort_opening is None:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="rnon-open")
+            self._ort_opening = pool.submit(self._new_runner)
+            pool.shutdown(wait=False)
+
     def _runner(self) -> OrtRunner | None:
         """The ONNX Runtime runner when that backend is chosen (exported on first use)."""
         if self.backend != "onnxruntime" or _outside_torch(self.repair):
             return None
         if self._ort is None:
-            import torch
-
-            total = self._threads or torch.get_num_threads()
-            # Split between the two batch workers (batch_workers) when there are two.
-            threads = max(1, total // 2) if self.parallel_guide else total
+            opening, self._ort_opening = self._ort_opening, None
             try:
-                self._ort = OrtRunner(self.repair, self.optimize, self._ort_key, threads)
+                self._ort = opening.result() if opening is not None else self._new_runner()
             except Exception as exc:  # an unwritable cache, an exporter failure...
                 where = f"cache folder {cache_dir()}; set RNON_CACHE_DIR to a writable folder"
                 if self._backend_asked == "onnxruntime":
