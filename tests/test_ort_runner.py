@@ -168,12 +168,12 @@ def test_small_windows_run_through_their_own_graph_with_the_same_outputs(tmp_pat
     assert (
         read_onnx_metadata(paths["repair_small"])["max_side"]
         == exact_side(SMALL_WINDOW_LEVELS)
-        == 256
+        == 512
     )
     nets = OnnxNetworks(paths["repair"], threads=1)
     assert nets.paths["repair_small"] == paths["repair_small"]
     rng = np.random.default_rng(2)
-    for n, h, w in [(3, 40, 56), (2, 64, 64), (1, 256, 300), (1, 260, 270)]:
+    for n, h, w in [(3, 40, 56), (2, 64, 64), (1, 512, 530), (1, 520, 528)]:
         x = rng.random((n, 3, h, w), dtype=np.float32)
         holes = np.zeros((n, h, w), bool)
         holes[:, h // 3 : h // 2, w // 4 : w // 2] = True
@@ -183,7 +183,7 @@ def test_small_windows_run_through_their_own_graph_with_the_same_outputs(tmp_pat
             want = nets.session("repair").run(None, feeds)[0]
             got = nets.repair(x, holes, pad)
             np.testing.assert_array_equal(got, want)
-            if min(h, w) <= 256:  # it did go through the small graph
+            if min(h, w) <= 512:  # it did go through the small graph
                 np.testing.assert_array_equal(nets.session("repair_small").run(None, feeds)[0], got)
             with torch.no_grad():
                 eager = rep(torch.from_numpy(x), torch.from_numpy(~holes[:, None]).float(), pad)
@@ -240,8 +240,8 @@ def test_the_repair_graph_opens_at_the_first_large_window_when_small_ones_have_t
     holes[:, 10:20, 10:20] = True
     nets.repair(small, holes, 8)
     assert nets.open_roles == ["repair_small"]  # small windows: the small graph only
-    big = rng.random((1, 3, 264, 272), dtype=np.float32)
-    bholes = np.zeros((1, 264, 272), bool)
+    big = rng.random((1, 3, 520, 528), dtype=np.float32)
+    bholes = np.zeros((1, 520, 528), bool)
     bholes[:, 100:120, 50:200] = True
     out = nets.repair(big, bholes, 8)
     assert sorted(nets.open_roles) == ["repair", "repair_small"]

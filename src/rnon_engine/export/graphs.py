@@ -48,10 +48,10 @@ GRAPH_REVISION = 2
 #: at most ``2**(PUSHPULL_LEVELS + 1)`` px (the recursion has reached 2 px by then).
 PUSHPULL_LEVELS = 20
 
-#: Levels of the stage-1 graph for small windows (shorter side up to 256 px): the same
-#: outputs, without the thirteen levels that such windows only pass through at 1 px
-#: (each a few dozen graph operations; 10-30 % of a small batch's time).
-SMALL_WINDOW_LEVELS = 7
+#: Levels of the stage-1 graph for the inpainter's windows (shorter side up to 512 px, the
+#: default tile): the same outputs, without the twelve levels that such windows only pass
+#: through at 1 px (each a few dozen graph operations; 10-30 % of a small batch's time).
+SMALL_WINDOW_LEVELS = 8
 
 
 def exact_side(levels: int) -> int:
