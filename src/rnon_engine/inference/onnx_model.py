@@ -278,8 +278,7 @@ class OnnxNetworks:
     @property
     def open_roles(self) -> list[str]:
         """The roles (as in :attr:`paths`) whose sessions are open now."""
-        sessions = {"repair": self._repair, "repair_small": self._small}
-        sessions["optimize"] = self._optimize
+        sessions = {"repair": self._repair, "repair_small": self._small, "optimize": self._optimize}
         return [role for role in self.paths if sessions[role] is not None]
 
     def session(self, role: str) -> Any:
