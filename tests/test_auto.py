@@ -13,8 +13,10 @@ from rnon_engine.inference import auto as auto_module
 from rnon_engine.inference.inpainter import Inpainter, describe, list_methods
 from rnon_engine.inference.routing import (
     FALLBACK_RULES,
+    KINDS,
     LABEL_NAMES,
     RULES,
+    classify,
     groups,
     kind_of,
     method_labels,
@@ -410,3 +412,35 @@ def test_biharmonic_fill_ignores_the_values_held_in_the_holes(dtype):
         held = image.copy()
         held[mask] = value
         assert np.array_equal(fill_biharmonic(held, mask), expect)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_groups_equal_a_plain_reference_on_random_damage(seed):
+    """Labels, sizes and thickness against scipy's label and Euclidean distance, group by group."""
+    from scipy import ndimage
+
+    from rnon_engine.inference.routing import MERGE_GAP
+
+    rng = np.random.default_rng(seed)
+    mask = rng.random((90, 120)) < (0.002, 0.01, 0.05, 0.2)[seed]
+    mask[rng.integers(0, 90), :] = seed % 2 == 1  # a long stroke: the whole-mask transform
+    mask[:3, :4] = True  # a group on the image's edge
+    labels, found = groups(mask)
+    eight = np.ones((3, 3), bool)
+    joined = ndimage.binary_dilation(mask, eight, iterations=MERGE_GAP)
+    ref, count = ndimage.label(joined, structure=eight)
+    ref = ref * mask
+    assert labels.dtype == np.int32 and np.array_equal(labels, ref)
+    want = []
+    for lab in range(1, count + 1):
+        inside = ref == lab
+        if not inside.any():
+            continue
+        depth = ndimage.distance_transform_edt(inside).max()
+        t = int(round(2 * depth - 1))
+        want.append((lab, int(inside.sum()), t, kind_of(int(inside.sum()), t)))
+    assert [(g.label, g.pixels, g.thickness, g.kind) for g in found] == want
+    kinds = classify(mask)
+    assert not kinds[~mask].any()
+    for g in found:
+        assert (kinds[labels == g.label] == 1 + KINDS.index(g.kind)).all()

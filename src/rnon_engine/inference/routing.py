@@ -137,10 +137,14 @@ def groups(hole: np.ndarray) -> tuple[np.ndarray, list[Group]]:
     # structure (nothing enters from past the edge), 7x faster on a 4096² mask.
     joined = cv2.dilate(holes8, eight, iterations=MERGE_GAP) if MERGE_GAP else holes8
     labels, count = ndimage.label(joined, structure=eight.astype(bool))
-    labels = (labels * hole).astype(np.int32, copy=False)
+    labels = labels.astype(np.int32, copy=False)
+    # In place, and counted on the hole pixels only: sparse damage on a large plane is a
+    # few thousand hole pixels among millions.
+    inside = labels[hole]
+    labels[~hole] = 0
     if count == 0:
         return labels, []
-    pixels = np.bincount(labels.ravel(), minlength=count + 1)
+    pixels = np.bincount(inside, minlength=count + 1)
     # Distance to the nearest known pixel; the maximum per group gives the thickness.
     # Single pixels (most groups of sparse damage) have d = 1: skip the transform for them.
     depth = np.zeros(count + 1, dtype=np.float64)
@@ -165,7 +169,7 @@ def groups(hole: np.ndarray) -> tuple[np.ndarray, list[Group]]:
         # Groups are at least 2 known pixels apart, so a group pixel's nearest known
         # pixel is nearer than any other group's: the same distances as group by group.
         dist = _distance(holes8)
-        np.maximum.at(depth, labels[hole], dist[hole])
+        np.maximum.at(depth, inside, dist[hole])
     else:
         for lab, (ys, xs) in zip(multi, windows, strict=True):
             depth[lab] = _distance((labels[ys, xs] == lab).view(np.uint8)).max()
@@ -195,12 +199,15 @@ def classify(hole: np.ndarray) -> np.ndarray:
         A uint8 ``H×W`` array: 0 outside the holes, ``1 + KINDS.index(kind)`` inside.
     """
     labels, found = groups(hole)
-    table = np.zeros(len(found) and max(g.label for g in found) + 1, dtype=np.uint8)
+    out = np.zeros(labels.shape, dtype=np.uint8)
+    if not found:
+        return out
+    table = np.zeros(max(g.label for g in found) + 1, dtype=np.uint8)
     for g in found:
         table[g.label] = 1 + KINDS.index(g.kind)
-    if not found:
-        return np.zeros(labels.shape, dtype=np.uint8)
-    return table[labels]
+    hole = np.asarray(hole, dtype=bool)
+    out[hole] = table[labels[hole]]
+    return out
 
 
 def method_labels(mask: np.ndarray, rules: Mapping[str, str] = RULES) -> np.ndarray:
