@@ -50,7 +50,7 @@ PUSHPULL_LEVELS = 20
 
 #: Levels of the stage-1 graph for the inpainter's windows (shorter side up to 512 px, the
 #: default tile): the same outputs, without the twelve levels that such windows only pass
-#: through at 1 px (each a few dozen graph operations; 10-30 % of a small batch's time).
+#: through at 1 px (each a few dozen graph operations).
 SMALL_WINDOW_LEVELS = 8
 
 

@@ -138,9 +138,21 @@ def resolve_onnx(
     return path, stage2
 
 
-def _same_weights(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two files' metadata name the same weights (and model configuration)."""
-    return all(a.get(k) == b.get(k) for k in ("source_sha256", "config", "multiple"))
+def _check_pair(
+    path: Path, meta: dict[str, Any], role: str, other: Path, other_meta: dict[str, Any] | None
+) -> None:
+    """Refuse ``path`` unless its metadata has ``role`` and names ``other``'s weights.
+
+    Raises:
+        WeightsError: Another role, or other weights (or model configuration).
+    """
+    keys = ("source_sha256", "config", "multiple")
+    same = other_meta is None or all(meta.get(k) == other_meta.get(k) for k in keys)
+    if meta.get("role") != role or not same:
+        raise WeightsError(
+            f"{path} is not the {role} graph that goes with {other} (its metadata names "
+            "another role or weights): export the model again"
+        )
 
 
 @dataclass(frozen=True)
@@ -205,7 +217,7 @@ class OnnxNetworks:
         self._small_side = 0
         if small_path is not None:
             # Its metadata is the repair file's (and its role): the repair graph's session
-            # (about 0.35 s to open for the default model) opens when a window too large
+            # (the costlier one to open) opens when a window too large
             # for the small graph first comes, and its metadata is checked then.
             meta = self._open_small(Path(small_path), None)
             if not self.paths["repair"].is_file():
@@ -248,13 +260,7 @@ class OnnxNetworks:
         """
         session = _session(path, self._threads)
         small = read_onnx_metadata(path, session)
-        if small.get("role") != "repair-small" or (
-            repair_meta is not None and not _same_weights(small, repair_meta)
-        ):
-            raise WeightsError(
-                f"{path} is not the small-window stage 1 of {self.paths['repair']} (its "
-                "metadata names another role or weights): export the model again"
-            )
+        _check_pair(path, small, "repair-small", self.paths["repair"], repair_meta)
         self._small, self._small_side = session, int(small["max_side"])
         self.paths["repair_small"] = path
         return small
@@ -295,14 +301,10 @@ class OnnxNetworks:
         if role == "repair":
             with self._lock:
                 if self._repair is None:
-                    session = _session(self.paths["repair"], self._threads)
-                    meta = read_onnx_metadata(self.paths["repair"], session)
-                    if meta.get("role") != "repair" or not _same_weights(meta, self._meta):
-                        raise WeightsError(
-                            f"{self.paths['repair']} is not the stage 1 of "
-                            f"{self.paths['repair_small']} (its metadata names another role "
-                            "or weights): export the model again"
-                        )
+                    path = self.paths["repair"]
+                    session = _session(path, self._threads)
+                    meta = read_onnx_metadata(path, session)
+                    _check_pair(path, meta, "repair", self.paths["repair_small"], self._meta)
                     self._repair = session
                 return self._repair
         return self._small if role == "repair_small" else self._optimize

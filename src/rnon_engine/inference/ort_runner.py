@@ -101,9 +101,7 @@ class OrtRunner:
         paths = {
             "repair": folder / FILES["repair"],
             "optimize": folder / FILES["optimize"] if optimize is not None else None,
-            "small": folder / FILES["repair_small"]
-            if getattr(getattr(repair, "config", None), "prefill", "none") == "pushpull"
-            else None,
+            "small": folder / FILES["repair_small"],  # the export writes it when it applies
         }
         threads = torch.get_num_threads() if threads is None else threads
         try:
@@ -138,9 +136,12 @@ def _open(files: dict[str, Path | None], threads: int, *, fresh: bool) -> Any:
     from rnon_engine.inference.onnx_model import OnnxNetworks
     from rnon_engine.nn.weights import WeightsError
 
-    missing = [p for p in files.values() if p is not None and not p.is_file()]
+    needed = (files["repair"], files["optimize"])
+    missing = [p for p in needed if p is not None and not p.is_file()]
     if missing:
         raise WeightsError(f"not exported yet: {missing[0]}")
+    small = files["small"]
+    files = {**files, "small": small if small is not None and small.is_file() else None}
     opt = {k: _preoptimized(p, fresh) if p is not None else None for k, p in files.items()}
     assert opt["repair"] is not None
     return OnnxNetworks(opt["repair"], opt["optimize"], threads=threads, small_path=opt["small"])
