@@ -369,10 +369,11 @@ def test_one_method_for_every_hole_skips_the_prefill_with_the_same_result(monkey
         auto.inpaint(image, mask[:50])
 
 
-def test_prefill_leaves_out_the_network_holes_with_the_same_result(monkeypatch):
-    # Spots (the network's) and dead pixels / specks (biharmonic): the Telea prefill only
-    # fills what the biharmonic step reads around, and the result is what prefilling
-    # every hole gave (the network never reads its own holes' values).
+def test_no_prefill_for_the_network_and_biharmonic_with_the_same_result(monkeypatch):
+    # Spots (the network's) and dead pixels / specks (biharmonic): neither reads a hole's
+    # value (the network runs last and never reads its own holes; a biharmonic stencil
+    # never reaches another group), so the Telea prefill only checks the input and copies
+    # it, and the result is what prefilling every hole gave.
     image = picture(160, seed=3)
     mask, _ = one_of_each(160)
     auto = Inpainter.from_pretrained("auto", "cpu")
@@ -391,7 +392,13 @@ def test_prefill_leaves_out_the_network_holes_with_the_same_result(monkeypatch):
     monkeypatch.setattr(prefill, "inpaint", lambda img, m, **k: seen.append(m) or real(img, m, **k))
     out = auto.inpaint(image, mask)
     assert np.array_equal(out, expect)
-    assert len(seen) == 1 and np.array_equal(seen[0], labels == codes["biharmonic"])
+    assert len(seen) == 1 and seen[0].shape == mask.shape and not seen[0].any()
+    # Only biharmonic holes: the same, without a prefill.
+    bih = labels == codes["biharmonic"]
+    seen.clear()
+    out = auto.inpaint(image, bih)
+    assert np.array_equal(out, fill_biharmonic(real(image, bih), bih))
+    assert len(seen) == 1 and not seen[0].any()
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
@@ -444,3 +451,28 @@ def test_groups_equal_a_plain_reference_on_random_damage(seed):
     assert not kinds[~mask].any()
     for g in found:
         assert (kinds[labels == g.label] == 1 + KINDS.index(g.kind)).all()
+
+
+def test_biharmonic_fill_clips_to_the_plane_range_only_when_it_leaves_the_holes_neighbours():
+    # The plane's known range is read only when a fill leaves the range of the known
+    # pixels next to the holes; the result is the plain clip to the plane's range.
+    from scipy import ndimage
+
+    from rnon_engine.inference.sparse_biharmonic import solve_plane
+
+    rng = np.random.default_rng(11)
+    left = 0
+    for trial in range(6):
+        image = rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)
+        if trial % 2:
+            image[:, :, :] = 100 + (np.arange(50) % 3 == 0)[None, :, None] * 60  # stripes
+        mask = np.zeros((40, 50), bool)
+        mask[5:9, 5:12] = mask[20, 30] = mask[30:35, 40:44] = True
+        raw = solve_plane(image, mask)
+        near = image[ndimage.binary_dilation(mask, np.ones((3, 3), bool)) & ~mask]
+        left += int((raw < near.min(axis=0)).any() or (raw > near.max(axis=0)).any())
+        lo, hi = image[~mask].min(axis=0), image[~mask].max(axis=0)
+        want = image.copy()
+        want[mask] = np.rint(np.clip(raw, lo, hi)).astype(np.uint8)
+        assert np.array_equal(fill_biharmonic(image, mask), want)
+    assert left  # some fills did leave their neighbours' range

@@ -167,3 +167,23 @@ def test_the_sessions_open_in_a_thread_while_the_windows_are_planned(tmp_path, m
     assert opened == ["rnon-open"] and inp.backend == "onnxruntime"
     np.testing.assert_array_equal(inp.inpaint(img[..., 0], hole), first)
     assert opened == ["rnon-open"]  # once
+
+
+def test_a_batch_of_packed_windows_ends_where_their_holes_common_box_would_grow() -> None:
+    from rnon_engine.inference.plane_run import batches
+    from rnon_engine.inference.tiling import Window
+
+    wins = [Window(0, 64, 64 * i, 64 * i + 64, (i,), packed=True) for i in range(6)]
+    boxes = {
+        0: (30, 34, 30, 34), 1: (30, 35, 29, 34), 2: (31, 34, 30, 33),  # the middle
+        3: (2, 6, 2, 6), 4: (2, 5, 3, 6),  # the top left corner
+        5: (56, 60, 56, 60),  # the bottom right one
+    }
+    budget = 64 * 64 * 10  # room for all six
+    got = list(batches(wins, 1, budget, lambda w: boxes[w.labels[0]]))
+    assert [[w.labels[0] for w in b] for b in got] == [[0, 1, 2], [3, 4], [5]]
+    assert [len(b) for b in batches(wins, 1, budget)] == [6]  # without boxes: one batch
+    # A looser spread keeps more together; windows that are not packed never split on it.
+    assert len(list(batches(wins, 1, budget, lambda w: boxes[w.labels[0]], 50.0))) == 1
+    grid = [Window(0, 64, 64 * i, 64 * i + 64, (), blend=True) for i in range(6)]
+    assert [len(b) for b in batches(grid, 1, budget, lambda w: boxes[3 * (w.x0 // 64 % 2)])] == [6]

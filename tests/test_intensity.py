@@ -126,3 +126,23 @@ def test_optimize_alone_refuses_non_finite_holes():
         _NET.inpaint(img, mask, stages="optimize")
     out = _NET.inpaint(img, mask)  # "both" repairs them
     assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
+def test_8_and_16_bit_values_map_by_table_to_the_formula(dtype):
+    # Every value of the type, through to_unit (a lookup table for these types), against
+    # clip((v - lo) / (hi - lo), 0, 1) in float64, for a plane's own map and a constant one.
+    info = np.iinfo(dtype)
+    every = np.arange(info.min, int(info.max) + 1, dtype=dtype)
+    rng = np.random.default_rng(0)
+    plane = rng.integers(info.min // 2, info.max // 2, (64, 64)).astype(dtype)
+    constant = IntensityMap(3, 3, np.dtype(dtype))
+    for imap in (intensity_map(plane, np.ones((64, 64), bool)), constant):
+        got = imap.to_unit(every.reshape(-1, 2) if every.size % 2 == 0 else every)
+        span = float(imap.hi) - float(imap.lo)
+        want = (
+            np.clip((every.astype(np.float64) - float(imap.lo)) / span, 0.0, 1.0)
+            if span > 0
+            else np.zeros(every.shape)
+        ).astype(np.float32)
+        assert got.dtype == np.float32 and np.array_equal(got.ravel(), want)

@@ -39,6 +39,7 @@ import torch
 
 from rnon_engine.errors import InputError
 from rnon_engine.export.graphs import (
+    BOX_LEVELS,
     SMALL_WINDOW_LEVELS,
     OptimizeGraph,
     PipelineGraph,
@@ -73,12 +74,24 @@ FILES = {
 _IMAGE_AXES = {0: "batch", 2: "height", 3: "width"}
 
 
-def _export(module: torch.nn.Module, args: tuple, path: Path, names: list[str]) -> None:
-    """Trace ``module`` on ``args`` and write it to ``path`` with dynamic N, H, W."""
+def _export(
+    module: torch.nn.Module,
+    args: tuple,
+    path: Path,
+    names: list[str],
+    output_axes: dict[int, str] = _IMAGE_AXES,
+) -> None:
+    """Trace ``module`` on ``args`` and write it to ``path`` with dynamic N, H, W.
+
+    A 1-D ``pad`` input has a dynamic length; a ``box`` input is four numbers.
+    """
     axes: dict[str, dict[int, str]] = {}
     for name, arg in zip(names, args, strict=True):
-        axes[name] = _IMAGE_AXES if arg.ndim == 4 else {0: "pad_multiple"}
-    axes["output"] = _IMAGE_AXES
+        if arg.ndim == 4:
+            axes[name] = _IMAGE_AXES
+        elif name == "pad":
+            axes[name] = {0: "pad_multiple"}
+    axes["output"] = output_axes
     with warnings.catch_warnings(), torch.no_grad():
         # The tracer warns about every size it turns into a graph value: that is the point.
         warnings.simplefilter("ignore")
@@ -204,9 +217,15 @@ def _export_stages(
     }
     if repair.config.prefill == "pushpull":
         # The same graph with fewer push-pull levels: the inpainter's small windows.
+        # The same graph with fewer push-pull levels (the inpainter's small windows), which
+        # also takes the holes' box and returns that box.
         small = RepairGraph(repair, rgraph.pad_multiple, levels=SMALL_WINDOW_LEVELS).eval()
         paths["repair_small"] = out / FILES["repair_small"]
-        _export(small, (image, mask, pad), paths["repair_small"], ["image", "mask", "pad"])
+        box = torch.tensor([3, 31, 5, 50])
+        _export(
+            small, (image, mask, pad, box), paths["repair_small"],
+            ["image", "mask", "pad", "box"], {0: "batch", 2: "box_height", 3: "box_width"},
+        )
         max_side = exact_side(SMALL_WINDOW_LEVELS)
         _set_metadata(
             paths["repair_small"],
@@ -214,8 +233,13 @@ def _export_stages(
                 **rmeta,
                 "role": "repair-small",
                 "max_side": max_side,
-                "description": f"{rmeta['description']}; for inputs whose shorter side is at "
-                f"most {max_side} px (the same outputs as {FILES['repair']} there)",
+                "box_levels": BOX_LEVELS,
+                "description": "napari-rnon stage 1 (repair network) for the inpainter's "
+                "windows: image, mask (nonzero = repair), pad (length = padding multiple, "
+                f"at least {2**BOX_LEVELS}), box (int64 y0, y1, x0, x1: a box holding every "
+                "hole pixel of the batch) -> that box of the composited image in [0, 1]; "
+                f"for inputs whose shorter side is at most {max_side} px (there the same "
+                f"values as {FILES['repair']}'s in the box)",
             },
         )
         rmeta["small_windows_file"] = FILES["repair_small"]
@@ -226,8 +250,9 @@ def _export_stages(
         if ograph.guided:
             valid = 1.0 - mask
             _export(
-                ograph, (image, image.flip(-1), valid), paths["optimize"],
-                ["image", "guide", "valid"],
+                ograph, (image, image.flip(-1), valid, torch.tensor([2, 30, 4, 41])),
+                paths["optimize"], ["image", "guide", "valid", "box"],
+                {0: "batch", 2: "box_height", 3: "box_width"},
             )
         else:
             _export(ograph, (image,), paths["optimize"], ["image"])
@@ -242,8 +267,9 @@ def _export_stages(
                 "description": "napari-rnon stage 2 (optimization network): image -> image "
                 "in [0, 1], not composited"
                 + (
-                    f"; guided: also guide (the {ograph.net.config.guide} fill of the holes) "
-                    "and valid (1 = known pixel)"
+                    f"; guided: also guide (the {ograph.net.config.guide} fill of the holes), "
+                    "valid (1 = known pixel) and box (int64 y0, y1, x0, x1), and the output "
+                    "is that box of the refined image"
                     if ograph.guided
                     else ""
                 ),

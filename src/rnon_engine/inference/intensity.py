@@ -31,6 +31,7 @@ exact integer offsets from ``lo``, since float64 cannot hold every 64-bit value.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -88,6 +89,22 @@ class IntensityMap:
 
     def to_unit(self, values: np.ndarray) -> np.ndarray:
         """Map ``values`` (any shape) to float32 in [0, 1]."""
+        values = np.asarray(values)
+        if values.dtype == self.dtype and self.dtype.kind in "ui" and self.dtype.itemsize <= 2:
+            # Every value of an 8- or 16-bit type, mapped once: the same numbers by lookup.
+            table = self._table
+            offset = int(np.iinfo(self.dtype).min)
+            return table[values if offset == 0 else values.astype(np.int32) - offset]
+        return self._map(values)
+
+    @cached_property
+    def _table(self) -> np.ndarray:
+        """:meth:`to_unit` of every value of :attr:`dtype` (8 or 16 bits), in order."""
+        info = np.iinfo(self.dtype)
+        return self._map(np.arange(info.min, int(info.max) + 1, dtype=self.dtype))
+
+    def _map(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`to_unit`, computed value by value."""
         if self.hi <= self.lo:
             return np.zeros(np.shape(values), np.float32)
         if self.exact_integers:

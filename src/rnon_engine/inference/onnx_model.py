@@ -29,6 +29,7 @@ import numpy as np
 
 from rnon_engine.errors import InputError, WeightsError
 from rnon_engine.inference.classical import spare_core, start_guide_fill
+from rnon_engine.inference.tiling import hole_box
 
 __all__ = [
     "FORMAT_NAME",
@@ -215,6 +216,7 @@ class OnnxNetworks:
         self._repair: Any = None
         self._small: Any = None
         self._small_side = 0
+        self._small_box = 0  # the box graph's least padding multiple; 0: no box input
         if small_path is not None:
             # Its metadata is the repair file's (and its role): the repair graph's session
             # (the costlier one to open) opens when a window too large
@@ -233,6 +235,7 @@ class OnnxNetworks:
         self._meta = meta
         self.multiple = int(meta["multiple"])
         self._optimize = None
+        self._optimize_box = False  # a guided stage 2 that takes the holes' box
         self.halo = 0
         guide = "none"
         if optimize_path is not None:
@@ -244,6 +247,7 @@ class OnnxNetworks:
                     f"{optimize_path} holds {ometa.get('model_name')!r}, not 'rnon-optimize'"
                 )
             self.halo = int(ometa["halo"])
+            self._optimize_box = "box" in {i.name for i in self._optimize.get_inputs()}
             guide = str((ometa.get("config") or {}).get("guide", "none"))
         self.config = OnnxConfig(self.multiple, self.halo, guide)
 
@@ -262,6 +266,9 @@ class OnnxNetworks:
         small = read_onnx_metadata(path, session)
         _check_pair(path, small, "repair-small", self.paths["repair"], repair_meta)
         self._small, self._small_side = session, int(small["max_side"])
+        # An export of this version takes the holes' box (0: one of an older version).
+        takes_box = "box" in {i.name for i in session.get_inputs()}
+        self._small_box = 2 ** int(small.get("box_levels", 0)) if takes_box else 0
         self.paths["repair_small"] = path
         return small
 
@@ -279,7 +286,25 @@ class OnnxNetworks:
             "pad": np.zeros(multiple, np.float32),
         }
         small = self._small is not None and min(image.shape[-2:]) <= self._small_side
+        if small and self._small_box:
+            if multiple >= self._small_box:
+                return self._repair_in_box(feeds, holes)
+            small = False  # a finer padding than the box graph computes exactly
         return self.session("repair_small" if small else "repair").run(None, feeds)[0]
+
+    def _repair_in_box(self, feeds: dict[str, np.ndarray], holes: np.ndarray) -> np.ndarray:
+        """Stage 1 through the small graph that computes the holes' box only.
+
+        The graph's output is the box of the composited image; the rest is the input.
+        """
+        out = np.array(feeds["image"], copy=True)
+        box = hole_box(holes)
+        if box is None:
+            return out
+        y0, y1, x0, x1 = box
+        feeds = {**feeds, "box": np.array(box, np.int64)}
+        out[..., y0:y1, x0:x1] = self._small.run(None, feeds)[0]
+        return out
 
     @property
     def open_roles(self) -> list[str]:
@@ -315,17 +340,28 @@ class OnnxNetworks:
         """Stage 2 on ``[N,3,h,w]`` float32 in [0, 1] (not composited).
 
         A guided stage 2 also takes ``guide`` ``[N,3,h,w]`` and ``valid`` ``[N,1,h,w]``
-        (1 = known pixel).
+        (1 = known pixel). Its graph (exported by this version) computes the box of the
+        holes only: outside that box, where every pixel is known, the input is returned.
         """
         if self._optimize is None:
             raise InputError("this ONNX model has no stage-2 (optimize) graph")
         feeds = {"image": np.ascontiguousarray(image, dtype=np.float32)}
-        if self.config.guided:
-            if guide is None or valid is None:
-                raise InputError(f"this stage 2 is guided by a {self.config.guide} fill: pass it")
-            feeds["guide"] = np.ascontiguousarray(guide, dtype=np.float32)
-            feeds["valid"] = np.ascontiguousarray(valid, dtype=np.float32)
-        return self._optimize.run(None, feeds)[0]
+        if not self.config.guided:
+            return self._optimize.run(None, feeds)[0]
+        if guide is None or valid is None:
+            raise InputError(f"this stage 2 is guided by a {self.config.guide} fill: pass it")
+        feeds["guide"] = np.ascontiguousarray(guide, dtype=np.float32)
+        feeds["valid"] = np.ascontiguousarray(valid, dtype=np.float32)
+        if not self._optimize_box:  # an export of an older version
+            return self._optimize.run(None, feeds)[0]
+        out = np.array(feeds["image"], copy=True)
+        box = hole_box(feeds["valid"][:, 0] == 0)
+        if box is None:
+            return out
+        y0, y1, x0, x1 = box
+        feeds["box"] = np.array(box, np.int64)
+        out[..., y0:y1, x0:x1] = self._optimize.run(None, feeds)[0]
+        return out
 
     def fill(
         self,
@@ -382,12 +418,12 @@ class OnnxNetworks:
     ) -> np.ndarray:
         """Stage 2 on the holes' box plus ``halo``, composited on the holes."""
         _, h, w = holes.shape
-        rows = np.flatnonzero(holes.any(axis=(0, 2)))
-        cols = np.flatnonzero(holes.any(axis=(0, 1)))
-        if rows.size == 0:
+        box = hole_box(holes)
+        if box is None:
             return comp
-        ys = slice(max(0, rows[0] - self.halo), min(h, rows[-1] + 1 + self.halo))
-        xs = slice(max(0, cols[0] - self.halo), min(w, cols[-1] + 1 + self.halo))
+        y0, y1, x0, x1 = box
+        ys = slice(max(0, y0 - self.halo), min(h, y1 + self.halo))
+        xs = slice(max(0, x0 - self.halo), min(w, x1 + self.halo))
         sub = comp[..., ys, xs]
         hsub = holes[:, None, ys, xs]
         out = comp.copy()
@@ -398,3 +434,4 @@ class OnnxNetworks:
             refined = self.optimize(sub, guide[..., ys, xs], valid)
         out[..., ys, xs] = np.where(hsub, refined, sub)
         return out
+

@@ -18,9 +18,13 @@ import numpy as np
 
 from rnon_engine.errors import Cancelled
 from rnon_engine.inference.intensity import IntensityMap
-from rnon_engine.inference.tiling import TilePlan, Window, gaussian_weights
+from rnon_engine.inference.tiling import TilePlan, Window, gaussian_weights, hole_box
 
-__all__ = ["Blender", "PlaneRun", "Progress", "batches"]
+__all__ = ["BOX_SPREAD", "Blender", "PlaneRun", "Progress", "batches"]
+
+#: A batch of packed windows ends where its holes' common box, times its windows, would
+#: exceed this many times the sum of their own boxes (:func:`batches`).
+BOX_SPREAD = 2.0
 
 #: ``fill(crops [N,h,w,C] float32 in [0,1], holes [N,h,w] bool, window) -> [N,h,w,C]``;
 #: ``window`` is the batch's first window (they all share its shape and kind).
@@ -108,12 +112,19 @@ class PlaneRun:
         if blend:
             x0, x1 = min(w.x0 for w in blend), max(w.x1 for w in blend)
             blender = Blender(x0, x1, self.src.shape[-1], write)
-        # Packed windows in any order: grouped by shape so that they batch; the blended
-        # ones last, in raster order (the blender streams them row by row).
-        alone = sorted((w for w in plan.windows if not w.blend), key=lambda w: (w.packed, w.shape))
+        # Packed windows in any order: grouped by shape so that they batch, and by where
+        # their holes lie in them, so that a batch's holes share a small box (the networks
+        # compute their last layers in that box only); the blended ones last, in raster
+        # order (the blender streams them row by row).
+        boxes = {id(w): hole_box(self.hole[w.slices]) for w in plan.windows if w.packed}
+        alone = sorted(
+            (w for w in plan.windows if not w.blend),
+            key=lambda w: (w.packed, w.shape, *(b // 4 for b in boxes.get(id(w), ()))),
+        )
 
         def inputs(batch: list[Window]) -> tuple[np.ndarray, np.ndarray]:
-            crops = np.stack([self.imap.to_unit(self.src[w.slices]) for w in batch])
+            # One mapping for the batch: elementwise, so the same values as window by window.
+            crops = self.imap.to_unit(np.stack([self.src[w.slices] for w in batch]))
             hmask = np.stack([self.hole[w.slices] for w in batch])
             if zero_holes:
                 crops[hmask] = 0.0
@@ -127,7 +138,7 @@ class PlaneRun:
                     write(win, res)
                 self.progress.step()
 
-        todo = batches(alone + blend, batch_size, budget)
+        todo = batches(alone + blend, batch_size, budget, lambda w: boxes.get(id(w)))
         if workers <= 1:
             for batch in todo:
                 self.progress.check()
@@ -219,23 +230,55 @@ class Blender:
         self.y0 += rows
 
 
-def batches(windows: list[Window], size: int, budget: int = 0) -> Iterator[list[Window]]:
+def batches(
+    windows: list[Window],
+    size: int,
+    budget: int = 0,
+    box_of: Callable[[Window], tuple[int, int, int, int] | None] | None = None,
+    spread: float = BOX_SPREAD,
+) -> Iterator[list[Window]]:
     """Consecutive runs of windows of equal shape and kind.
 
     A run is at most ``size`` windows long, or longer for small (packed or blended) windows:
     as many as fit in ``budget`` pixels (a 512² tile with the default budget stays alone).
+    With ``box_of`` (a window's holes' box in it, or None), a run of packed windows also
+    ends where its holes' common box, times its windows, would grow beyond ``spread``
+    times the sum of their own boxes: the networks compute their last layers in the
+    batch's common box.
     """
     batch: list[Window] = []
     limit = size
+    common: tuple[int, int, int, int] | None = None
+    own = 0
     for win in windows:
+        box = box_of(win) if box_of is not None and win.packed else None
+        joined = None if box is None or common is None else _union(common, box)
         if batch and (
-            len(batch) >= limit or win.shape != batch[0].shape or win.packed != batch[0].packed
+            len(batch) >= limit
+            or win.shape != batch[0].shape
+            or win.packed != batch[0].packed
+            or (
+                joined is not None
+                and (len(batch) + 1) * _area(joined) > spread * (own + _area(box))
+            )
         ):
             yield batch
-            batch = []
+            batch, common, own, joined = [], None, 0, None
         if not batch:
             h, w = win.shape
             limit = max(size, budget // (h * w)) if win.packed or win.blend else size
         batch.append(win)
+        if box is not None:
+            common = box if joined is None else joined
+            own += _area(box)
     if batch:
         yield batch
+
+
+def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
+
+
+def _area(box: tuple[int, int, int, int], ring: int = 3) -> int:
+    """The box's area with a ring of ``ring`` px (what the last layers read around it)."""
+    return (box[1] - box[0] + 2 * ring) * (box[3] - box[2] + 2 * ring)

@@ -50,6 +50,7 @@ __all__ = [
     "band_boxes",
     "gaussian_weights",
     "block_any",
+    "hole_box",
     "grid_tile_for",
     "mean_width",
     "THIN_OVERLAP_DIVISOR",
@@ -454,3 +455,18 @@ def gaussian_weights(shape: tuple[int, int], sigma_scale: float = 0.125) -> np.n
     wts = np.outer(axes[0], axes[1])
     wts /= wts.max()
     return np.maximum(wts, WEIGHT_FLOOR).astype(np.float32)
+
+
+def hole_box(hole: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(y0, y1, x0, x1)``: the box of the hole pixels of ``hole``; None without any.
+
+    Args:
+        hole: ``h×w`` bool, or a batch ``N×h×w`` (the box of all its holes together).
+    """
+    if hole.ndim == 3:
+        hole = hole.any(axis=0)
+    rows = np.flatnonzero(hole.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(hole.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1

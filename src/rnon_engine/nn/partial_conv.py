@@ -66,9 +66,8 @@ class PartialConv2d(nn.Conv2d):
         if x.shape[1] != self.in_channels:
             raise InputError(f"expected {self.in_channels} input channels, got {x.shape[1]}")
         mask = mask.to(x.dtype)
-        msum = self._mask_sum(mask)
-        window = float(mask.shape[1] * self.kernel_size[0] * self.kernel_size[1])
-        return self._finish(x * mask, msum, window)
+        ratio, new_mask = self.ratio([(mask, int(mask.shape[1]))])
+        return self.renormalize(self.convolve(x * mask), ratio, new_mask), new_mask
 
     def forward_parts(
         self, parts: list[tuple[torch.Tensor, torch.Tensor]]
@@ -100,18 +99,11 @@ class PartialConv2d(nn.Conv2d):
         channels = sum(int(x.shape[1]) for x, _ in parts)
         if channels != self.in_channels:
             raise InputError(f"expected {self.in_channels} input channels, got {channels}")
-        masked, msum = [], None
-        for x, mask in parts:
-            mask = mask.to(x.dtype)
-            masked.append(x * mask)
-            part = self._mask_sum(mask)
-            if mask.shape[1] == 1 and x.shape[1] != 1:
-                part = part * float(x.shape[1])
-            msum = part if msum is None else msum + part
-        assert msum is not None
-        window = float(channels * self.kernel_size[0] * self.kernel_size[1])
+        masks = [(mask.to(x.dtype), int(x.shape[1])) for x, mask in parts]
+        masked = [x * mask for (x, _), (mask, _) in zip(parts, masks, strict=True)]
+        ratio, new_mask = self.ratio(masks)
         inputs = masked[0] if len(masked) == 1 else torch.cat(masked, dim=1)
-        return self._finish(inputs, msum, window)
+        return self.renormalize(self.convolve(inputs), ratio, new_mask), new_mask
 
     @staticmethod
     def _check(x: torch.Tensor, mask: torch.Tensor) -> None:
@@ -127,6 +119,45 @@ class PartialConv2d(nn.Conv2d):
                 f"expected [{n} or 1, 1 or {c}, {h}, {w}]"
             )
 
+    def ratio(self, masks: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The renormalisation of inputs in parts with these masks: ``(ratio, new_mask)``.
+
+        Args:
+            masks: ``(m_i, C_i)`` per part: its mask ``[N|1, 1|C_i, H, W]`` (in the inputs'
+                dtype) and its channel count ``C_i``.
+
+        Returns:
+            ``ratio`` ``window / sum(M)`` where the window saw a valid element, else 0, and
+            ``new_mask`` (1 there), both ``[N|1, 1, H', W']``. They depend on the masks
+            only, so a caller may compute them over a whole level and use a crop of them
+            with :meth:`convolve` of a crop of the inputs (the inference graph's decoder).
+        """
+        msum = None
+        for mask, channels in masks:
+            part = self._mask_sum(mask)
+            if mask.shape[1] == 1 and channels != 1:
+                part = part * float(channels)
+            msum = part if msum is None else msum + part
+        assert msum is not None
+        window = float(sum(c for _, c in masks) * self.kernel_size[0] * self.kernel_size[1])
+        with torch.no_grad():
+            new_mask = (msum > 0).to(msum.dtype)
+            ratio = window / msum.clamp(min=1.0) * new_mask
+        return ratio, new_mask
+
+    def convolve(self, masked: torch.Tensor) -> torch.Tensor:
+        """``W^T (X ⊙ M)`` without the renormalisation: the convolution of masked inputs."""
+        return F.conv2d(masked, self.weight, None, self.stride, self.padding, self.dilation)
+
+    def renormalize(
+        self, out: torch.Tensor, ratio: torch.Tensor, new_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """``out · ratio + b · new_mask``: :meth:`convolve`'s output, renormalised."""
+        out = out * ratio
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1) * new_mask
+        return out
+
     def _mask_sum(self, mask: torch.Tensor) -> torch.Tensor:
         """How many valid elements each output position's window holds ``[N|1,1,H',W']``."""
         with torch.no_grad():
@@ -135,16 +166,3 @@ class PartialConv2d(nn.Conv2d):
                 1, int(mask.shape[1]), *self.kernel_size, device=mask.device, dtype=mask.dtype
             )
             return F.conv2d(mask, ones, None, self.stride, self.padding, self.dilation)
-
-    def _finish(
-        self, masked: torch.Tensor, msum: torch.Tensor, window: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``W^T (X ⊙ M) · window / sum(M) + b`` where the window saw a valid pixel."""
-        with torch.no_grad():
-            new_mask = (msum > 0).to(masked.dtype)
-            ratio = window / msum.clamp(min=1.0) * new_mask
-        out = F.conv2d(masked, self.weight, None, self.stride, self.padding, self.dilation)
-        out = out * ratio
-        if self.bias is not None:
-            out = out + self.bias.view(1, -1, 1, 1) * new_mask
-        return out, new_mask

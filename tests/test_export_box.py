@@ -1,0 +1,180 @@
+"""The box graph: stage 1's finest decoder levels computed in the holes' box only."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from rnon_engine.export.graphs import OptimizeGraph, RepairGraph, box_levels
+from rnon_engine.nn.registry import create_model
+
+
+def _net(seed: int, **config) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = create_model("rnon-repair", **config).eval()
+    with torch.no_grad():  # trained-looking BN statistics and a head that acts
+        for mod in net.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.normal_(0, 0.2)
+                mod.running_var.uniform_(0.5, 2.0)
+        net.head.weight.normal_(0, 0.5)
+    return net
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"width": 0.125, "depth": 4, "prefill": "pushpull"},
+        {"width": 0.125, "depth": 2, "prefill": "pushpull"},  # fewer levels than BOX_LEVELS
+        {"width": 0.0625, "depth": 8, "prefill": "pushpull"},  # the default's shape
+        {"width": 0.125, "depth": 4, "prefill": "none"},
+    ],
+)
+def test_the_box_holds_the_values_of_the_whole_window(config) -> None:
+    net = _net(0, **config)
+    graph = RepairGraph(net, levels=8).eval()
+    rng = np.random.default_rng(1)
+    cases = [(3, 64, 64, 8), (2, 72, 56, 8), (2, 37, 91, 8), (1, 130, 70, 256), (2, 8, 8, 8)]
+    with torch.no_grad():
+        for n, h, w, pad in cases:
+            x = torch.from_numpy(rng.random((n, 3, h, w), dtype=np.float32))
+            for corner in (False, True):
+                y0, x0 = (0, 0) if corner else (int(rng.integers(0, h)), int(rng.integers(0, w)))
+                y1 = min(h, y0 + 1 + int(rng.integers(0, 20)))
+                x1 = min(w, x0 + 1 + int(rng.integers(0, 20)))
+                mask = torch.zeros(n, 1, h, w)
+                mask[0, :, y0:y1, x0:x1] = 1
+                mask[-1, :, y1 - 1, x1 - 1] = 1
+                whole = graph(x, mask, torch.zeros(pad))
+                box = torch.tensor([y0, y1, x0, x1])
+                got = graph(x, mask, torch.zeros(pad), box)
+                assert got.shape == (n, 3, y1 - y0, x1 - x0)
+                # The same operations on the same inputs; eager torch may pick another
+                # convolution algorithm for another size (float rounding).
+                torch.testing.assert_close(got, whole[..., y0:y1, x0:x1], atol=1e-5, rtol=0)
+                # Outside the holes the box is the input (composited).
+                keep = mask[..., y0:y1, x0:x1] == 0
+                inside = x[..., y0:y1, x0:x1]
+                assert torch.equal(got[keep.expand_as(got)], inside[keep.expand_as(inside)])
+
+
+def test_the_box_is_what_the_levels_read() -> None:
+    """Each level reads one row around what it must write, and halves into the next."""
+    levels = box_levels(torch.tensor(10), torch.tensor(20), 3)
+    as_ints = [tuple(int(v) for v in level) for level in levels]
+    assert as_ints == [(10, 20, 9, 21), (4, 11, 3, 12), (1, 6, 0, 7), (0, 4)]
+    # At the top edge nothing is read above row 0.
+    assert [int(v) for v in box_levels(torch.tensor(0), torch.tensor(3), 1)[0]] == [0, 3, 0, 4]
+
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"width": 0.5, "blocks": 1, "head_kernel": 3, "guide": "biharmonic"},  # the default's
+        {"width": 0.25, "blocks": 2, "fuse_kernel": 3, "head_kernel": 9, "guide": "biharmonic"},
+        {"width": 0.25, "blocks": 0, "head_kernel": 5, "guide": "biharmonic"},
+        {"width": 0.25, "blocks": 1, "dilations": (1, 3), "guide": "none"},
+    ],
+)
+def test_stage2_in_the_box_is_stage2_on_the_whole_input(config) -> None:
+    torch.manual_seed(4)
+    net = create_model("rnon-optimize", **config).eval()
+    with torch.no_grad():  # the tail starts at zero: make it act
+        net.tail.weight.normal_(0, 0.3)
+    graph = OptimizeGraph(net).eval()
+    rng = np.random.default_rng(5)
+    with torch.no_grad():
+        for n, h, w in [(2, 44, 44), (1, 30, 61), (3, 9, 12)]:
+            image = torch.from_numpy(rng.random((n, 3, h, w), dtype=np.float32))
+            guide = torch.from_numpy(rng.random((n, 3, h, w), dtype=np.float32))
+            valid = torch.from_numpy(rng.random((n, 1, h, w)) > 0.2).float()
+            args = (image, guide, valid) if net.config.guided else (image, None, None)
+            whole = graph(*args)
+            boxes = [(h // 3, 2 * h // 3, w // 4, w // 2), (0, 3, 0, w), (h - 1, h, w - 2, w)]
+            for y0, y1, x0, x1 in [*boxes, (0, h, 0, w)]:
+                got = graph(*args, box=torch.tensor([y0, y1, x0, x1]))
+                assert got.shape == (n, 3, y1 - y0, x1 - x0)
+                torch.testing.assert_close(got, whole[..., y0:y1, x0:x1], atol=1e-5, rtol=0)
+
+
+def test_onnx_runtime_runs_stage2_in_the_holes_box(tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    from rnon_engine.export.onnx_export import export_graphs
+    from rnon_engine.inference.onnx_model import OnnxNetworks
+
+    rep = _net(6, width=0.125, depth=4, prefill="pushpull")
+    torch.manual_seed(7)
+    opt = create_model("rnon-optimize", width=0.25, blocks=1, guide="biharmonic").eval()
+    with torch.no_grad():
+        opt.tail.weight.normal_(0, 0.3)
+    paths = export_graphs(rep, opt, tmp_path / "export")
+    nets = OnnxNetworks(paths["repair"], paths["optimize"], threads=1)
+    rng = np.random.default_rng(8)
+    image = rng.random((2, 3, 40, 48), dtype=np.float32)
+    guide = rng.random((2, 3, 40, 48), dtype=np.float32)
+    valid = np.ones((2, 1, 40, 48), np.float32)
+    valid[0, :, 12:20, 30:47] = 0
+    valid[1, :, 25, 3] = 0
+    got = nets.optimize(image, guide, valid)
+    with torch.no_grad():
+        want = opt(*(torch.from_numpy(a) for a in (image, guide, valid))).numpy()
+    inside = (slice(None), slice(None), slice(12, 26), slice(3, 47))  # the holes' box
+    np.testing.assert_allclose(got[inside], want[inside], atol=1e-5, rtol=0)
+    outside = np.ones(got.shape, bool)
+    outside[inside] = False
+    assert np.array_equal(got[outside], image[outside])  # the input where nothing changes
+    assert np.array_equal(nets.optimize(image, guide, np.ones_like(valid)), image)  # no hole
+
+
+def test_an_export_of_an_older_version_without_the_box_still_runs(tmp_path) -> None:
+    """Graphs exported before the box input: run whole, with the same values."""
+    onnx = pytest.importorskip("onnx")
+    from rnon_engine.export.graphs import SMALL_WINDOW_LEVELS, OptimizeGraph
+    from rnon_engine.export.onnx_export import export_graphs
+    from rnon_engine.inference.onnx_model import OnnxNetworks
+
+    rep = _net(9, width=0.125, depth=4, prefill="pushpull")
+    torch.manual_seed(10)
+    opt = create_model("rnon-optimize", width=0.25, blocks=1, guide="biharmonic").eval()
+    paths = export_graphs(rep, opt, tmp_path / "export")
+    new = OnnxNetworks(paths["repair"], paths["optimize"], threads=1)
+    rng = np.random.default_rng(3)
+    x = rng.random((2, 3, 32, 40), dtype=np.float32)
+    holes = np.zeros((2, 32, 40), bool)
+    holes[0, 10:14, 5:20] = holes[1, 20, 30] = True
+    valid = (~holes[:, None]).astype(np.float32)
+    want_repair, want_opt = new.repair(x, holes, 8), new.optimize(x, x[:, ::-1], valid)
+    # The same files as the previous version wrote them: no box input.
+    names = {"repair_small": ["image", "mask", "pad"], "optimize": ["image", "guide", "valid"]}
+    graphs = {
+        "repair_small": RepairGraph(rep, levels=SMALL_WINDOW_LEVELS).eval(),
+        "optimize": OptimizeGraph(opt).eval(),
+    }
+    args = {
+        "repair_small": (torch.rand(1, 3, 16, 24), torch.zeros(1, 1, 16, 24), torch.zeros(8)),
+        "optimize": (torch.rand(1, 3, 16, 24), torch.rand(1, 3, 16, 24), torch.ones(1, 1, 16, 24)),
+    }
+    for role, graph in graphs.items():
+        meta = {p.key: p.value for p in onnx.load(str(paths[role])).metadata_props}
+        axes = {n: {0: "p"} if n == "pad" else {0: "n", 2: "h", 3: "w"} for n in names[role]}
+        axes["output"] = {0: "n", 2: "h", 3: "w"}
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on traced sizes
+            torch.onnx.export(
+                graph, args[role], str(paths[role]), dynamo=False, input_names=names[role],
+                output_names=["output"], dynamic_axes=axes, opset_version=17,
+            )
+        model = onnx.load(str(paths[role]))
+        for key, value in meta.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(model, str(paths[role]))
+    old = OnnxNetworks(paths["repair"], paths["optimize"], threads=1)
+    assert "box" not in {i.name for i in old.session("repair_small").get_inputs()}
+    np.testing.assert_allclose(old.repair(x, holes, 8), want_repair, atol=1e-5, rtol=0)
+    got = old.optimize(x, x[:, ::-1], valid)
+    np.testing.assert_allclose(got[..., 10:21, 5:31], want_opt[..., 10:21, 5:31], atol=1e-5, rtol=0)
