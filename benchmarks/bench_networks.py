@@ -383,6 +383,130 @@ def inference_table(rounds: int) -> list[str]:
     return rows
 
 
+#: (network, batch, window side, side of the holes' box): issue 16's spots windows (a
+#: 24 px box of holes in 64 px windows; stage 2 reads the box plus its 10 px halo) and
+#: windows whose holes fill them (strokes, tiles).
+ONNX_SHAPES = [
+    ("repair", 40, 64, 24),
+    ("repair", 12, 144, 144),
+    ("repair", 1, 512, 512),
+    ("optimize", 40, 44, 24),
+    ("optimize", 12, 144, 144),
+    ("optimize", 1, 512, 512),
+]
+
+
+def _ort_session(path: str, profile: str | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_ceiling(folder: Path, rounds: int) -> float:
+    """GFLOP/s of the same 256->256 3x3 conv on 128x128 under ONNX Runtime, one thread."""
+    conv = nn.Conv2d(256, 256, 3, padding=1).eval()
+    x = torch.rand(1, 256, 128, 128)
+    path = folder / "ceiling.onnx"
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(conv, (x,), str(path), dynamo=False, input_names=["x"])
+    sess = _ort_session(str(path))
+    feeds = {"x": x.numpy()}
+    ts = time_fn(lambda: sess.run(None, feeds), "cpu", max(rounds, 3))
+    return 2 * 256 * 256 * 9 * 128 * 128 / min(ts) / 1e9
+
+
+def onnx_inference_table(rounds: int) -> list[str]:
+    """The shipped model's graphs as the inpainter runs them (ONNX Runtime), one thread.
+
+    The FLOPs are the convolutions the graph computes (counted by torch on the export
+    wrappers, the holes' box included); the convolutions' time is the sum of ONNX
+    Runtime's profiled Conv kernels, the whole time the profiled runs.
+    """
+    import json
+    import tempfile
+
+    from rnon_engine.export.graphs import SMALL_WINDOW_LEVELS, OptimizeGraph, RepairGraph
+    from rnon_engine.export.onnx_export import export_graphs, load_generators
+    from rnon_engine.inference.ort_runner import _preoptimized
+
+    repair, optimize, _ = load_generators("default")
+    graphs = {
+        "repair": RepairGraph(repair.eval(), levels=SMALL_WINDOW_LEVELS).eval(),
+        "optimize": OptimizeGraph(optimize.eval()).eval(),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        paths = export_graphs(repair, optimize, folder)
+        files = {"repair": paths["repair_small"], "optimize": paths["optimize"]}
+        ceil = onnx_ceiling(folder, rounds)
+        rows = [
+            "Shipped default model, the graphs the inpainter runs (`rnon_repair_small.onnx`, "
+            "`rnon_optimize.onnx`, each pre-optimised as the inpainter's cache does) under "
+            "ONNX Runtime, one thread. *Conv layers*: the convolutions' FLOPs over the "
+            "time of ONNX Runtime's Conv kernels (its profiler); *whole graph*: the same "
+            "FLOPs over the whole run (the masks, push-pull fill, joins, slices and layout "
+            "changes around the convolutions). Ceiling in the same run: the plain 256→256 "
+            f"3×3 convolution on 128² under ONNX Runtime, **{ceil:.1f} GFLOP/s**.",
+            "",
+            "| network | batch × side (holes' box) | conv GFLOP | whole ms | conv ms | "
+            "conv layers GFLOP/s | of ceiling | whole graph GFLOP/s | of ceiling |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for kind, n, side, box_side in ONNX_SHAPES:
+            g = torch.Generator().manual_seed(0)
+            x = torch.rand(n, 3, side, side, generator=g)
+            lo = (side - box_side) // 2
+            box = torch.tensor([lo, lo + box_side, lo, lo + box_side])
+            holes = torch.zeros(n, 1, side, side)
+            holes[..., lo : lo + box_side, lo : lo + box_side] = 1
+            if kind == "repair":
+                args = (x, holes, torch.zeros(8), box)
+                names = ["image", "mask", "pad", "box"]
+            else:
+                args = (x, torch.rand(n, 3, side, side, generator=g), 1 - holes, box)
+                names = ["image", "guide", "valid", "box"]
+            with FlopCounterMode(display=False) as counter, torch.no_grad():
+                graphs[kind](*args)
+            flops = counter.get_total_flops()
+            feeds = {k: v.numpy() for k, v in zip(names, args, strict=True)}
+            sess = _ort_session(
+                str(_preoptimized(files[kind], fresh=True)), str(folder / f"prof-{kind}")
+            )
+            for _ in range(2):  # warm-up (first-run allocations)
+                sess.run(None, feeds)
+            t0 = time.perf_counter()
+            for _ in range(rounds):
+                sess.run(None, feeds)
+            wall = (time.perf_counter() - t0) / rounds
+            events = json.load(open(sess.end_profiling()))
+            conv_us = run_us = 0.0
+            runs = 0
+            for ev in events:
+                if ev.get("cat") == "Node" and ev["name"].endswith("_kernel_time"):
+                    if ev["args"].get("op_name") in ("Conv", "FusedConv"):
+                        conv_us += ev["dur"]
+                elif ev.get("cat") == "Session" and ev["name"] == "model_run":
+                    run_us += ev["dur"]
+                    runs += 1
+            conv_s, run_s = conv_us / runs / 1e6, run_us / runs / 1e6
+            layers, whole = flops / conv_s / 1e9, flops / run_s / 1e9
+            rows.append(
+                f"| {kind} | {n} × {side}² ({box_side}²) | {flops / 1e9:.2f} | "
+                f"{run_s * 1e3:.1f} | {conv_s * 1e3:.1f} | {layers:.1f} | {layers / ceil:.0%} | "
+                f"{whole:.1f} | {whole / ceil:.0%} |"
+            )
+            print(rows[-1], f"(unprofiled {wall * 1e3:.1f} ms)", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
@@ -396,10 +520,26 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="only the shipped model at the window shapes inference uses (own section)",
     )
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help="with --inference: the graphs the inpainter runs, under ONNX Runtime (own section)",
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.inference and args.onnx:
+        load_before = load_average()
+        rows = onnx_inference_table(max(args.rounds, 5))
+        rows += ["", f"Load average (1/5/15 min) before: {load_before}; after: {load_average()}."]
+        if not args.no_write:
+            write_section(
+                "bench_networks-onnx",
+                "\n".join(rows),
+                "python benchmarks/bench_networks.py " + " ".join(argv or sys.argv[1:]),
+            )
+        return
     if args.inference:
         load_before = load_average()
         rows = inference_table(args.rounds)

@@ -94,10 +94,14 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def test_export_writes_three_files_and_nothing_else(exported) -> None:
+def test_export_writes_its_files_and_nothing_else(exported) -> None:
     paths, _ = exported
     folder = paths["repair"].parent
-    assert sorted(p.name for p in folder.iterdir()) == sorted(FILES.values())
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in paths.values())
+    # A push-pull stage 1 and a stage 2 that is not guided: every file but the guided
+    # stage 2's box graph.
+    assert sorted(paths) == sorted(set(FILES) - {"optimize_box"})
+    assert all(paths[role].name == FILES[role] for role in paths)
 
 
 def test_onnx_graphs_match_torch_on_many_sizes(exported) -> None:
@@ -339,7 +343,7 @@ def test_rnon_batch_onnx_workers_never_import_torch(exported, tmp_path: Path) ->
 def test_stage1_only_export_runs_stage1_only(tmp_path: Path) -> None:
     repair, _ = _tiny()
     paths = export_graphs(repair, None, tmp_path)
-    assert sorted(paths) == ["pipeline", "repair", "repair_small"]  # _tiny: push-pull prefill
+    assert sorted(paths) == ["pipeline", "repair", "repair_box", "repair_small"]  # push-pull
     inp = Inpainter.from_pretrained(paths["repair"])
     assert inp.provenance["stages"] == ["repair"] and inp.optimize is None
     image, mask = _scene((70, 90))

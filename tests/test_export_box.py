@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -127,54 +125,49 @@ def test_onnx_runtime_runs_stage2_in_the_holes_box(tmp_path) -> None:
     outside = np.ones(got.shape, bool)
     outside[inside] = False
     assert np.array_equal(got[outside], image[outside])  # the input where nothing changes
-    assert np.array_equal(nets.optimize(image, guide, np.ones_like(valid)), image)  # no hole
+    # Holes all over: the whole graph, refined everywhere.
+    valid[:, :, ::3, ::3] = 0
+    got = nets.optimize(image, guide, valid)
+    with torch.no_grad():
+        want = opt(*(torch.from_numpy(a) for a in (image, guide, valid))).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
 
-def test_an_export_of_an_older_version_without_the_box_still_runs(tmp_path) -> None:
-    """Graphs exported before the box input: run whole, with the same values."""
-    onnx = pytest.importorskip("onnx")
-    from rnon_engine.export.graphs import SMALL_WINDOW_LEVELS, OptimizeGraph
+def test_an_export_without_the_box_graphs_runs_whole_with_the_same_values(tmp_path) -> None:
+    """An export of an earlier version (or a partial copy) has no box graphs: optional."""
+    pytest.importorskip("onnxruntime")
     from rnon_engine.export.onnx_export import export_graphs
-    from rnon_engine.inference.onnx_model import OnnxNetworks
+    from rnon_engine.inference.onnx_model import BOX_SHARE, OnnxNetworks
 
     rep = _net(9, width=0.125, depth=4, prefill="pushpull")
     torch.manual_seed(10)
     opt = create_model("rnon-optimize", width=0.25, blocks=1, guide="biharmonic").eval()
+    with torch.no_grad():
+        opt.tail.weight.normal_(0, 0.3)
     paths = export_graphs(rep, opt, tmp_path / "export")
     new = OnnxNetworks(paths["repair"], paths["optimize"], threads=1)
+    assert {"repair_box", "optimize_box"} <= set(new.paths)
     rng = np.random.default_rng(3)
     x = rng.random((2, 3, 32, 40), dtype=np.float32)
     holes = np.zeros((2, 32, 40), bool)
-    holes[0, 10:14, 5:20] = holes[1, 20, 30] = True
+    holes[0, 10:14, 5:20] = holes[1, 20, 30] = True  # a box of 11 × 26 px: under BOX_SHARE
+    assert 11 * 26 <= BOX_SHARE * 32 * 40
     valid = (~holes[:, None]).astype(np.float32)
+    used: list[str] = []
+    session = new.session
+    new.session = lambda role: used.append(role) or session(role)
     want_repair, want_opt = new.repair(x, holes, 8), new.optimize(x, x[:, ::-1], valid)
-    # The same files as the previous version wrote them: no box input.
-    names = {"repair_small": ["image", "mask", "pad"], "optimize": ["image", "guide", "valid"]}
-    graphs = {
-        "repair_small": RepairGraph(rep, levels=SMALL_WINDOW_LEVELS).eval(),
-        "optimize": OptimizeGraph(opt).eval(),
-    }
-    args = {
-        "repair_small": (torch.rand(1, 3, 16, 24), torch.zeros(1, 1, 16, 24), torch.zeros(8)),
-        "optimize": (torch.rand(1, 3, 16, 24), torch.rand(1, 3, 16, 24), torch.ones(1, 1, 16, 24)),
-    }
-    for role, graph in graphs.items():
-        meta = {p.key: p.value for p in onnx.load(str(paths[role])).metadata_props}
-        axes = {n: {0: "p"} if n == "pad" else {0: "n", 2: "h", 3: "w"} for n in names[role]}
-        axes["output"] = {0: "n", 2: "h", 3: "w"}
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's notes on traced sizes
-            torch.onnx.export(
-                graph, args[role], str(paths[role]), dynamo=False, input_names=names[role],
-                output_names=["output"], dynamic_axes=axes, opset_version=17,
-            )
-        model = onnx.load(str(paths[role]))
-        for key, value in meta.items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.save(model, str(paths[role]))
+    assert used == ["repair_box", "optimize_box"]  # the box graphs did it
+    paths["repair_box"].unlink()
+    paths["optimize_box"].unlink()
     old = OnnxNetworks(paths["repair"], paths["optimize"], threads=1)
-    assert "box" not in {i.name for i in old.session("repair_small").get_inputs()}
-    np.testing.assert_allclose(old.repair(x, holes, 8), want_repair, atol=1e-5, rtol=0)
+    assert not {"repair_box", "optimize_box"} & set(old.paths)
+    np.testing.assert_array_equal(old.repair(x, holes, 8), want_repair)
     got = old.optimize(x, x[:, ::-1], valid)
     np.testing.assert_allclose(got[..., 10:21, 5:31], want_opt[..., 10:21, 5:31], atol=1e-5, rtol=0)
+    # Holes that fill the windows go through the whole graphs, box graphs or not.
+    wide = np.zeros((2, 32, 40), bool)
+    wide[:, 2:30, 3:38] = True
+    used.clear()
+    np.testing.assert_array_equal(new.repair(x, wide, 8), old.repair(x, wide, 8))
+    assert used == ["repair_small"]

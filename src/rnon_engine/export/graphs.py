@@ -401,11 +401,22 @@ def trunk_in_box(net: OptimizeGenerator, x: Tensor, box: Tensor) -> Tensor:
     y = head_act(_Padded(x, ((zero, zero), (zero, zero)), _reach(head_conv)).conv(head_conv, span))
     for block, (have, mid, want) in zip(net.blocks, spans, strict=True):
         padded = _Padded(y, have, tuple(max(_reach(b)[i] for b in block.branches) for i in (0, 1)))
-        z = block.act(torch.cat([padded.conv(b, mid) for b in block.branches], dim=1))
         dy, dx = want[0][0] - have[0][0], want[1][0] - have[1][0]
         rows, cols = want[0][1] - want[0][0], want[1][1] - want[1][0]
-        skip = y[..., dy : dy + rows, dx : dx + cols]
-        y = skip + _Padded(z, mid, _reach(block.fuse)).conv(block.fuse, want)
+        y = y[..., dy : dy + rows, dx : dx + cols]  # the block's input: the residual
+        if _reach(block.fuse) == (0, 0):
+            # A 1×1 fuse of the concatenated branches is the sum of one 1×1 convolution
+            # per branch: no concatenation, and ONNX Runtime folds each sum and ReLU into a
+            # convolution (the same numbers up to float rounding).
+            weight, bias = block.fuse.weight, block.fuse.bias
+            width = weight.shape[1] // len(block.branches)
+            for i, branch in enumerate(block.branches):
+                z = block.act(padded.conv(branch, mid))
+                part = weight[:, i * width : (i + 1) * width]
+                y = y + F.conv2d(z, part, bias if i == 0 else None)
+        else:
+            z = block.act(torch.cat([padded.conv(b, mid) for b in block.branches], dim=1))
+            y = y + _Padded(z, mid, _reach(block.fuse)).conv(block.fuse, want)
     return _Padded(y, trunk_span, _reach(net.tail)).conv(net.tail, out)
 
 

@@ -10,10 +10,15 @@
   push-pull levels, exact for inputs whose shorter side is at most its metadata's
   ``max_side``; the inpainter runs small windows through it (named in the repair file's
   metadata, ``small_windows_file``; optional).
+- ``rnon_repair_box.onnx`` (with the push-pull prefill): the small-window stage 1 that
+  also takes ``box`` (int64 ``y0, y1, x0, x1``, holding every hole pixel of the batch),
+  computes its finest decoder levels there and returns that box (named in the repair
+  file's metadata, ``box_file``; optional).
 - ``rnon_optimize.onnx`` (stage 2, when the model has one): ``image -> output``, not
   composited (the inpainter composites it on a band around the holes); a guided stage 2
   (``OptimizeConfig.guide``) takes ``image``, ``guide`` and ``valid``, the guide fill being
-  computed outside the graph.
+  computed outside the graph. ``rnon_optimize_box.onnx`` (guided only): the same with
+  ``box``, refining that box only (named in its metadata, ``box_file``; optional).
 - ``rnon.onnx``: both stages for other tools: ``image``, ``mask`` -> ``output``, padded to
   the U-Net's ``2**depth`` and composited after each stage (stage 1 only when stage 2 is
   guided: its guide fill is not an ONNX operation; the metadata's ``stages`` says which).
@@ -67,7 +72,9 @@ OPSET = 17
 FILES = {
     "repair": "rnon_repair.onnx",
     "repair_small": "rnon_repair_small.onnx",
+    "repair_box": "rnon_repair_box.onnx",
     "optimize": "rnon_optimize.onnx",
+    "optimize_box": "rnon_optimize_box.onnx",
     "pipeline": "rnon.onnx",
 }
 
@@ -215,23 +222,34 @@ def _export_stages(
         "description": "napari-rnon stage 1 (repair network): image, mask (nonzero = "
         "repair), pad (length = padding multiple) -> composited image in [0, 1]",
     }
+    box_axes = {0: "batch", 2: "box_height", 3: "box_width"}
     if repair.config.prefill == "pushpull":
         # The same graph with fewer push-pull levels: the inpainter's small windows.
-        # The same graph with fewer push-pull levels (the inpainter's small windows), which
-        # also takes the holes' box and returns that box.
         small = RepairGraph(repair, rgraph.pad_multiple, levels=SMALL_WINDOW_LEVELS).eval()
         paths["repair_small"] = out / FILES["repair_small"]
-        box = torch.tensor([3, 31, 5, 50])
-        _export(
-            small, (image, mask, pad, box), paths["repair_small"],
-            ["image", "mask", "pad", "box"], {0: "batch", 2: "box_height", 3: "box_width"},
-        )
+        _export(small, (image, mask, pad), paths["repair_small"], ["image", "mask", "pad"])
         max_side = exact_side(SMALL_WINDOW_LEVELS)
         _set_metadata(
             paths["repair_small"],
             {
                 **rmeta,
                 "role": "repair-small",
+                "max_side": max_side,
+                "description": f"{rmeta['description']}; for inputs whose shorter side is at "
+                f"most {max_side} px (the same outputs as {FILES['repair']} there)",
+            },
+        )
+        # And one that also takes the holes' box and computes its last layers there.
+        paths["repair_box"] = out / FILES["repair_box"]
+        _export(
+            small, (image, mask, pad, torch.tensor([3, 31, 5, 50])), paths["repair_box"],
+            ["image", "mask", "pad", "box"], box_axes,
+        )
+        _set_metadata(
+            paths["repair_box"],
+            {
+                **rmeta,
+                "role": "repair-box",
                 "max_side": max_side,
                 "box_levels": BOX_LEVELS,
                 "description": "napari-rnon stage 1 (repair network) for the inpainter's "
@@ -244,37 +262,49 @@ def _export_stages(
         )
         rmeta["small_windows_file"] = FILES["repair_small"]
         rmeta["small_windows_max_side"] = max_side
+        rmeta["box_file"] = FILES["repair_box"]
     if ograph is not None:
         rmeta["stage2_file"] = FILES["optimize"]
         paths["optimize"] = out / FILES["optimize"]
+        ometa = {
+            **common,
+            "model_name": "rnon-optimize",
+            "role": "optimize",
+            "config": asdict(ograph.net.config),
+            "halo": ograph.net.config.halo,
+            "description": "napari-rnon stage 2 (optimization network): image -> image "
+            "in [0, 1], not composited"
+            + (
+                f"; guided: also guide (the {ograph.net.config.guide} fill of the holes) "
+                "and valid (1 = known pixel)"
+                if ograph.guided
+                else ""
+            ),
+        }
         if ograph.guided:
             valid = 1.0 - mask
+            guided = (image, image.flip(-1), valid)
+            names = ["image", "guide", "valid"]
+            _export(ograph, guided, paths["optimize"], names)
+            # And one that also takes the holes' box and refines that box only.
+            paths["optimize_box"] = out / FILES["optimize_box"]
             _export(
-                ograph, (image, image.flip(-1), valid, torch.tensor([2, 30, 4, 41])),
-                paths["optimize"], ["image", "guide", "valid", "box"],
-                {0: "batch", 2: "box_height", 3: "box_width"},
+                ograph, (*guided, torch.tensor([2, 30, 4, 41])), paths["optimize_box"],
+                [*names, "box"], box_axes,
             )
+            _set_metadata(
+                paths["optimize_box"],
+                {
+                    **ometa,
+                    "role": "optimize-box",
+                    "description": f"{ometa['description']}, and box (int64 y0, y1, x0, x1: "
+                    "a box holding every hole pixel) -> that box of the refined image",
+                },
+            )
+            ometa["box_file"] = FILES["optimize_box"]
         else:
             _export(ograph, (image,), paths["optimize"], ["image"])
-        _set_metadata(
-            paths["optimize"],
-            {
-                **common,
-                "model_name": "rnon-optimize",
-                "role": "optimize",
-                "config": asdict(ograph.net.config),
-                "halo": ograph.net.config.halo,
-                "description": "napari-rnon stage 2 (optimization network): image -> image "
-                "in [0, 1], not composited"
-                + (
-                    f"; guided: also guide (the {ograph.net.config.guide} fill of the holes), "
-                    "valid (1 = known pixel) and box (int64 y0, y1, x0, x1), and the output "
-                    "is that box of the refined image"
-                    if ograph.guided
-                    else ""
-                ),
-            },
-        )
+        _set_metadata(paths["optimize"], ometa)
     _set_metadata(paths["repair"], rmeta)
 
 

@@ -192,6 +192,7 @@ class OnnxNetworks:
         optimize_path: str | os.PathLike | None = None,
         threads: int | None = None,
         small_path: str | os.PathLike | None = None,
+        box_paths: dict[str, Path] | None = None,
     ) -> None:
         """Open the ONNX Runtime sessions.
 
@@ -203,6 +204,9 @@ class OnnxNetworks:
                 same export. Given, the repair file's session opens only when a window
                 too large for it comes (the inpainter's cached exports); by default, the
                 one the repair file's metadata names is used when it is there.
+            box_paths: The box graphs of the same export by stage (``"repair"``:
+                ``rnon_repair_box.onnx``, ``"optimize"``: ``rnon_optimize_box.onnx``); by
+                default those the files' metadata name, when they are there.
 
         Raises:
             InputError: ONNX Runtime is not installed.
@@ -213,69 +217,98 @@ class OnnxNetworks:
         self.parallel_guide = spare_core(threads)
         self._threads = threads
         self._lock = threading.Lock()
-        self._repair: Any = None
-        self._small: Any = None
+        self._sessions: dict[str, Any] = {}
         self._small_side = 0
-        self._small_box = 0  # the box graph's least padding multiple; 0: no box input
+        self._box_multiple = 0  # the repair box graph's least padding multiple
+        boxes = dict(box_paths or {})
         if small_path is not None:
             # Its metadata is the repair file's (and its role): the repair graph's session
             # (the costlier one to open) opens when a window too large
             # for the small graph first comes, and its metadata is checked then.
-            meta = self._open_small(Path(small_path), None)
+            self.paths["repair_small"] = Path(small_path)
             if not self.paths["repair"].is_file():
                 _session(self.paths["repair"], threads)  # its error names the file
         else:
-            self._repair = _session(self.paths["repair"], threads)
-            meta = read_onnx_metadata(repair_path, self._repair)
+            meta = self._open("repair", None)
             name = meta.get("small_windows_file")
             if name and (self.paths["repair"].parent / str(name)).is_file():
-                self._open_small(self.paths["repair"].parent / str(name), meta)
+                self.paths["repair_small"] = self.paths["repair"].parent / str(name)
+            if box_paths is None and meta.get("box_file"):
+                boxes["repair"] = self.paths["repair"].parent / str(meta["box_file"])
+        if boxes.get("repair") is not None and Path(boxes["repair"]).is_file():
+            self.paths["repair_box"] = Path(boxes["repair"])
+        # The small windows' graphs: in the inpainter's cache (small_path given), the box
+        # graph opens now (sparse damage runs through it) and the other at its first use;
+        # an export's files are all opened (and checked) now.
+        small = [r for r in ("repair_box", "repair_small") if r in self.paths]
+        first = small[0] if small else None
+        meta = self._meta if first is None else self._open(first, self._ref("repair"))
+        if small_path is None and len(small) > 1:
+            self._open(small[1], self._ref("repair"))
         if meta.get("model_name") != "rnon-repair":
             raise WeightsError(f"{repair_path} holds {meta.get('model_name')!r}, not 'rnon-repair'")
         self._meta = meta
+        if first is not None:
+            self._small_side = int(meta["max_side"])
+        if first == "repair_box":
+            self._box_multiple = 2 ** int(meta["box_levels"])
         self.multiple = int(meta["multiple"])
-        self._optimize = None
-        self._optimize_box = False  # a guided stage 2 that takes the holes' box
         self.halo = 0
         guide = "none"
         if optimize_path is not None:
             self.paths["optimize"] = Path(optimize_path)
-            self._optimize = _session(self.paths["optimize"], threads)
-            ometa = read_onnx_metadata(optimize_path, self._optimize)
+            ometa = self._open("optimize", None)
             if ometa.get("model_name") != "rnon-optimize":
                 raise WeightsError(
                     f"{optimize_path} holds {ometa.get('model_name')!r}, not 'rnon-optimize'"
                 )
             self.halo = int(ometa["halo"])
-            self._optimize_box = "box" in {i.name for i in self._optimize.get_inputs()}
             guide = str((ometa.get("config") or {}).get("guide", "none"))
+            where = boxes.get("optimize")
+            if box_paths is None and ometa.get("box_file"):
+                where = self.paths["optimize"].parent / str(ometa["box_file"])
+            if where is not None and Path(where).is_file():
+                self.paths["optimize_box"] = Path(where)
+                self._open("optimize_box", ometa)  # cheap: a small network
         self.config = OnnxConfig(self.multiple, self.halo, guide)
 
-    def _open_small(self, path: Path, repair_meta: dict[str, Any] | None) -> dict[str, Any]:
-        """Open the small-window stage 1; its metadata (the repair file's, with its role).
+    #: The metadata role of each file.
+    _ROLES = {
+        "repair": "repair",
+        "repair_small": "repair-small",
+        "repair_box": "repair-box",
+        "optimize": "optimize",
+        "optimize_box": "optimize-box",
+    }
 
-        An export names it in the repair file's metadata (``small_windows_file``); it is an
-        optional speed-up (the same outputs), so an export without it, or a copy that left
-        it behind, runs every window through the repair file.
+    def _ref(self, stage: str) -> dict[str, Any] | None:
+        """The metadata a file of ``stage`` is checked against (None: not known yet)."""
+        return getattr(self, "_meta", None) if stage == "repair" else self._ometa
+
+    def _open(self, role: str, ref: dict[str, Any] | None) -> dict[str, Any]:
+        """Open ``role``'s session; its metadata, checked against ``ref`` (same weights).
 
         Raises:
-            WeightsError: It is not a small-window stage 1, or not of the repair file's
-                weights.
+            WeightsError: Not a file of that role, or of other weights.
         """
+        path = self.paths[role]
         session = _session(path, self._threads)
-        small = read_onnx_metadata(path, session)
-        _check_pair(path, small, "repair-small", self.paths["repair"], repair_meta)
-        self._small, self._small_side = session, int(small["max_side"])
-        # An export of this version takes the holes' box (0: one of an older version).
-        takes_box = "box" in {i.name for i in session.get_inputs()}
-        self._small_box = 2 ** int(small.get("box_levels", 0)) if takes_box else 0
-        self.paths["repair_small"] = path
-        return small
+        meta = read_onnx_metadata(path, session)
+        if ref is not None or role in ("repair_small", "repair_box", "optimize_box"):
+            stage = "optimize" if role.startswith("optimize") else "repair"
+            opened = [p for r, p in self.paths.items() if r.startswith(stage) and r != role]
+            _check_pair(path, meta, self._ROLES[role], opened[0] if opened else path, ref)
+        if role == "repair":
+            self._meta = meta
+        if role == "optimize":
+            self._ometa = meta
+        self._sessions[role] = session
+        return meta
 
     @property
     def has_optimize(self) -> bool:
         """Whether stage 2 is loaded."""
-        return self._optimize is not None
+        return "optimize" in self._sessions
 
     def repair(self, image: np.ndarray, holes: np.ndarray, pad_to: int | None = None) -> np.ndarray:
         """Stage 1, composited: ``image`` ``[N,3,h,w]`` float32, ``holes`` ``[N,h,w]`` bool."""
@@ -285,54 +318,39 @@ class OnnxNetworks:
             "mask": holes[:, None].astype(np.float32),
             "pad": np.zeros(multiple, np.float32),
         }
-        small = self._small is not None and min(image.shape[-2:]) <= self._small_side
-        if small and self._small_box:
-            if multiple >= self._small_box:
-                return self._repair_in_box(feeds, holes)
-            small = False  # a finer padding than the box graph computes exactly
-        return self.session("repair_small" if small else "repair").run(None, feeds)[0]
-
-    def _repair_in_box(self, feeds: dict[str, np.ndarray], holes: np.ndarray) -> np.ndarray:
-        """Stage 1 through the small graph that computes the holes' box only.
-
-        The graph's output is the box of the composited image; the rest is the input.
-        """
-        out = np.array(feeds["image"], copy=True)
-        box = hole_box(holes)
-        if box is None:
-            return out
-        y0, y1, x0, x1 = box
-        feeds = {**feeds, "box": np.array(box, np.int64)}
-        out[..., y0:y1, x0:x1] = self._small.run(None, feeds)[0]
-        return out
+        small = self._small_side and min(image.shape[-2:]) <= self._small_side
+        if small and "repair_box" in self.paths and multiple >= self._box_multiple:
+            box = hole_box(holes)
+            if box is None:
+                return feeds["image"].copy()
+            if _in_box(box, holes.shape[1:]):
+                return _run_in_box(self.session("repair_box"), feeds, box)
+        role = "repair" if not small else "repair_small"
+        if role not in self.paths:  # only the box graph came with the export
+            role = "repair"
+        return self.session(role).run(None, feeds)[0]
 
     @property
     def open_roles(self) -> list[str]:
         """The roles (as in :attr:`paths`) whose sessions are open now."""
-        sessions = {"repair": self._repair, "repair_small": self._small, "optimize": self._optimize}
-        return [role for role in self.paths if sessions[role] is not None]
+        return [role for role in self.paths if role in self._sessions]
 
     def session(self, role: str) -> Any:
-        """The ONNX Runtime session of ``"repair"``, ``"repair_small"`` or ``"optimize"``.
+        """The ONNX Runtime session of one of :attr:`paths`' roles.
 
-        Opened now if it was left for its first use (the repair graph's, when a
-        small-window graph serves the small windows).
+        The roles: ``"repair"``, ``"repair_small"``, ``"repair_box"``, ``"optimize"``,
+        ``"optimize_box"``. Opened now if it was left for its first use (the repair graph's, when a
+        small-window graph serves the small windows, and the small windows' other graph).
 
         Raises:
             InputError: This model has no file of that role.
         """
         if role not in self.paths:
             raise InputError(f"this ONNX model has no {role!r} graph (it has {list(self.paths)})")
-        if role == "repair":
-            with self._lock:
-                if self._repair is None:
-                    path = self.paths["repair"]
-                    session = _session(path, self._threads)
-                    meta = read_onnx_metadata(path, session)
-                    _check_pair(path, meta, "repair", self.paths["repair_small"], self._meta)
-                    self._repair = session
-                return self._repair
-        return self._small if role == "repair_small" else self._optimize
+        with self._lock:
+            if role not in self._sessions:
+                self._open(role, self._ref("optimize" if role.startswith("optimize") else "repair"))
+            return self._sessions[role]
 
     def optimize(
         self, image: np.ndarray, guide: np.ndarray | None = None, valid: np.ndarray | None = None
@@ -340,28 +358,24 @@ class OnnxNetworks:
         """Stage 2 on ``[N,3,h,w]`` float32 in [0, 1] (not composited).
 
         A guided stage 2 also takes ``guide`` ``[N,3,h,w]`` and ``valid`` ``[N,1,h,w]``
-        (1 = known pixel). Its graph (exported by this version) computes the box of the
-        holes only: outside that box, where every pixel is known, the input is returned.
+        (1 = known pixel). When its holes lie in a small part of the input, the box graph
+        refines the box of the holes only, and the rest of the output is the input (every
+        pixel there is known).
         """
-        if self._optimize is None:
+        if "optimize" not in self._sessions:
             raise InputError("this ONNX model has no stage-2 (optimize) graph")
         feeds = {"image": np.ascontiguousarray(image, dtype=np.float32)}
-        if not self.config.guided:
-            return self._optimize.run(None, feeds)[0]
-        if guide is None or valid is None:
-            raise InputError(f"this stage 2 is guided by a {self.config.guide} fill: pass it")
-        feeds["guide"] = np.ascontiguousarray(guide, dtype=np.float32)
-        feeds["valid"] = np.ascontiguousarray(valid, dtype=np.float32)
-        if not self._optimize_box:  # an export of an older version
-            return self._optimize.run(None, feeds)[0]
-        out = np.array(feeds["image"], copy=True)
-        box = hole_box(feeds["valid"][:, 0] == 0)
-        if box is None:
-            return out
-        y0, y1, x0, x1 = box
-        feeds["box"] = np.array(box, np.int64)
-        out[..., y0:y1, x0:x1] = self._optimize.run(None, feeds)[0]
-        return out
+        if self.config.guided:
+            if guide is None or valid is None:
+                raise InputError(f"this stage 2 is guided by a {self.config.guide} fill: pass it")
+            feeds["guide"] = np.ascontiguousarray(guide, dtype=np.float32)
+            feeds["valid"] = np.ascontiguousarray(valid, dtype=np.float32)
+            if "optimize_box" in self.paths:
+                holes = feeds["valid"][:, 0] == 0
+                box = hole_box(holes)
+                if box is not None and _in_box(box, holes.shape[1:]):
+                    return _run_in_box(self.session("optimize_box"), feeds, box)
+        return self._sessions["optimize"].run(None, feeds)[0]
 
     def fill(
         self,
@@ -388,13 +402,13 @@ class OnnxNetworks:
         gray = x.shape[1] == 1
         if gray:
             x = np.repeat(x, 3, axis=1)
-        guided = band and self._optimize is not None and self.config.guided
+        guided = band and self.has_optimize and self.config.guided
         if guided:  # reads the known pixels only: computed while stage 1 runs
             pending = start_guide_fill(
                 self.config.guide, x, holes, background=repair and self.parallel_guide
             )
         comp = self.repair(x, holes, pad_to) if repair else x
-        if band and self._optimize is not None:
+        if band and self.has_optimize:
             comp = self._band(comp, holes, pending() if guided else None)
         if gray:
             comp = comp.mean(axis=1, keepdims=True)
@@ -435,3 +449,21 @@ class OnnxNetworks:
         out[..., ys, xs] = np.where(hsub, refined, sub)
         return out
 
+
+#: A batch goes through a box graph when its holes' box is at most this share of its
+#: windows: the box graphs' slicing costs more than it saves on windows the holes fill.
+BOX_SHARE = 0.5
+
+
+def _in_box(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> bool:
+    """Whether a batch of ``shape`` windows whose holes lie in ``box`` is worth a box graph."""
+    y0, y1, x0, x1 = box
+    return (y1 - y0) * (x1 - x0) <= BOX_SHARE * shape[0] * shape[1]
+
+
+def _run_in_box(session: Any, feeds: dict[str, np.ndarray], box: tuple[int, ...]) -> np.ndarray:
+    """``session``'s box of the output, in a copy of the input image."""
+    y0, y1, x0, x1 = box
+    out = np.array(feeds["image"], copy=True)
+    out[..., y0:y1, x0:x1] = session.run(None, {**feeds, "box": np.array(box, np.int64)})[0]
+    return out

@@ -101,7 +101,10 @@ class OrtRunner:
         paths = {
             "repair": folder / FILES["repair"],
             "optimize": folder / FILES["optimize"] if optimize is not None else None,
-            "small": folder / FILES["repair_small"],  # the export writes it when it applies
+            # The export writes these when they apply (a push-pull stage 1, a guided stage 2).
+            "small": folder / FILES["repair_small"],
+            "repair_box": folder / FILES["repair_box"],
+            "optimize_box": folder / FILES["optimize_box"] if optimize is not None else None,
         }
         threads = torch.get_num_threads() if threads is None else threads
         try:
@@ -140,11 +143,17 @@ def _open(files: dict[str, Path | None], threads: int, *, fresh: bool) -> Any:
     missing = [p for p in needed if p is not None and not p.is_file()]
     if missing:
         raise WeightsError(f"not exported yet: {missing[0]}")
-    small = files["small"]
-    files = {**files, "small": small if small is not None and small.is_file() else None}
+    optional = ("small", "repair_box", "optimize_box")
+    files = {
+        k: None if p is None or (k in optional and not p.is_file()) else p
+        for k, p in files.items()
+    }
     opt = {k: _preoptimized(p, fresh) if p is not None else None for k, p in files.items()}
     assert opt["repair"] is not None
-    return OnnxNetworks(opt["repair"], opt["optimize"], threads=threads, small_path=opt["small"])
+    boxes = {"repair": opt["repair_box"], "optimize": opt["optimize_box"]}
+    return OnnxNetworks(
+        opt["repair"], opt["optimize"], threads=threads, small_path=opt["small"], box_paths=boxes
+    )
 
 
 def _preoptimized(path: Path, fresh: bool) -> Path:
