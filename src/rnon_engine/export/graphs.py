@@ -20,6 +20,8 @@ the outputs are composited: pixels outside the mask are the input's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -318,7 +320,7 @@ class OptimizeGraph(nn.Module):
         net = self.net
         x = net.inputs(image, guide, valid)
         if box is None:
-            return net.output(image, net.trunk(x), guide)
+            return net.output(image, trunk_split(net, x), guide)
         ys, xs = slice(box[0], box[1]), slice(box[2], box[3])
         inside = None if guide is None else guide[..., ys, xs]
         return net.output(image[..., ys, xs], trunk_in_box(net, x, box), inside)
@@ -366,6 +368,32 @@ class _Padded:
         return F.conv2d(sub, conv.weight, conv.bias, 1, 0, conv.dilation)
 
 
+def _block_split(block: nn.Module, y: Tensor, branch: Callable[[nn.Conv2d], Tensor]) -> Tensor:
+    """A residual block's output ``y + fuse(act(cat(branches)))``, for a 1×1 fuse.
+
+    The fuse of the concatenated branches is the sum of one 1×1 convolution per branch:
+    no concatenation, and ONNX Runtime folds each sum and ReLU into a convolution (the
+    same numbers up to float rounding). ``branch(conv)`` computes a branch's output.
+    """
+    weight, bias = block.fuse.weight, block.fuse.bias
+    width = weight.shape[1] // len(block.branches)
+    for i, conv in enumerate(block.branches):
+        z = block.act(branch(conv))
+        y = y + F.conv2d(z, weight[:, i * width : (i + 1) * width], bias if i == 0 else None)
+    return y
+
+
+def trunk_split(net: OptimizeGenerator, x: Tensor) -> Tensor:
+    """``net.trunk(x)`` with each 1×1 fuse split by branch (:func:`_block_split`)."""
+    y = net.head(x)
+    for block in net.blocks:
+        if _reach(block.fuse) == (0, 0):
+            y = _block_split(block, y, lambda conv, y=y: conv(y))
+        else:
+            y = block(y)
+    return net.tail(y)
+
+
 def trunk_in_box(net: OptimizeGenerator, x: Tensor, box: Tensor) -> Tensor:
     """``net.trunk(x)`` in ``box`` only, each layer computed where the box needs it.
 
@@ -405,15 +433,7 @@ def trunk_in_box(net: OptimizeGenerator, x: Tensor, box: Tensor) -> Tensor:
         rows, cols = want[0][1] - want[0][0], want[1][1] - want[1][0]
         y = y[..., dy : dy + rows, dx : dx + cols]  # the block's input: the residual
         if _reach(block.fuse) == (0, 0):
-            # A 1×1 fuse of the concatenated branches is the sum of one 1×1 convolution
-            # per branch: no concatenation, and ONNX Runtime folds each sum and ReLU into a
-            # convolution (the same numbers up to float rounding).
-            weight, bias = block.fuse.weight, block.fuse.bias
-            width = weight.shape[1] // len(block.branches)
-            for i, branch in enumerate(block.branches):
-                z = block.act(padded.conv(branch, mid))
-                part = weight[:, i * width : (i + 1) * width]
-                y = y + F.conv2d(z, part, bias if i == 0 else None)
+            y = _block_split(block, y, lambda conv, p=padded, m=mid: p.conv(conv, m))
         else:
             z = block.act(torch.cat([padded.conv(b, mid) for b in block.branches], dim=1))
             y = y + _Padded(z, mid, _reach(block.fuse)).conv(block.fuse, want)
