@@ -277,6 +277,9 @@ class Inpainter:
             exportable = pad_mode == "hole" and all(r in sha for r in roles)
             self.backend = pick_backend(backend, self.device.type, exportable)
             self._ort_key = "-".join(str(sha[r])[:16] for r in roles) if exportable else ""
+            if self.backend == "onnxruntime":
+                # With the model, not in the first call (its import is a few tens of ms).
+                import onnxruntime  # noqa: F401
         if self.method == "rnon":
             if window_multiple is None:
                 window_multiple = NET_WINDOW_MULTIPLE if takes_pad else native

@@ -33,6 +33,7 @@ from rnon_engine.inference.tiling import hole_box
 
 __all__ = [
     "FORMAT_NAME",
+    "MACHINE_SUFFIX",
     "TOLERANCE",
     "OnnxConfig",
     "OnnxNetworks",
@@ -44,6 +45,9 @@ __all__ = [
 FORMAT_NAME = "napari-rnon-onnx"
 #: Largest difference from the torch path on values in [0, 1] that the tests accept.
 TOLERANCE = 1e-4
+#: The name ending of graphs that ONNX Runtime optimised for this machine (the inpainter's
+#: cache, :func:`~rnon_engine.inference.ort_runner.machine_key`): opened as they are.
+MACHINE_SUFFIX = ".machine.onnx"
 
 
 def is_onnx_path(name_or_path: str | os.PathLike) -> bool:
@@ -78,6 +82,8 @@ def _session(path: Path, threads: int | None) -> Any:
     # 4096² strokes with 2 threads: 23 s instead of 31 s, 42 s of CPU instead of 60
     # (docs/benchmarks.md, "Fifth release, fourth pass").
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if path.name.endswith(MACHINE_SUFFIX):  # optimised for this machine already
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own types for unreadable models

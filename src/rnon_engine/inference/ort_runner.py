@@ -24,7 +24,7 @@ from rnon_engine.errors import InputError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BACKENDS", "OrtRunner", "cache_dir", "ort_available", "pick_backend"]
+__all__ = ["BACKENDS", "OrtRunner", "cache_dir", "machine_key", "ort_available", "pick_backend"]
 
 #: Accepted ``backend`` settings of :class:`~rnon_engine.inference.Inpainter`.
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -148,7 +148,10 @@ def _open(files: dict[str, Path | None], threads: int, *, fresh: bool) -> Any:
         k: None if p is None or (k in optional and not p.is_file()) else p
         for k, p in files.items()
     }
-    opt = {k: _preoptimized(p, fresh) if p is not None else None for k, p in files.items()}
+    opt = {
+        k: _for_this_machine(_preoptimized(p, fresh), fresh) if p is not None else None
+        for k, p in files.items()
+    }
     assert opt["repair"] is not None
     boxes = {"repair": opt["repair_box"], "optimize": opt["optimize_box"]}
     return OnnxNetworks(
@@ -182,6 +185,66 @@ def _preoptimized(path: Path, fresh: bool) -> Path:
         tmp.unlink(missing_ok=True)
         return path
     return out
+
+
+def _for_this_machine(path: Path, fresh: bool) -> Path:
+    """``path``'s graph after all of ONNX Runtime's optimisations for this machine, cached.
+
+    The layout passes (blocked ``NCHWc`` convolutions, whose block size depends on the
+    CPU's vector width) are most of what is left of opening a session (about half of the
+    small-window stage 1's 0.1-0.2 s, which a first call waits for): they are done once
+    and saved under a name that holds :func:`machine_key`, so a cache folder shared by
+    machines of other CPUs or ONNX Runtime versions never opens another's file. Opened
+    with optimisations off (:data:`~rnon_engine.inference.onnx_model.MACHINE_SUFFIX`), it
+    runs the same operations: the same outputs (``tests/test_ort_runner.py``). ``path``
+    itself where no key can be made or the file cannot be written.
+    """
+    import onnxruntime as ort
+
+    from rnon_engine.inference.onnx_model import MACHINE_SUFFIX
+
+    key = machine_key()
+    if key is None:
+        return path
+    out = path.with_name(f"{path.name.removesuffix('.onnx')}.{key}{MACHINE_SUFFIX}")
+    if out.is_file() and not fresh:
+        return out
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.optimized_model_filepath = str(tmp)
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3  # not its warning that the file is for this machine only
+    try:
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        os.replace(tmp, out)
+    except Exception:  # an unreadable graph is reported by the caller's own opening
+        tmp.unlink(missing_ok=True)
+        return path
+    return out
+
+
+def machine_key() -> str | None:
+    """What ONNX Runtime's optimised graphs depend on, hashed: its version and the CPU.
+
+    None where the CPU's features cannot be read (``/proc/cpuinfo``: Linux).
+    """
+    import hashlib
+    import platform
+
+    import onnxruntime as ort
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    wanted = ("flags", "model name", "vendor_id", "Features", "CPU implementer", "CPU part")
+    cpu = sorted({line.strip() for line in lines if line.split(":")[0].strip() in wanted})
+    if not cpu:
+        return None
+    text = "\n".join([ort.__version__, ort.get_device(), platform.machine(), *cpu])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _cpu(module: Any) -> Any:
