@@ -183,6 +183,9 @@ class AutoInpainter(Inpainter):
         mask = np.asarray(mask)
         labels = counts = None
         if mask.ndim >= 2:
+            if NETWORK in self.members:
+                # The network's sessions open while the holes are grouped and filled.
+                self.members[NETWORK].prepare()
             labels = self.method_labels(mask)
             counts = _pixels_per_method(labels)
             only = next(iter(counts)) if len(counts) == 1 else None

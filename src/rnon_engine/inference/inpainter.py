@@ -547,7 +547,7 @@ class Inpainter:
             )
         if not holes.any():
             return image.copy()
-        self._open_runner_soon()  # while the windows are planned
+        self.prepare()  # while the windows are planned
         optimize_only = stages == "optimize"
         use_stage2 = stages != "repair" and self.optimize is not None and self.method == "rnon"
 
@@ -799,10 +799,13 @@ class Inpainter:
         threads = max(1, total // 2) if self.parallel_guide else total
         return OrtRunner(self.repair, self.optimize, self._ort_key, threads)
 
-    def _open_runner_soon(self) -> None:
-        """Start opening the ONNX Runtime sessions in a thread (the first call's 0.2 s).
+    def prepare(self) -> None:
+        """Start opening the ONNX Runtime sessions in a thread, if they are not open yet.
 
-        :meth:`_runner` takes the result, or the error, where it first needs them.
+        :meth:`inpaint` calls it once the inputs are accepted, so that the sessions open
+        while the windows are planned; a caller with other work to do first (``"auto"``
+        grouping the holes) may call it earlier. Nothing to do on the torch backend.
+        Where the sessions are first needed, the result (or an error) is taken.
         """
         if self.backend != "onnxruntime" or _outside_torch(self.repair):
             return
