@@ -435,6 +435,7 @@ def onnx_inference_table(rounds: int) -> list[str]:
 
     from rnon_engine.export.graphs import SMALL_WINDOW_LEVELS, OptimizeGraph, RepairGraph
     from rnon_engine.export.onnx_export import export_graphs, load_generators
+    from rnon_engine.inference.onnx_model import BOX_SHARE
     from rnon_engine.inference.ort_runner import _preoptimized
 
     repair, optimize, _ = load_generators("default")
@@ -445,11 +446,17 @@ def onnx_inference_table(rounds: int) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = export_graphs(repair, optimize, folder)
-        files = {"repair": paths["repair_small"], "optimize": paths["optimize"]}
+        files = {
+            ("repair", False): paths["repair_small"],
+            ("repair", True): paths["repair_box"],
+            ("optimize", False): paths["optimize"],
+            ("optimize", True): paths["optimize_box"],
+        }
         ceil = onnx_ceiling(folder, rounds)
         rows = [
-            "Shipped default model, the graphs the inpainter runs (`rnon_repair_small.onnx`, "
-            "`rnon_optimize.onnx`, each pre-optimised as the inpainter's cache does) under "
+            "Shipped default model, the graphs the inpainter runs (`rnon_repair_box.onnx` and "
+            "`rnon_optimize_box.onnx` where the holes' box is at most half of the input, "
+            "else `rnon_repair_small.onnx` and `rnon_optimize.onnx`; pre-optimised) under "
             "ONNX Runtime, one thread. *Conv layers*: the convolutions' FLOPs over the "
             "time of ONNX Runtime's Conv kernels (its profiler); *whole graph*: the same "
             "FLOPs over the whole run (the masks, push-pull fill, joins, slices and layout "
@@ -467,18 +474,22 @@ def onnx_inference_table(rounds: int) -> list[str]:
             box = torch.tensor([lo, lo + box_side, lo, lo + box_side])
             holes = torch.zeros(n, 1, side, side)
             holes[..., lo : lo + box_side, lo : lo + box_side] = 1
+            # The box graph where the inpainter takes it (holes in at most BOX_SHARE).
+            boxed = box_side * box_side <= BOX_SHARE * side * side
             if kind == "repair":
                 args = (x, holes, torch.zeros(8), box)
                 names = ["image", "mask", "pad", "box"]
             else:
                 args = (x, torch.rand(n, 3, side, side, generator=g), 1 - holes, box)
                 names = ["image", "guide", "valid", "box"]
+            if not boxed:
+                args, names = args[:-1], names[:-1]
             with FlopCounterMode(display=False) as counter, torch.no_grad():
                 graphs[kind](*args)
             flops = counter.get_total_flops()
             feeds = {k: v.numpy() for k, v in zip(names, args, strict=True)}
             sess = _ort_session(
-                str(_preoptimized(files[kind], fresh=True)), str(folder / f"prof-{kind}")
+                str(_preoptimized(files[kind, boxed], fresh=True)), str(folder / f"prof-{kind}")
             )
             for _ in range(2):  # warm-up (first-run allocations)
                 sess.run(None, feeds)
