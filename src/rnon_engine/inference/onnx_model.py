@@ -224,6 +224,7 @@ class OnnxNetworks:
         self._threads = threads
         self._lock = threading.Lock()
         self._sessions: dict[str, Any] = {}
+        self._ometa: dict[str, Any] | None = None  # the stage-2 file's metadata
         self._small_side = 0
         self._box_multiple = 0  # the repair box graph's least padding multiple
         boxes = dict(box_paths or {})
@@ -302,8 +303,8 @@ class OnnxNetworks:
         meta = read_onnx_metadata(path, session)
         if ref is not None or role in ("repair_small", "repair_box", "optimize_box"):
             stage = "optimize" if role.startswith("optimize") else "repair"
-            opened = [p for r, p in self.paths.items() if r.startswith(stage) and r != role]
-            _check_pair(path, meta, self._ROLES[role], opened[0] if opened else path, ref)
+            others = [p for r, p in self.paths.items() if r.startswith(stage) and r != role]
+            _check_pair(path, meta, self._ROLES[role], others[0] if others else path, ref)
         if role == "repair":
             self._meta = meta
         if role == "optimize":
@@ -345,8 +346,9 @@ class OnnxNetworks:
         """The ONNX Runtime session of one of :attr:`paths`' roles.
 
         The roles: ``"repair"``, ``"repair_small"``, ``"repair_box"``, ``"optimize"``,
-        ``"optimize_box"``. Opened now if it was left for its first use (the repair graph's, when a
-        small-window graph serves the small windows, and the small windows' other graph).
+        ``"optimize_box"``. Opened now if it was left for its first use (the repair
+        graph's when a small-window graph serves the small windows, and in the
+        inpainter's cache the small windows' graph that is not the box graph).
 
         Raises:
             InputError: This model has no file of that role.
