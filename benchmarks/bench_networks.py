@@ -540,24 +540,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.inference and args.onnx:
-        load_before = load_average()
-        rows = onnx_inference_table(max(args.rounds, 5))
-        rows += ["", f"Load average (1/5/15 min) before: {load_before}; after: {load_average()}."]
-        if not args.no_write:
-            write_section(
-                "bench_networks-onnx",
-                "\n".join(rows),
-                "python benchmarks/bench_networks.py " + " ".join(argv or sys.argv[1:]),
-            )
-        return
     if args.inference:
         load_before = load_average()
-        rows = inference_table(args.rounds)
+        if args.onnx:
+            section, rows = "bench_networks-onnx", onnx_inference_table(max(args.rounds, 5))
+        else:
+            section, rows = "bench_networks-inference", inference_table(args.rounds)
         rows += ["", f"Load average (1/5/15 min) before: {load_before}; after: {load_average()}."]
         if not args.no_write:
             write_section(
-                "bench_networks-inference",
+                section,
                 "\n".join(rows),
                 "python benchmarks/bench_networks.py " + " ".join(argv or sys.argv[1:]),
             )

@@ -99,17 +99,23 @@ def test_stage2_in_the_box_is_stage2_on_the_whole_input(config) -> None:
                 torch.testing.assert_close(got, whole[..., y0:y1, x0:x1], atol=1e-5, rtol=0)
 
 
-def test_onnx_runtime_runs_stage2_in_the_holes_box(tmp_path) -> None:
-    pytest.importorskip("onnxruntime")
+def _guided_export(tmp_path, seed: int) -> tuple[torch.nn.Module, dict]:
+    """A push-pull stage 1 and a guided stage 2 (both acting), exported: (stage 2, paths)."""
     from rnon_engine.export.onnx_export import export_graphs
-    from rnon_engine.inference.onnx_model import OnnxNetworks
 
-    rep = _net(6, width=0.125, depth=4, prefill="pushpull")
-    torch.manual_seed(7)
+    rep = _net(seed, width=0.125, depth=4, prefill="pushpull")
+    torch.manual_seed(seed + 1)
     opt = create_model("rnon-optimize", width=0.25, blocks=1, guide="biharmonic").eval()
     with torch.no_grad():
         opt.tail.weight.normal_(0, 0.3)
-    paths = export_graphs(rep, opt, tmp_path / "export")
+    return opt, export_graphs(rep, opt, tmp_path / "export")
+
+
+def test_onnx_runtime_runs_stage2_in_the_holes_box(tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    from rnon_engine.inference.onnx_model import OnnxNetworks
+
+    opt, paths = _guided_export(tmp_path, 6)
     nets = OnnxNetworks(paths["repair"], paths["optimize"], threads=1)
     rng = np.random.default_rng(8)
     image = rng.random((2, 3, 40, 48), dtype=np.float32)
@@ -136,15 +142,9 @@ def test_onnx_runtime_runs_stage2_in_the_holes_box(tmp_path) -> None:
 def test_an_export_without_the_box_graphs_runs_whole_with_the_same_values(tmp_path) -> None:
     """An export of an earlier version (or a partial copy) has no box graphs: optional."""
     pytest.importorskip("onnxruntime")
-    from rnon_engine.export.onnx_export import export_graphs
     from rnon_engine.inference.onnx_model import BOX_SHARE, OnnxNetworks
 
-    rep = _net(9, width=0.125, depth=4, prefill="pushpull")
-    torch.manual_seed(10)
-    opt = create_model("rnon-optimize", width=0.25, blocks=1, guide="biharmonic").eval()
-    with torch.no_grad():
-        opt.tail.weight.normal_(0, 0.3)
-    paths = export_graphs(rep, opt, tmp_path / "export")
+    _, paths = _guided_export(tmp_path, 9)
     new = OnnxNetworks(paths["repair"], paths["optimize"], threads=1)
     assert {"repair_box", "optimize_box"} <= set(new.paths)
     rng = np.random.default_rng(3)

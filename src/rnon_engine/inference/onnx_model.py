@@ -224,6 +224,7 @@ class OnnxNetworks:
         self._threads = threads
         self._lock = threading.Lock()
         self._sessions: dict[str, Any] = {}
+        self._meta: dict[str, Any] | None = None  # the stage-1 files' metadata
         self._ometa: dict[str, Any] | None = None  # the stage-2 file's metadata
         self._small_side = 0
         self._box_multiple = 0  # the repair box graph's least padding multiple
@@ -290,7 +291,7 @@ class OnnxNetworks:
 
     def _ref(self, stage: str) -> dict[str, Any] | None:
         """The metadata a file of ``stage`` is checked against (None: not known yet)."""
-        return getattr(self, "_meta", None) if stage == "repair" else self._ometa
+        return self._meta if stage == "repair" else self._ometa
 
     def _open(self, role: str, ref: dict[str, Any] | None) -> dict[str, Any]:
         """Open ``role``'s session; its metadata, checked against ``ref`` (same weights).
@@ -332,9 +333,7 @@ class OnnxNetworks:
                 return feeds["image"].copy()
             if _in_box(box, holes.shape[1:]):
                 return _run_in_box(self.session("repair_box"), feeds, box)
-        role = "repair" if not small else "repair_small"
-        if role not in self.paths:  # only the box graph came with the export
-            role = "repair"
+        role = "repair_small" if small and "repair_small" in self.paths else "repair"
         return self.session(role).run(None, feeds)[0]
 
     @property

@@ -14,6 +14,7 @@ The cache folder is ``$RNON_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/napari-rn
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from pathlib import Path
@@ -171,33 +172,20 @@ def _preoptimized(path: Path, fresh: bool) -> Path:
     import onnxruntime as ort
 
     out = path.with_name(path.name.removesuffix(".onnx") + ".opt.onnx")
-    if out.is_file() and not fresh:
-        return out
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    opts.optimized_model_filepath = str(tmp)
-    opts.intra_op_num_threads = 1
-    try:
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        os.replace(tmp, out)
-    except Exception:  # an unreadable graph is reported by the caller's own opening
-        tmp.unlink(missing_ok=True)
-        return path
-    return out
+    return _optimized(path, out, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, fresh)
 
 
 def _for_this_machine(path: Path, fresh: bool) -> Path:
     """``path``'s graph after all of ONNX Runtime's optimisations for this machine, cached.
 
     The layout passes (blocked ``NCHWc`` convolutions, whose block size depends on the
-    CPU's vector width) are most of what is left of opening a session (about half of the
-    small-window stage 1's 0.1-0.2 s, which a first call waits for): they are done once
-    and saved under a name that holds :func:`machine_key`, so a cache folder shared by
-    machines of other CPUs or ONNX Runtime versions never opens another's file. Opened
-    with optimisations off (:data:`~rnon_engine.inference.onnx_model.MACHINE_SUFFIX`), it
-    runs the same operations: the same outputs (``tests/test_ort_runner.py``). ``path``
-    itself where no key can be made or the file cannot be written.
+    CPU's vector width) are most of what is left of opening a session, which a first call
+    waits for: they are done once and saved under a name that holds :func:`machine_key`,
+    so a cache folder shared by machines of other CPUs or ONNX Runtime versions never
+    opens another's file. Opened with optimisations off
+    (:data:`~rnon_engine.inference.onnx_model.MACHINE_SUFFIX`), it runs the same
+    operations: the same outputs (``tests/test_ort_runner.py``). ``path`` itself where no
+    key can be made or the file cannot be written.
     """
     import onnxruntime as ort
 
@@ -207,23 +195,35 @@ def _for_this_machine(path: Path, fresh: bool) -> Path:
     if key is None:
         return path
     out = path.with_name(f"{path.name.removesuffix('.onnx')}.{key}{MACHINE_SUFFIX}")
+    return _optimized(path, out, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, fresh)
+
+
+def _optimized(path: Path, out: Path, level: Any, fresh: bool) -> Path:
+    """``out``: ``path`` optimised by ONNX Runtime at ``level``, written once, atomically.
+
+    ``path`` itself when it cannot be written (an unreadable graph is reported by the
+    caller's own opening).
+    """
+    import onnxruntime as ort
+
     if out.is_file() and not fresh:
         return out
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = level
     opts.optimized_model_filepath = str(tmp)
     opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3  # not its warning that the file is for this machine only
+    opts.log_severity_level = 3  # not the warning that a file of level ALL is this machine's
     try:
         ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         os.replace(tmp, out)
-    except Exception:  # an unreadable graph is reported by the caller's own opening
+    except Exception:
         tmp.unlink(missing_ok=True)
         return path
     return out
 
 
+@functools.cache
 def machine_key() -> str | None:
     """What ONNX Runtime's optimised graphs depend on, hashed: its version and the CPU.
 
