@@ -220,6 +220,24 @@ def test_block_any():
     assert c.shape == (3, 4) and c.sum() == 1 and c[2, 3]
 
 
+@pytest.mark.parametrize("cell", [1, 2, 3, 4, 5, 8, 16])
+@pytest.mark.parametrize("shape", [(64, 64), (37, 53), (8, 120)])
+def test_block_any_matches_the_cellwise_definition(cell, shape):
+    rng = np.random.default_rng(cell * 100 + shape[1])
+    hole = rng.random(shape) < 0.01
+    hole[-1, -1] = True  # the last, possibly partial, cell
+    got = block_any(hole, cell)
+    hc, wc = -(-shape[0] // cell), -(-shape[1] // cell)
+    want = np.array(
+        [
+            [hole[i * cell : (i + 1) * cell, j * cell : (j + 1) * cell].any() for j in range(wc)]
+            for i in range(hc)
+        ]
+    )
+    assert got.dtype == bool and got.shape == (hc, wc)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_bad_settings():
     with pytest.raises(ValueError):
         plan_tiles(np.ones((10, 10), bool), 64, margin=40)

@@ -363,6 +363,52 @@ def test_init_weights_fine_tune_start(image_dir, tmp_path):
         _trainer(cfg, "optimize", tmp_path / "x", image_dir, init_weights=init, repair_weights=init)
 
 
+def test_distillation_mixes_the_teachers_output_into_the_hole_target(image_dir, tmp_path):
+    cfg = _config()
+    _trainer(cfg, "repair", tmp_path / "t", image_dir).fit(max_steps=2, progress=False)
+    teacher = tmp_path / "t" / "weights" / "repair_generator.safetensors"
+    cfg = _config(**{"repair.teacher": str(teacher), "repair.distill": 0.25})
+    tr = _trainer(cfg, "repair", tmp_path / "s", image_dir)
+    batch = tr.data.batch(0)
+    image, valid = batch["image"], batch["valid"]
+    args, _ = tr._inputs(image, valid)
+    target = tr._target(image, valid, args)
+    with torch.no_grad():
+        taught = load_model(teacher).eval()(*args)
+    hole = valid.expand_as(image) < 0.5
+    assert hole.any() and (~hole).any()
+    assert torch.equal(target[~hole], image[~hole])  # the known pixels' target: the truth
+    mixed = 0.75 * image + 0.25 * taught
+    torch.testing.assert_close(target[hole], mixed[hole])
+    assert not torch.allclose(target[hole], image[hole])
+    tr.fit(progress=False)  # trains with it
+
+
+def test_distillation_stage2_teacher_and_config_errors(image_dir, tmp_path):
+    cfg = _config()
+    _trainer(cfg, "repair", tmp_path, image_dir).fit(max_steps=2, progress=False)
+    _trainer(cfg, "optimize", tmp_path, image_dir).fit(max_steps=2, progress=False)
+    stage2 = tmp_path / "weights" / "optimize_generator.safetensors"
+    stage1 = tmp_path / "weights" / "repair_generator.safetensors"
+    cfg = _config(**{"optimize.teacher": str(stage2), "optimize.distill": 1.0})
+    tr = _trainer(cfg, "optimize", tmp_path / "s", image_dir, repair_weights=stage1)
+    batch = tr.data.batch(0)
+    args, _ = tr._inputs(batch["image"], batch["valid"])
+    with torch.no_grad():
+        taught = load_model(stage2).eval()(*args)
+    hole = batch["valid"].expand_as(batch["image"]) < 0.5
+    torch.testing.assert_close(tr._target(batch["image"], batch["valid"], args)[hole], taught[hole])
+    with pytest.raises(ConfigError, match="'optimize.teacher': distill > 0 needs"):
+        _config(**{"optimize.distill": 0.5})
+    with pytest.raises(ConfigError, match="'optimize.teacher': must be an existing"):
+        _config(**{"optimize.teacher": str(tmp_path / "missing.safetensors")})
+    with pytest.raises(ConfigError, match="'optimize.distill'"):
+        _config(**{"optimize.teacher": str(stage2), "optimize.distill": 1.5})
+    wrong = _config(**{"optimize.teacher": str(stage1), "optimize.distill": 0.5})
+    with pytest.raises(ConfigError, match="optimize.teacher is a 'rnon-repair' model"):
+        _trainer(wrong, "optimize", tmp_path / "w", image_dir, repair_weights=stage1)
+
+
 # --------------------------------------------------------------------------- DDP
 def _ddp_worker(rank, world, port, image_dir, out, result_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

@@ -301,6 +301,10 @@ class Inpainter:
                 f"this stage 2 is guided by a {self.stage2_guide} fill of the holes, so it "
                 "runs on the band around them: use stage2_region='band'"
             )
+        if self.stage2_guide == "biharmonic":
+            # With the model, not in the first call: the guide's sparse solver
+            # (sparse_biharmonic) takes 0.1-0.2 s to import.
+            import scipy.sparse.linalg  # noqa: F401
         self.name = name or self.method
         if self.method != "rnon":
             stages = [self.method]

@@ -138,21 +138,26 @@ class PlaneRun:
                     write(win, res)
                 self.progress.step()
 
+        def compute(batch: list[Window]) -> np.ndarray:
+            crops, hmask = inputs(batch)
+            return fill(crops, hmask, batch[0])
+
         todo = batches(alone + blend, batch_size, budget, lambda w: boxes.get(id(w)))
         if workers <= 1:
             for batch in todo:
                 self.progress.check()
-                crops, hmask = inputs(batch)
-                finish(batch, fill(crops, hmask, batch[0]))
+                finish(batch, compute(batch))
         else:
+            # Each worker gathers its batch's inputs too; up to ``workers`` batches wait
+            # queued, so that a worker never waits for this thread while it writes the
+            # oldest batch's results.
             with ThreadPoolExecutor(workers, thread_name_prefix="rnon-batch") as pool:
                 pending: deque[tuple[list[Window], Future[np.ndarray]]] = deque()
                 try:
                     for batch in todo:
                         self.progress.check()
-                        crops, hmask = inputs(batch)
-                        pending.append((batch, pool.submit(fill, crops, hmask, batch[0])))
-                        if len(pending) > workers:  # every worker busy, one batch queued
+                        pending.append((batch, pool.submit(compute, batch)))
+                        if len(pending) > 2 * workers:  # every worker busy, as many queued
                             done, future = pending.popleft()
                             finish(done, future.result())
                     while pending:

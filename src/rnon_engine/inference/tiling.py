@@ -148,7 +148,13 @@ def block_any(hole: np.ndarray, cell: int) -> np.ndarray:
         padded[:h, :w] = hole
     else:
         padded = hole
-    return padded.reshape(hc, cell, wc, cell).any(axis=(1, 3))
+    # Rows of cells first (whole image rows OR-ed together), then each cell's columns: as
+    # one integer when a cell's row of bools is 1, 2, 4 or 8 bytes. Far faster than
+    # numpy's reduction over the axes (1, 3) at once (about 1 ms instead of 40 on 4096²).
+    rows = np.logical_or.reduce(padded.reshape(hc, cell, wc * cell), axis=1)
+    if cell in (1, 2, 4, 8):
+        return rows.view(np.uint8).view(f"u{cell}") != 0
+    return rows.reshape(hc, wc, cell).any(axis=2)
 
 
 def _components(hole: np.ndarray, cell: int) -> tuple[np.ndarray, list[tuple[int, ...]]]:

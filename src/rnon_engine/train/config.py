@@ -161,6 +161,10 @@ class StageConfig:
     ``ema`` > 0 keeps an exponential moving average of the generator's parameters and
     buffers (decay ``ema`` per step, :class:`torch.optim.swa_utils.AveragedModel`);
     validation, images and exports then use the average.
+    ``teacher`` names the weights of a trained generator of the same stage and ``distill``
+    > 0 distils it: the loss's target in the holes becomes ``(1 − distill)·truth +
+    distill·teacher`` (knowledge distillation, e.g. of a shipped stage into a thinner one);
+    the known pixels' target and the discriminator's real images stay the truth.
     """
 
     model: dict[str, Any] = field(default_factory=dict)
@@ -171,9 +175,22 @@ class StageConfig:
     steps: int = 100_000
     trainable: tuple[str, ...] = ()
     ema: float = 0.0
+    teacher: str | None = None
+    distill: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _check(0.0 <= self.distill <= 1.0, "distill", "must be in [0, 1]: 0 = off")
+        _check(
+            self.distill == 0 or self.teacher is not None,
+            "teacher",
+            "distill > 0 needs the teacher's weights file (e.g. the shipped stage's)",
+        )
+        _check(
+            self.teacher is None or Path(self.teacher).is_file(),
+            "teacher",
+            f"must be an existing weights file, got {self.teacher!r}",
+        )
         _check(0.0 <= self.ema < 1.0, "ema", "must be in [0, 1): 0 = off, e.g. 0.999")
         _check(self.steps >= 0, "steps", "must be >= 0")
         object.__setattr__(self, "trainable", tuple(self.trainable))

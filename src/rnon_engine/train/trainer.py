@@ -192,6 +192,17 @@ class Trainer:
             self.repair_frozen.requires_grad_(False)
             self.repair_weights = path
 
+        self.teacher: nn.Module | None = None
+        if self.stage_cfg.distill > 0:
+            assert self.stage_cfg.teacher is not None  # StageConfig checks it
+            self.teacher = load_model(self.stage_cfg.teacher, self.device).eval()
+            if self.teacher.model_name != gen_name:
+                raise ConfigError(
+                    f"{stage}.teacher is a {self.teacher.model_name!r} model; stage {stage!r} "
+                    f"distils a {gen_name!r} teacher"
+                )
+            self.teacher.requires_grad_(False)
+
         self.loss = _build_loss(stage, self.stage_cfg).to(self.device)
         self.use_adv = self.stage_cfg.loss.adv > 0
         oc = self.stage_cfg.optim
@@ -262,6 +273,20 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.float16)
         return nullcontext()
 
+    def _inputs(self, image: Tensor, valid: Tensor) -> tuple[tuple[Tensor, ...], Tensor | None]:
+        """The generator's arguments for a batch, and (stage 2) the stage-1 composite."""
+        damaged = image * valid
+        if self.stage == "repair":
+            return (damaged, valid), None
+        assert self.repair_frozen is not None
+        with torch.no_grad():
+            first = self.repair_frozen(damaged, valid)
+            first = valid * image + (1 - valid) * first
+        if getattr(getattr(self.g_raw, "config", None), "guided", False):
+            guide = guide_fill(self.g_raw.config.guide, first, valid)
+            return (first, guide, valid), first
+        return (first,), first
+
     def _forward(
         self, image: Tensor, valid: Tensor, g: nn.Module | None = None
     ) -> tuple[Tensor, Tensor | None]:
@@ -271,17 +296,16 @@ class Trainer:
         (images, validation) passes the bare module so no collective op is started.
         """
         g = self.g if g is None else g
-        damaged = image * valid
-        if self.stage == "repair":
-            return g(damaged, valid), None
-        assert self.repair_frozen is not None
+        args, first = self._inputs(image, valid)
+        return g(*args), first
+
+    def _target(self, image: Tensor, valid: Tensor, args: tuple[Tensor, ...]) -> Tensor:
+        """The loss's target: the truth, mixed in the holes with the teacher's output."""
+        if self.teacher is None:
+            return image
         with torch.no_grad():
-            first = self.repair_frozen(damaged, valid)
-            first = valid * image + (1 - valid) * first
-        if getattr(getattr(self.g_raw, "config", None), "guided", False):
-            guide = guide_fill(self.g_raw.config.guide, first, valid)
-            return g(first, guide, valid), first
-        return g(first), first
+            taught = self.teacher(*args).float()
+        return image + self.stage_cfg.distill * (1 - valid) * (taught - image)
 
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """One discriminator update (when the adversarial term is on) and one generator update."""
@@ -297,7 +321,9 @@ class Trainer:
         metrics: dict[str, float] = {}
         self._set_lr()
         with self._autocast():
-            out, _ = self._forward(image, valid)
+            args, _ = self._inputs(image, valid)
+            out = self.g(*args)
+            target = self._target(image, valid, args)
         if self.use_adv:
             from rnon_engine.train.loss_terms import discriminator_loss
 
@@ -318,7 +344,7 @@ class Trainer:
                     d_real_g = self.d_raw(image)
         g_loss, terms = self.loss(
             out.float(),
-            image,
+            target,
             valid,
             d_fake_logits=None if d_fake_g is None else d_fake_g.float(),
             d_real_logits=None if d_real_g is None else d_real_g.float(),
