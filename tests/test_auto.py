@@ -421,6 +421,24 @@ def test_biharmonic_fill_ignores_the_values_held_in_the_holes(dtype):
         assert np.array_equal(fill_biharmonic(held, mask), expect)
 
 
+@pytest.mark.parametrize("density", [0.01, 0.08, 0.3])
+def test_group_labels_follow_scipys_raster_order(density):
+    """OpenCV's components, renumbered: scipy's labels, edge-cut and U-shaped groups too."""
+    from scipy import ndimage
+
+    from rnon_engine.inference.routing import MERGE_GAP
+
+    rng = np.random.default_rng(int(density * 1000))
+    mask = rng.random((150, 211)) < density
+    mask[0, 100] = mask[1, 95] = True  # a group cut by the top edge, its left end lower
+    mask[40:46, 30] = mask[40:46, 36] = mask[45, 30:37] = True  # a U: two top rows
+    labels, found = groups(mask)
+    joined = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=MERGE_GAP)
+    ref, count = ndimage.label(joined, structure=np.ones((3, 3), bool))
+    assert len(found) == count
+    np.testing.assert_array_equal(labels, ref * mask)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_groups_equal_a_plain_reference_on_random_damage(seed):
     """Labels, sizes and thickness against scipy's label and Euclidean distance, group by group."""
