@@ -125,12 +125,23 @@ def groups(hole: np.ndarray) -> tuple[np.ndarray, list[Group]]:
         ``(labels, groups)``: an int32 ``H×W`` array (0 outside the holes, group ``i`` has
         label ``i``) and the groups in label order.
     """
-    labels, found, _, _ = _groups(hole)
+    found, flat, inside, _ = _groups(hole)
+    labels = np.zeros(np.shape(hole), dtype=np.int32)
+    labels.ravel()[flat] = inside
     return labels, found
 
 
-def _groups(hole: np.ndarray) -> tuple[np.ndarray, list[Group], np.ndarray, np.ndarray]:
-    """:func:`groups`, and the hole pixels' flat indices and their labels."""
+def _groups(hole: np.ndarray) -> tuple[list[Group], np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`groups` without its label image.
+
+    Sparse damage on a large plane is a few thousand hole pixels among millions:
+    everything after the components is computed on the hole pixels, and no plane-sized
+    array is made that the caller does not need.
+
+    Returns:
+        The groups, the hole pixels' flat indices, their labels (int32, as in
+        :func:`groups`) and OpenCV's label of each group (indexed by label).
+    """
     import cv2
 
     hole = np.asarray(hole, dtype=bool)
@@ -141,18 +152,20 @@ def _groups(hole: np.ndarray) -> tuple[np.ndarray, list[Group], np.ndarray, np.n
     # OpenCV's dilation: the same as scipy's binary_dilation with an 8-connected
     # structure (nothing enters from past the edge), 7x faster on a 4096² mask.
     joined = cv2.dilate(holes8, eight, iterations=MERGE_GAP) if MERGE_GAP else holes8
-    count, joined_labels = cv2.connectedComponents(joined, connectivity=8, ltype=cv2.CV_32S)
-    count -= 1  # OpenCV counts the background
-    # Everything from here on the hole pixels only: sparse damage on a large plane is a
-    # few thousand hole pixels among millions.
     h, w = hole.shape
     flat = np.flatnonzero(hole)
+    # 16-bit labels (half the memory) when there are fewer hole pixels than their range.
+    ltype = cv2.CV_16U if flat.size < np.iinfo(np.uint16).max else cv2.CV_32S
+    count, joined_labels = cv2.connectedComponents(joined, connectivity=8, ltype=ltype)
+    count -= 1  # OpenCV counts the background
     ys, xs = np.divmod(flat, w)
-    inside = _raster_order(joined_labels.ravel()[flat], count, ys, xs, w)
-    labels = np.zeros((h, w), dtype=np.int32)
-    labels.ravel()[flat] = inside
+    cv_label = joined_labels.ravel()[flat].astype(np.int32)
+    to_raster = _raster_order(cv_label, count, ys, xs, w)
+    inside = to_raster[cv_label]
+    from_raster = np.zeros(count + 1, dtype=np.int32)
+    from_raster[to_raster] = np.arange(count + 1, dtype=np.int32)
     if count == 0:
-        return labels, [], flat, inside
+        return [], flat, inside, from_raster
     pixels = np.bincount(inside, minlength=count + 1)
     # Distance to the nearest known pixel; the maximum per group gives the thickness.
     # Single pixels (most groups of sparse damage) have d = 1: skip the transform for them.
@@ -184,18 +197,20 @@ def _groups(hole: np.ndarray) -> tuple[np.ndarray, list[Group], np.ndarray, np.n
         # Boxes as large as the image (long strokes): one transform of the whole mask.
         # Groups are at least 2 known pixels apart, so a group pixel's nearest known
         # pixel is nearer than any other group's: the same distances as group by group.
-        dist = _distance(holes8)
-        np.maximum.at(depth, inside, dist.ravel()[flat])
+        dist = _distance(holes8).ravel()[flat].astype(np.float64)
+        np.maximum.at(depth, inside, dist)
     else:
         for lab, (ys, xs) in zip(multi, windows, strict=True):
-            depth[lab] = _distance((labels[ys, xs] == lab).view(np.uint8)).max()
+            # The group's hole pixels in its box: those of its OpenCV component.
+            mine = (joined_labels[ys, xs] == from_raster[lab]) & hole[ys, xs]
+            depth[lab] = _distance(mine.view(np.uint8)).max()
     out = []
     for lab in range(1, count + 1):
         if pixels[lab] == 0:
             continue
         t = int(round(2 * depth[lab] - 1))
         out.append(Group(lab, int(pixels[lab]), t, kind_of(int(pixels[lab]), t)))
-    return labels, out, flat, inside
+    return out, flat, inside, from_raster
 
 
 def _raster_order(
@@ -218,10 +233,10 @@ def _raster_order(
         w: The plane's width.
 
     Returns:
-        int32 labels of the hole pixels, 1..count in raster order of the components.
+        int32 table from OpenCV's labels to scipy's (0 to 0).
     """
     if count == 0:
-        return found.astype(np.int32, copy=False)
+        return np.zeros(1, dtype=np.int32)
     top = np.full(count + 1, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(top, found, ys)
     top = np.maximum(top - MERGE_GAP, 0)
@@ -232,17 +247,14 @@ def _raster_order(
     start = top[1:] * w + left[1:]
     new = np.zeros(count + 1, dtype=np.int32)
     new[1 + np.argsort(start, kind="stable")] = np.arange(1, count + 1, dtype=np.int32)
-    return new[found]
+    return new
 
 
 def _distance(inside: np.ndarray) -> np.ndarray:
-    """Exact Euclidean distance of each nonzero pixel to the nearest zero pixel (float64)."""
+    """Exact Euclidean distance of each nonzero pixel to the nearest zero pixel (float32)."""
     import cv2
 
-    dist = cv2.distanceTransform(
-        np.ascontiguousarray(inside), cv2.DIST_L2, cv2.DIST_MASK_PRECISE
-    )
-    return dist.astype(np.float64)
+    return cv2.distanceTransform(np.ascontiguousarray(inside), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
 def classify(hole: np.ndarray) -> np.ndarray:
@@ -260,7 +272,7 @@ def classify(hole: np.ndarray) -> np.ndarray:
 
 def _kinds(hole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The hole pixels' flat indices and their kinds (``1 + KINDS.index(kind)``, uint8)."""
-    _, found, flat, inside = _groups(hole)
+    found, flat, inside, _ = _groups(hole)
     table = np.zeros(max((g.label for g in found), default=0) + 1, dtype=np.uint8)
     for g in found:
         table[g.label] = 1 + KINDS.index(g.kind)
