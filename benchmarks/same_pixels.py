@@ -1,8 +1,9 @@
 """Does a change of the engine leave the packaged model's pixels as they were?
 
 Runs the default model on issue 16's photograph cases (``bench_inference.make_photo_case``)
-with each backend and thread count, and saves the outputs; run it in two checkouts, then
-compare the two files::
+with each backend and thread count, and ``"auto"`` (the network and the classical fills,
+each hole by its kind) with two threads, and saves the outputs; run it in two checkouts,
+then compare the two files::
 
     python benchmarks/same_pixels.py --out new.npz
     (cd <other checkout> && python benchmarks/same_pixels.py --out old.npz)
@@ -29,7 +30,7 @@ CASES = [
     for backend in ("torch", "onnxruntime")
     for threads in (1, 2)
     for kind in ("spots", "strokes")
-]
+] + [("auto", 2, kind) for kind in ("spots", "strokes")]
 
 
 def run_case(backend: str, threads: int, kind: str, size: int, out: Path) -> None:
@@ -42,7 +43,10 @@ def run_case(backend: str, threads: int, kind: str, size: int, out: Path) -> Non
     image, mask = make_photo_case(size, kind)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        inp = Inpainter.from_pretrained("default", "cpu", threads=threads, backend=backend)
+        if backend == "auto":  # its network member on the default backend
+            inp = Inpainter.from_pretrained("auto", "cpu", threads=threads)
+        else:
+            inp = Inpainter.from_pretrained("default", "cpu", threads=threads, backend=backend)
         np.save(out, inp.inpaint(image, mask))
 
 
