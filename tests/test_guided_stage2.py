@@ -255,9 +255,10 @@ def test_package_stage2_only_keeps_the_shipped_stage_one(tmp_path, monkeypatch) 
 def test_the_packaged_default_has_a_guided_stage_two() -> None:
     inp = Inpainter.from_pretrained("default", "cpu", backend="torch")
     assert inp.stage2_guide == "biharmonic"
-    assert inp.optimize.metadata.get("run") == "default-v5"
-    # The fifth release's stage 2: one dilated block, so its whole receptive field (10 px)
-    # fits in the inpainter's stage-2 band.
+    assert inp.optimize.metadata.get("run") == "s2-w025-distill"
+    # The sixth release's stage 2: 8 channels, one dilated block, so its whole receptive
+    # field (10 px) fits in the inpainter's stage-2 band.
     assert inp.optimize.config.blocks == 1 and inp.optimize.config.halo == 10 <= inp.stage2_halo
+    assert inp.optimize.config.width == 0.25
     with pytest.raises(InputError, match="stage2_region='band'"):
         Inpainter.from_pretrained("default", "cpu", stage2_region="image")
