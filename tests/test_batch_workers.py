@@ -98,7 +98,9 @@ def test_an_error_in_a_worker_reaches_the_caller_and_nothing_more_starts() -> No
     with pytest.raises(ValueError, match="boom in a worker"):
         _run(2, fill=fill)
     time.sleep(0.1)
-    assert len(started) <= 4  # what was in flight or queued when it failed, no more
+    # What was in flight or queued when it failed, no more: two workers, two batches
+    # queued per worker (PlaneRun.run), and the one submitted before the first is written.
+    assert len(started) <= 2 + 2 * 2 + 1
 
 
 @pytest.mark.skipif(not ort_available(), reason="needs onnxruntime and onnx")
