@@ -125,13 +125,13 @@ def groups(hole: np.ndarray) -> tuple[np.ndarray, list[Group]]:
         ``(labels, groups)``: an int32 ``H×W`` array (0 outside the holes, group ``i`` has
         label ``i``) and the groups in label order.
     """
-    found, flat, inside, _ = _groups(hole)
+    found, flat, inside = _groups(hole)
     labels = np.zeros(np.shape(hole), dtype=np.int32)
     labels.ravel()[flat] = inside
     return labels, found
 
 
-def _groups(hole: np.ndarray) -> tuple[list[Group], np.ndarray, np.ndarray, np.ndarray]:
+def _groups(hole: np.ndarray) -> tuple[list[Group], np.ndarray, np.ndarray]:
     """:func:`groups` without its label image.
 
     Sparse damage on a large plane is a few thousand hole pixels among millions:
@@ -139,8 +139,8 @@ def _groups(hole: np.ndarray) -> tuple[list[Group], np.ndarray, np.ndarray, np.n
     array is made that the caller does not need.
 
     Returns:
-        The groups, the hole pixels' flat indices, their labels (int32, as in
-        :func:`groups`) and OpenCV's label of each group (indexed by label).
+        The groups, the hole pixels' flat indices and their labels (int32, as in
+        :func:`groups`).
     """
     import cv2
 
@@ -162,10 +162,8 @@ def _groups(hole: np.ndarray) -> tuple[list[Group], np.ndarray, np.ndarray, np.n
     cv_label = joined_labels.ravel()[flat].astype(np.int32)
     to_raster = _raster_order(cv_label, count, ys, xs, w)
     inside = to_raster[cv_label]
-    from_raster = np.zeros(count + 1, dtype=np.int32)
-    from_raster[to_raster] = np.arange(count + 1, dtype=np.int32)
     if count == 0:
-        return [], flat, inside, from_raster
+        return [], flat, inside
     pixels = np.bincount(inside, minlength=count + 1)
     # Distance to the nearest known pixel; the maximum per group gives the thickness.
     # Single pixels (most groups of sparse damage) have d = 1: skip the transform for them.
@@ -200,6 +198,7 @@ def _groups(hole: np.ndarray) -> tuple[list[Group], np.ndarray, np.ndarray, np.n
         dist = _distance(holes8).ravel()[flat].astype(np.float64)
         np.maximum.at(depth, inside, dist)
     else:
+        from_raster = np.argsort(to_raster)  # scipy's label -> OpenCV's (a permutation)
         for lab, (ys, xs) in zip(multi, windows, strict=True):
             # The group's hole pixels in its box: those of its OpenCV component.
             mine = (joined_labels[ys, xs] == from_raster[lab]) & hole[ys, xs]
@@ -210,7 +209,7 @@ def _groups(hole: np.ndarray) -> tuple[list[Group], np.ndarray, np.ndarray, np.n
             continue
         t = int(round(2 * depth[lab] - 1))
         out.append(Group(lab, int(pixels[lab]), t, kind_of(int(pixels[lab]), t)))
-    return out, flat, inside, from_raster
+    return out, flat, inside
 
 
 def _raster_order(
@@ -272,7 +271,7 @@ def classify(hole: np.ndarray) -> np.ndarray:
 
 def _kinds(hole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The hole pixels' flat indices and their kinds (``1 + KINDS.index(kind)``, uint8)."""
-    found, flat, inside, _ = _groups(hole)
+    found, flat, inside = _groups(hole)
     table = np.zeros(max((g.label for g in found), default=0) + 1, dtype=np.uint8)
     for g in found:
         table[g.label] = 1 + KINDS.index(g.kind)
