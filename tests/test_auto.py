@@ -220,6 +220,40 @@ def test_sparse_biharmonic_equals_scikit_image():
     np.testing.assert_allclose(fill_biharmonic(u8, mask)[mask], np.rint(ref[mask] * 255), atol=1)
 
 
+
+@pytest.mark.parametrize("edge", [False, True])
+def test_sparse_solve_is_the_same_with_either_lookup_and_without_mirroring(monkeypatch, edge):
+    # Windows number their hole pixels in a dense index and skip the mirroring when every
+    # hole is 2 px inside; whole planes search the sorted indices and mirror at the edges.
+    # Both give the very same system, so the very same numbers.
+    import rnon_engine.inference.sparse_biharmonic as sb
+
+    rng = np.random.default_rng(4)
+    values = rng.random((3, 30, 40, 3)).astype(np.float32)
+    holes = np.zeros((3, 30, 40), bool)
+    holes[0, 5:9, 6:12] = holes[1, 20, 30] = holes[2, 10:25, 15] = True
+    if edge:
+        holes[1, 0:2, 0:3] = holes[2, 29, 39] = True
+    dense = sb.solve_windows(values, holes)
+    monkeypatch.setattr(sb, "_DENSE_INDEX_MAX", 0)
+    searched = sb.solve_windows(values, holes)
+    mirrored = []
+    real_mirror = sb._mirror
+    monkeypatch.setattr(sb, "_mirror", lambda i, n: mirrored.append(1) or real_mirror(i, n))
+    again = sb.solve_windows(values, holes)
+    assert np.array_equal(dense, searched) and np.array_equal(dense, again)
+    assert bool(mirrored) == edge
+    # The system itself: the stencil applied to the fill (known pixels as they are,
+    # mirrored at the edges) is zero at every hole pixel.
+    full = values.astype(np.float64)
+    bs, ys, xs = np.nonzero(holes)
+    full[bs, ys, xs] = dense
+    residual = np.zeros((bs.size, 3))
+    for dy, dx, coef in sb.STENCIL:
+        residual += coef * full[bs, real_mirror(ys + dy, 30), real_mirror(xs + dx, 40)]
+    assert np.abs(residual).max() < 1e-9
+
+
 # ---------------------------------------------------------------- estimate_error
 
 

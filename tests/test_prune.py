@@ -147,9 +147,10 @@ def test_pruning_cannot_widen():
 
 
 def test_the_command_writes_a_pruned_weights_file(tmp_path, capsys):
+    from training.prune import main
+
     from rnon_engine import create_model, save_weights
     from rnon_engine.nn.weights import load_model, read_metadata
-    from training.prune import main
 
     model = _randomised(create_model("rnon-repair", width=0.25, depth=4, prefill="pushpull"), 6)
     src = save_weights(model, tmp_path / "trained.safetensors")
@@ -173,8 +174,9 @@ def test_the_command_writes_a_pruned_weights_file(tmp_path, capsys):
     ],
 )
 def test_the_command_refuses_bad_arguments_before_writing(tmp_path, capsys, args, message):
-    from rnon_engine import create_model, save_weights
     from training.prune import main
+
+    from rnon_engine import create_model, save_weights
 
     src = save_weights(create_model("rnon-repair", width=0.25, depth=3), tmp_path / "t.safetensors")
     argv = ["--weights", str(src), "--out", str(tmp_path / "thin.safetensors")]

@@ -42,6 +42,11 @@ STENCIL: tuple[tuple[int, int, float], ...] = (
 )
 
 
+#: Problems with at most this many pixels (windows) number their hole pixels in an index
+#: array of their shape (8 bytes a pixel); larger ones (whole planes) look them up by search.
+_DENSE_INDEX_MAX = 1 << 22
+
+
 def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, ...]:
     """``np.nonzero(mask)``: the same indices in the same order.
 
@@ -140,20 +145,35 @@ def solve_windows(values: np.ndarray, holes: np.ndarray) -> np.ndarray:
     _, h, w = holes.shape
     bs, ys, xs = _nonzero(holes)
     n = ys.size
-    # Neighbours are looked up among the holes' sorted flat indices (np.nonzero's order):
-    # no plane-sized index array, whatever the plane's size.
-    flat = np.ravel_multi_index((bs, ys, xs), holes.shape)
+    if holes.size <= _DENSE_INDEX_MAX:
+        # Small windows: each hole pixel's equation number in an array of their shape.
+        index = np.full(holes.shape, -1, dtype=np.int64)
+        index[bs, ys, xs] = np.arange(n)
 
-    def lookup(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-        want = np.ravel_multi_index((bs, yy, xx), holes.shape)
-        at = np.minimum(np.searchsorted(flat, want), n - 1)
-        return np.where(flat[at] == want, at, -1)
+        def lookup(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+            return index[bs, yy, xx]
+
+    else:
+        # A large plane: neighbours are looked up among the holes' sorted flat indices
+        # (np.nonzero's order), without a plane-sized index array.
+        flat = np.ravel_multi_index((bs, ys, xs), holes.shape)
+
+        def lookup(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+            want = np.ravel_multi_index((bs, yy, xx), holes.shape)
+            at = np.minimum(np.searchsorted(flat, want), n - 1)
+            return np.where(flat[at] == want, at, -1)
+
+    # The stencil reaches 2 px: holes at least that far from every edge need no mirroring.
+    inside = n and ys.min() >= 2 and xs.min() >= 2 and ys.max() < h - 2 and xs.max() < w - 2
 
     rows, cols, data = [], [], []
     rhs = np.zeros((n, values.shape[-1]), dtype=np.float64)
     ids = np.arange(n)
     for dy, dx, coef in STENCIL:
-        yy, xx = _mirror(ys + dy, h), _mirror(xs + dx, w)
+        if inside:
+            yy, xx = ys + dy, xs + dx
+        else:
+            yy, xx = _mirror(ys + dy, h), _mirror(xs + dx, w)
         j = lookup(yy, xx)
         unknown = j >= 0
         rows.append(ids[unknown])
