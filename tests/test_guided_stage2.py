@@ -252,6 +252,36 @@ def test_package_stage2_only_keeps_the_shipped_stage_one(tmp_path, monkeypatch) 
         package_default.package(run)
 
 
+def test_package_stage1_only_keeps_the_shipped_stage_two(tmp_path, monkeypatch) -> None:
+    from training import package_default
+
+    import rnon_engine.pretrained as pretrained
+
+    shipped = tmp_path / "pretrained"
+    shipped.mkdir()
+    rep, opt = _models()
+    save_weights(opt, shipped / pretrained.OPTIMIZE_FILE, step=3)
+    before = (shipped / pretrained.OPTIMIZE_FILE).read_bytes()
+    run = tmp_path / "thin-run"
+    save_weights(rep, run / "weights" / "repair_generator.safetensors", step=11)
+    monkeypatch.setattr(pretrained, "DIRECTORY", shipped)
+    monkeypatch.setattr(package_default, "RECORD_DIR", tmp_path / "records")
+    written = package_default.package(run, stage1_only=True)
+    assert written == (shipped / pretrained.REPAIR_FILE,)
+    assert (shipped / pretrained.OPTIMIZE_FILE).read_bytes() == before
+    back = load_model(written[0])
+    assert back.metadata["step"] == 11 and back.metadata["stage2_file"] == pretrained.OPTIMIZE_FILE
+    assert back.metadata["run"] == "thin-run"
+    # the pair loads as the default model does: stage 1 names its stage 2 beside it
+    pair = Inpainter.from_pretrained(written[0], "cpu", backend="torch")
+    assert pair.optimize is not None and pair.optimize.metadata["step"] == 3
+    with pytest.raises(SystemExit, match="not both"):
+        package_default.package(run, stage1_only=True, stage2_only=True)
+    (run / "weights" / "repair_generator.safetensors").unlink()
+    with pytest.raises(SystemExit, match="train stage 1 first"):
+        package_default.package(run, stage1_only=True)
+
+
 def test_the_packaged_default_has_a_guided_stage_two() -> None:
     inp = Inpainter.from_pretrained("default", "cpu", backend="torch")
     assert inp.stage2_guide == "biharmonic"

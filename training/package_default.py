@@ -2,10 +2,11 @@
 
 ``python -m training.package_default --run RUN_DIR [--corpus CORPUS_DIR]`` copies the run's
 exported stage-1 and stage-2 generators (``--stage2-only``: stage 2 alone, the shipped
-stage 1 kept) into ``src/rnon_engine/pretrained/`` as float16
-safetensors (the weights format's ``dtype`` option; they load back as float32), with
-provenance in their metadata, and copies the run's config, statistics and change log to
-``training/runs/<run name>/`` so the model card's figures can be traced.
+stage 1 kept; ``--stage1-only``: stage 1 alone, the shipped stage 2 kept) into
+``src/rnon_engine/pretrained/`` as float16 safetensors (the weights format's ``dtype``
+option; they load back as float32), with provenance in their metadata, and copies the
+run's config, statistics and change log to ``training/runs/<run name>/`` so the model
+card's figures can be traced.
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ RECORD_DIR = REPO / "training" / "runs"
 
 
 def package(
-    run: Path, corpus: Path | None = None, stage2_only: bool = False
+    run: Path, corpus: Path | None = None, stage2_only: bool = False, stage1_only: bool = False
 ) -> tuple[Path, ...]:
     """Write the default weights from ``run``; returns their paths.
 
     ``stage2_only``: replace the shipped stage 2 only; the shipped stage-1 file is kept
-    as it is (a stage 2 trained on it with ``--repair-weights``).
+    as it is (a stage 2 trained on it with ``--repair-weights``). ``stage1_only``: replace
+    the shipped stage 1 only, keeping the shipped stage-2 file (a stage 1 that the shipped
+    stage 2 was measured with, such as one distilled from the shipped stage 1).
     """
+    if stage1_only and stage2_only:
+        raise SystemExit("error: give --stage1-only or --stage2-only, not both")
     import torch
 
     from rnon_engine.nn.weights import EXPORT_NAMES, load_model, save_weights
@@ -36,12 +41,15 @@ def package(
 
     repair_path = run / "weights" / EXPORT_NAMES["repair"]
     optimize_path = run / "weights" / EXPORT_NAMES["optimize"]
-    needed = (optimize_path,) if stage2_only else (repair_path, optimize_path)
+    if stage2_only:
+        needed, what = (optimize_path,), "train stage 2 first"
+    elif stage1_only:
+        needed, what = (repair_path,), "train stage 1 first"
+    else:
+        needed, what = (repair_path, optimize_path), "train both stages first"
     for p in needed:
         if not p.is_file():
-            what = "train stage 2 first" if stage2_only else "train both stages first"
             raise SystemExit(f"error: {p} is missing: {what}")
-    optimize = load_model(optimize_path)
     common = {
         "description": (
             "napari-rnon default model: trained on the CPU with the packaged cpu-lite config "
@@ -69,17 +77,19 @@ def package(
                 **common,
             )
         )
-    written.append(
-        save_weights(
-            optimize,
-            DIRECTORY / OPTIMIZE_FILE,
-            dtype=torch.float16,
-            stage="optimize",
-            step=optimize.metadata.get("step"),
-            train_config=optimize.metadata.get("train_config"),
-            **common,
+    if not stage1_only:
+        optimize = load_model(optimize_path)
+        written.append(
+            save_weights(
+                optimize,
+                DIRECTORY / OPTIMIZE_FILE,
+                dtype=torch.float16,
+                stage="optimize",
+                step=optimize.metadata.get("step"),
+                train_config=optimize.metadata.get("train_config"),
+                **common,
+            )
         )
-    )
     record = RECORD_DIR / run.name
     record.mkdir(parents=True, exist_ok=True)
     for name in ("config.yaml", "stats.jsonl", "CHANGES.txt"):
@@ -98,8 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="replace the shipped stage 2 only, keeping the shipped stage-1 file",
     )
+    parser.add_argument(
+        "--stage1-only",
+        action="store_true",
+        help="replace the shipped stage 1 only, keeping the shipped stage-2 file",
+    )
     args = parser.parse_args(argv)
-    for path in package(args.run, args.corpus, stage2_only=args.stage2_only):
+    packaged = package(
+        args.run, args.corpus, stage2_only=args.stage2_only, stage1_only=args.stage1_only
+    )
+    for path in packaged:
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
