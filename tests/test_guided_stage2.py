@@ -227,21 +227,30 @@ def test_onnxruntime_backend_and_exported_files_match_torch(tmp_path) -> None:
     assert read_onnx_metadata(paths["pipeline"])["stages"] == ["repair"]
 
 
-def test_package_stage2_only_keeps_the_shipped_stage_one(tmp_path, monkeypatch) -> None:
+@pytest.fixture
+def packaging(tmp_path, monkeypatch):
+    """``package_default`` writing into a temporary ``pretrained`` folder and run records."""
     from training import package_default
 
     import rnon_engine.pretrained as pretrained
 
     shipped = tmp_path / "pretrained"
     shipped.mkdir()
+    monkeypatch.setattr(pretrained, "DIRECTORY", shipped)
+    monkeypatch.setattr(package_default, "RECORD_DIR", tmp_path / "records")
+    return package_default, shipped
+
+
+def test_package_stage2_only_keeps_the_shipped_stage_one(tmp_path, packaging) -> None:
+    import rnon_engine.pretrained as pretrained
+
+    package_default, shipped = packaging
     rep, opt = _models()
     save_weights(rep, shipped / pretrained.REPAIR_FILE, stage2_file=pretrained.OPTIMIZE_FILE)
     before = (shipped / pretrained.REPAIR_FILE).read_bytes()
     run = tmp_path / "blend-run"
     save_weights(opt, run / "weights" / "optimize_generator.safetensors", step=7)
     (run / "CHANGES.txt").write_text("a change\n")
-    monkeypatch.setattr(pretrained, "DIRECTORY", shipped)
-    monkeypatch.setattr(package_default, "RECORD_DIR", tmp_path / "records")
     written = package_default.package(run, stage2_only=True)
     assert written == (shipped / pretrained.OPTIMIZE_FILE,)
     assert (shipped / pretrained.REPAIR_FILE).read_bytes() == before
@@ -252,20 +261,15 @@ def test_package_stage2_only_keeps_the_shipped_stage_one(tmp_path, monkeypatch) 
         package_default.package(run)
 
 
-def test_package_stage1_only_keeps_the_shipped_stage_two(tmp_path, monkeypatch) -> None:
-    from training import package_default
-
+def test_package_stage1_only_keeps_the_shipped_stage_two(tmp_path, packaging) -> None:
     import rnon_engine.pretrained as pretrained
 
-    shipped = tmp_path / "pretrained"
-    shipped.mkdir()
+    package_default, shipped = packaging
     rep, opt = _models()
     save_weights(opt, shipped / pretrained.OPTIMIZE_FILE, step=3)
     before = (shipped / pretrained.OPTIMIZE_FILE).read_bytes()
     run = tmp_path / "thin-run"
     save_weights(rep, run / "weights" / "repair_generator.safetensors", step=11)
-    monkeypatch.setattr(pretrained, "DIRECTORY", shipped)
-    monkeypatch.setattr(package_default, "RECORD_DIR", tmp_path / "records")
     written = package_default.package(run, stage1_only=True)
     assert written == (shipped / pretrained.REPAIR_FILE,)
     assert (shipped / pretrained.OPTIMIZE_FILE).read_bytes() == before
@@ -280,6 +284,27 @@ def test_package_stage1_only_keeps_the_shipped_stage_two(tmp_path, monkeypatch) 
     (run / "weights" / "repair_generator.safetensors").unlink()
     with pytest.raises(SystemExit, match="train stage 1 first"):
         package_default.package(run, stage1_only=True)
+
+
+def test_package_both_stages_writes_a_float16_pair(tmp_path, packaging) -> None:
+    import rnon_engine.pretrained as pretrained
+
+    package_default, shipped = packaging
+    rep, opt = _models()
+    run = tmp_path / "full-run"
+    save_weights(rep, run / "weights" / "repair_generator.safetensors", step=5)
+    save_weights(opt, run / "weights" / "optimize_generator.safetensors", step=6)
+    written = package_default.package(run)
+    assert written == (shipped / pretrained.REPAIR_FILE, shipped / pretrained.OPTIMIZE_FILE)
+    r, o = (load_model(p) for p in written)
+    assert (r.metadata["stage"], r.metadata["step"]) == ("repair", 5)
+    assert (o.metadata["stage"], o.metadata["step"]) == ("optimize", 6)
+    assert r.metadata["stage2_file"] == pretrained.OPTIMIZE_FILE and "stage2_file" not in o.metadata
+    from safetensors import safe_open
+
+    with safe_open(written[0], "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()}
+    assert dtypes == {torch.float16}
 
 
 def test_the_packaged_default_has_a_guided_stage_two() -> None:

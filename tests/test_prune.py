@@ -165,27 +165,23 @@ def test_the_command_writes_a_pruned_weights_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("weights", "width", "out", "message"),
     [
-        (["--width", "0.5"], "--width must be in (0, 0.25]"),
-        (["--width", "0"], "--width must be in (0, 0.25]"),
-        (["--width", "0.125", "--weights", "missing.safetensors"], "no weights file"),
-        (["--width", "0.125", "--out", "thin.pt"], "must end in .safetensors"),
+        ("t.safetensors", "0.5", "thin.safetensors", "--width must be in (0, 0.25]"),
+        ("t.safetensors", "0", "thin.safetensors", "--width must be in (0, 0.25]"),
+        ("missing.safetensors", "0.125", "thin.safetensors", "no weights file"),
+        ("t.safetensors", "0.125", "thin.pt", "must end in .safetensors"),
     ],
 )
-def test_the_command_refuses_bad_arguments_before_writing(tmp_path, capsys, args, message):
+def test_the_command_refuses_bad_arguments_before_writing(
+    tmp_path, capsys, weights, width, out, message
+):
     from training.prune import main
 
     from rnon_engine import create_model, save_weights
 
-    src = save_weights(create_model("rnon-repair", width=0.25, depth=3), tmp_path / "t.safetensors")
-    argv = ["--weights", str(src), "--out", str(tmp_path / "thin.safetensors")]
-    for i in range(0, len(args), 2):
-        if args[i] in argv:
-            at = argv.index(args[i])
-            argv[at + 1] = str(tmp_path / args[i + 1]) if args[i] != "--width" else args[i + 1]
-        else:
-            argv += args[i : i + 2]
+    save_weights(create_model("rnon-repair", width=0.25, depth=3), tmp_path / "t.safetensors")
+    argv = ["--weights", str(tmp_path / weights), "--width", width, "--out", str(tmp_path / out)]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.safetensors"]

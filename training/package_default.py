@@ -39,17 +39,16 @@ def package(
     from rnon_engine.nn.weights import EXPORT_NAMES, load_model, save_weights
     from rnon_engine.pretrained import DIRECTORY, OPTIMIZE_FILE, REPAIR_FILE
 
-    repair_path = run / "weights" / EXPORT_NAMES["repair"]
-    optimize_path = run / "weights" / EXPORT_NAMES["optimize"]
     if stage2_only:
-        needed, what = (optimize_path,), "train stage 2 first"
+        stages, what = ("optimize",), "train stage 2 first"
     elif stage1_only:
-        needed, what = (repair_path,), "train stage 1 first"
+        stages, what = ("repair",), "train stage 1 first"
     else:
-        needed, what = (repair_path, optimize_path), "train both stages first"
-    for p in needed:
-        if not p.is_file():
-            raise SystemExit(f"error: {p} is missing: {what}")
+        stages, what = ("repair", "optimize"), "train both stages first"
+    for stage in stages:
+        path = run / "weights" / EXPORT_NAMES[stage]
+        if not path.is_file():
+            raise SystemExit(f"error: {path} is missing: {what}")
     common = {
         "description": (
             "napari-rnon default model: trained on the CPU with the packaged cpu-lite config "
@@ -62,31 +61,21 @@ def package(
         common["corpus_manifest_sha256"] = hashlib.sha256(
             (corpus / "manifest.csv").read_bytes()
         ).hexdigest()
+    shipped = {"repair": REPAIR_FILE, "optimize": OPTIMIZE_FILE}
+    # The shipped stage 1 names its stage 2 beside it (Inpainter.from_pretrained).
+    extra = {"repair": {"stage2_file": OPTIMIZE_FILE}, "optimize": {}}
     written: list[Path] = []
-    if not stage2_only:
-        repair = load_model(repair_path)
+    for stage in stages:
+        model = load_model(run / "weights" / EXPORT_NAMES[stage])
         written.append(
             save_weights(
-                repair,
-                DIRECTORY / REPAIR_FILE,
+                model,
+                DIRECTORY / shipped[stage],
                 dtype=torch.float16,
-                stage2_file=OPTIMIZE_FILE,
-                stage="repair",
-                step=repair.metadata.get("step"),
-                train_config=repair.metadata.get("train_config"),
-                **common,
-            )
-        )
-    if not stage1_only:
-        optimize = load_model(optimize_path)
-        written.append(
-            save_weights(
-                optimize,
-                DIRECTORY / OPTIMIZE_FILE,
-                dtype=torch.float16,
-                stage="optimize",
-                step=optimize.metadata.get("step"),
-                train_config=optimize.metadata.get("train_config"),
+                stage=stage,
+                step=model.metadata.get("step"),
+                train_config=model.metadata.get("train_config"),
+                **extra[stage],
                 **common,
             )
         )

@@ -34,10 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from rnon_engine.nn.networks.repair import RepairGenerator
         from rnon_engine.nn.weights import load_model, save_weights
-        from rnon_engine.pretrained import DIRECTORY, REPAIR_FILE
+        from rnon_engine.pretrained import default_paths
         from rnon_engine.train.prune import prune_repair
 
-        path = DIRECTORY / REPAIR_FILE if args.weights == "default" else Path(args.weights)
+        path = default_paths()[0] if args.weights == "default" else Path(args.weights)
         if not path.is_file():
             raise RnonError(f"--weights: no weights file at {path}; give 'default' or a path")
         model = load_model(path)

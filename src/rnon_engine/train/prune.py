@@ -28,34 +28,41 @@ def _output_scale(block: nn.Module) -> Tensor:
     return block.conv.weight.detach().abs().sum(dim=(1, 2, 3))
 
 
-def _readers(model: RepairGenerator) -> dict[tuple[str, int], list[tuple[nn.Module, int]]]:
-    """For each block's output, the convolutions that read it and the input offset there.
+Key = tuple[str, int]
 
-    Keys are ``("encoder", i)`` / ``("decoder", j)``; the decoder block ``j`` joins the
-    previous output (offset 0) with the skip (offset: the previous output's channels).
+
+def _joins(model: RepairGenerator) -> list[tuple[Key, int, Key | None]]:
+    """What each decoder block ``j`` reads: ``(previous, its channels, skip)``.
+
+    The block joins the output of the block before it (the bottleneck for ``j = 0``) at
+    input offset 0 with the skip of encoder level ``depth - 2 - j`` after it; the last
+    block's skip is the network's input (``None``).
     """
     depth = model.config.depth
-    readers: dict[tuple[str, int], list[tuple[nn.Module, int]]] = {}
-    for i in range(depth - 1):
-        readers[("encoder", i)] = [(model.encoder[i + 1].conv, 0)]
-    # The bottleneck feeds decoder block 0; decoder block j reads the output of block j-1
-    # (or the bottleneck) at offset 0 and the skip of encoder level depth-2-j after it.
-    previous = ("encoder", depth - 1)
-    for j, block in enumerate(model.decoder):
-        readers.setdefault(previous, []).append((block.conv, 0))
+    joins = []
+    previous: Key = ("encoder", depth - 1)
+    for j in range(depth):
         level = depth - 2 - j
-        if level >= 0:
-            offset = (
-                model.encoder[level + 1].conv.out_channels
-                if j == 0
-                else (model.decoder[j - 1].conv.out_channels)
-            )
-            readers[("encoder", level)].append((block.conv, offset))
+        prev_block = model.encoder[depth - 1] if j == 0 else model.decoder[j - 1]
+        skip: Key | None = ("encoder", level) if level >= 0 else None
+        joins.append((previous, prev_block.conv.out_channels, skip))
         previous = ("decoder", j)
+    return joins
+
+
+def _readers(model: RepairGenerator) -> dict[Key, list[tuple[nn.Module, int]]]:
+    """For each block's output, the convolutions that read it and the input offset there."""
+    readers: dict[Key, list[tuple[nn.Module, int]]] = {}
+    for i in range(model.config.depth - 1):
+        readers[("encoder", i)] = [(model.encoder[i + 1].conv, 0)]
+    for block, (previous, width_prev, skip) in zip(model.decoder, _joins(model), strict=True):
+        readers.setdefault(previous, []).append((block.conv, 0))
+        if skip is not None:
+            readers[skip].append((block.conv, width_prev))
     return readers
 
 
-def channel_scores(model: RepairGenerator) -> dict[tuple[str, int], Tensor]:
+def channel_scores(model: RepairGenerator) -> dict[Key, Tensor]:
     """Each hidden channel's importance: its output scale times the weights that read it.
 
     Returns:
@@ -79,6 +86,17 @@ def channel_scores(model: RepairGenerator) -> dict[tuple[str, int], Tensor]:
 def _keep(scores: Tensor, n: int) -> Tensor:
     """Indices of the ``n`` highest scores, in their original order."""
     return torch.sort(torch.topk(scores, n).indices).values
+
+
+def _copy_block(src: nn.Module, dst: nn.Module, rows: Tensor, cols: Tensor) -> None:
+    """Copy a U-Net block's output channels ``rows`` and input channels ``cols`` into ``dst``."""
+    dst.conv.weight.copy_(src.conv.weight[rows][:, cols])
+    if src.conv.bias is not None:
+        dst.conv.bias.copy_(src.conv.bias[rows])
+    if isinstance(src.bn, nn.BatchNorm2d):
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(dst.bn, name).copy_(getattr(src.bn, name)[rows])
+        dst.bn.num_batches_tracked.copy_(src.bn.num_batches_tracked)
 
 
 def prune_repair(model: RepairGenerator, width: float) -> RepairGenerator:
@@ -112,7 +130,7 @@ def prune_repair(model: RepairGenerator, width: float) -> RepairGenerator:
         getattr(model, "model_name", "rnon-repair"), **dataclasses.asdict(new_config)
     )
     scores = channel_scores(model)
-    kept: dict[tuple[str, int], Tensor] = {}
+    kept: dict[Key, Tensor] = {}
     for i, n in enumerate(new_config.encoder_channels):
         kept[("encoder", i)] = _keep(scores[("encoder", i)], n)
     for j, block in enumerate(pruned.decoder):
@@ -121,36 +139,17 @@ def prune_repair(model: RepairGenerator, width: float) -> RepairGenerator:
         kept[key] = _keep(scores[key], n) if key in scores else torch.arange(n)
 
     c_in = model.encoder[0].conv.in_channels
-    depth = config.depth
-
-    def copy_block(src: nn.Module, dst: nn.Module, rows: Tensor, cols: Tensor) -> None:
-        dst.conv.weight.copy_(src.conv.weight[rows][:, cols])
-        if src.conv.bias is not None:
-            dst.conv.bias.copy_(src.conv.bias[rows])
-        if isinstance(src.bn, nn.BatchNorm2d):
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                getattr(dst.bn, name).copy_(getattr(src.bn, name)[rows])
-            dst.bn.num_batches_tracked.copy_(src.bn.num_batches_tracked)
 
     with torch.no_grad():
         cols = torch.arange(c_in)
-        for i in range(depth):
+        for i in range(config.depth):
             rows = kept[("encoder", i)]
-            copy_block(model.encoder[i], pruned.encoder[i], rows, cols)
+            _copy_block(model.encoder[i], pruned.encoder[i], rows, cols)
             cols = rows
-        previous = ("encoder", depth - 1)
-        for j in range(depth):
-            src = model.decoder[j]
-            width_prev = (
-                model.encoder[depth - 1].conv.out_channels
-                if j == 0
-                else (model.decoder[j - 1].conv.out_channels)
-            )
-            level = depth - 2 - j
-            skip = kept[("encoder", level)] if level >= 0 else torch.arange(c_in)
-            cols = torch.cat([kept[previous], width_prev + skip])
-            copy_block(src, pruned.decoder[j], kept[("decoder", j)], cols)
-            previous = ("decoder", j)
+        for j, (previous, width_prev, skip) in enumerate(_joins(model)):
+            skip_cols = kept[skip] if skip is not None else torch.arange(c_in)
+            cols = torch.cat([kept[previous], width_prev + skip_cols])
+            _copy_block(model.decoder[j], pruned.decoder[j], kept[("decoder", j)], cols)
         pruned.head.load_state_dict(model.head.state_dict())
     pruned.train(model.training)
     return pruned
