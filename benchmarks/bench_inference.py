@@ -16,6 +16,8 @@ Usage::
     python benchmarks/bench_inference.py --photo 4096 --threads 1   # issue 16's rows
     python benchmarks/bench_inference.py --photo 4096 --methods default default-previous \
         telea biharmonic                                   # with the settings before issue 16
+    python benchmarks/bench_inference.py --photo 4096 --weights FILE --stage2 FILE \
+        --weights-label 'a candidate'                      # also other weights, as `weights`
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ METHOD_VARIANTS = {
 
 #: The ``--baseline`` row: ``default`` run with another checkout's engine.
 BASELINE = "default@base"
+#: The ``--weights`` row: this engine with other weights (e.g. a candidate release).
+CANDIDATE = "weights"
 
 
 def make_photo_case(size: int, kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +135,9 @@ def run_one(method: str, size: int, kind: str) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         name, kwargs = METHOD_VARIANTS.get(method, (method, {}))
+        if method == CANDIDATE:  # --weights: a trained repair file (and its stage 2)
+            name = os.environ["BENCH_WEIGHTS"]
+            kwargs = {"stage2": os.environ.get("BENCH_STAGE2") or None}
         # threads=1 keeps the whole call on one core (no guide thread either).
         inp = Inpainter.from_pretrained(name, device="cpu", threads=threads, **kwargs)
     windows = []
@@ -218,6 +225,18 @@ def main() -> None:
         "--baseline-label", default="the baseline", help="what --baseline is, for the docs"
     )
     parser.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="also run (with --photo) or let --one's method `weights` run this engine with "
+        "this repair-generator file instead of the packaged one, as `weights`",
+    )
+    parser.add_argument(
+        "--stage2", metavar="FILE", help="with --weights: its optimize-generator file"
+    )
+    parser.add_argument(
+        "--weights-label", default="other weights", help="what --weights is, for the docs"
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="with --photo: runs per case (the median is kept)"
     )
     args = parser.parse_args()
@@ -227,8 +246,19 @@ def main() -> None:
         OMP_NUM_THREADS=str(args.threads),
         BENCH_TRACE_MAX_SECONDS=str(args.trace_max_seconds),
     )
+    if args.weights:  # the cases' processes read them from the environment
+        env.update(BENCH_WEIGHTS=os.path.abspath(args.weights), BENCH_STAGE2="")
+        if args.stage2:
+            env["BENCH_STAGE2"] = os.path.abspath(args.stage2)
+    if args.stage2 and not args.weights:
+        parser.error("--stage2 goes with --weights")
+    if args.weights and not os.path.isfile(args.weights):
+        parser.error(f"--weights: no file {args.weights}")
+    if args.one and args.one[0] == CANDIDATE and not env.get("BENCH_WEIGHTS"):
+        parser.error(f"--one {CANDIDATE} needs --weights FILE")
     if args.one:
         m, s, k = args.one
+        os.environ.update(env)
         print(json.dumps(run_one(m, int(s), k)))
         return
     if args.photo:
@@ -352,6 +382,8 @@ def photo(args: argparse.Namespace, env: dict) -> None:
         methods = [*methods, BASELINE]
         src = os.path.join(os.path.abspath(args.baseline), "src")
         base_env = dict(env, PYTHONPATH=os.pathsep.join([src, env.get("PYTHONPATH", "")]))
+    if args.weights:
+        methods = [*methods, CANDIDATE]
     for kind in PHOTO_KINDS:
         for method in methods:
             one = "default" if method == BASELINE else method
@@ -389,6 +421,11 @@ def photo(args: argparse.Namespace, env: dict) -> None:
             f" `{BASELINE}`: `default` with the engine of {args.baseline_label} (`--baseline`)."
             if args.baseline
             else ""
+        )
+        + (
+            f" `{CANDIDATE}`: this engine with {args.weights_label} (`--weights`)."
+            if args.weights
+            else ""
         ),
         "",
         "| mask | method | hole px | windows | wall (s) | CPU (s) | wall vs telea "
@@ -410,8 +447,13 @@ def photo(args: argparse.Namespace, env: dict) -> None:
     from _report import write_section
 
     torch.set_num_threads(args.threads)
-    # The baseline is a folder of this machine: the docs name it by its label instead.
-    argv = ["<baseline checkout>" if a == args.baseline else a for a in sys.argv[1:]]
+    # Paths of this machine: the docs name them by placeholders (and the labels) instead.
+    hidden = {
+        args.baseline: "<baseline checkout>",
+        args.weights: "<weights>",
+        args.stage2: "<stage2>",
+    }
+    argv = [hidden.get(a, a) if a else a for a in sys.argv[1:]]
     cmd = "python benchmarks/bench_inference.py " + shlex.join(argv)
     write_section(f"inference-issue16-threads{args.threads}", "\n".join(lines), cmd.strip())
 
