@@ -122,22 +122,28 @@ def make_photo_case(size: int, kind: str, seed: int = 0) -> tuple[np.ndarray, np
     return img, mask.astype(bool)
 
 
-def run_one(method: str, size: int, kind: str) -> dict:
+def run_one(
+    method: str,
+    size: int,
+    kind: str,
+    threads: int = 2,
+    weights: str | None = None,
+    stage2: str | None = None,
+) -> dict:
+    """One timed call of ``method`` (``weights``: the repair file, and its ``stage2``)."""
     import warnings
 
     import torch
 
     from rnon_engine.inference.inpainter import Inpainter
 
-    threads = int(os.environ.get("BENCH_THREADS", "2"))
     torch.set_num_threads(threads)
     img, mask = (make_photo_case if kind in PHOTO_KINDS else make_case)(size, kind)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         name, kwargs = METHOD_VARIANTS.get(method, (method, {}))
         if method == CANDIDATE:  # --weights: a trained repair file (and its stage 2)
-            name = os.environ["BENCH_WEIGHTS"]
-            kwargs = {"stage2": os.environ.get("BENCH_STAGE2") or None}
+            name, kwargs = weights, {"stage2": stage2}
         # threads=1 keeps the whole call on one core (no guide thread either).
         inp = Inpainter.from_pretrained(name, device="cpu", threads=threads, **kwargs)
     windows = []
@@ -168,6 +174,17 @@ def run_one(method: str, size: int, kind: str) -> dict:
         "rss_before_mb": rss0 / 2**20,
         "image_mb": img.nbytes / 2**20,
     }
+
+
+def _one_command(args: argparse.Namespace, method: str, size: int, kind: str) -> list[str]:
+    """The command that times one case in a fresh process (``--one``)."""
+    cmd = [sys.executable, __file__, "--one", method, str(size), kind]
+    cmd += ["--threads", str(args.threads)]
+    if method == CANDIDATE:
+        cmd += ["--weights", os.path.abspath(args.weights)]
+        if args.stage2:
+            cmd += ["--stage2", os.path.abspath(args.stage2)]
+    return cmd
 
 
 def _mb(value: float | None, digits: int = 1) -> str:
@@ -240,26 +257,20 @@ def main() -> None:
         "--repeat", type=int, default=1, help="with --photo: runs per case (the median is kept)"
     )
     args = parser.parse_args()
-    env = dict(
-        os.environ,
-        BENCH_THREADS=str(args.threads),
-        OMP_NUM_THREADS=str(args.threads),
-        BENCH_TRACE_MAX_SECONDS=str(args.trace_max_seconds),
-    )
-    if args.weights:  # the cases' processes read them from the environment
-        env.update(BENCH_WEIGHTS=os.path.abspath(args.weights), BENCH_STAGE2="")
-        if args.stage2:
-            env["BENCH_STAGE2"] = os.path.abspath(args.stage2)
     if args.stage2 and not args.weights:
         parser.error("--stage2 goes with --weights")
     if args.weights and not os.path.isfile(args.weights):
         parser.error(f"--weights: no file {args.weights}")
-    if args.one and args.one[0] == CANDIDATE and not env.get("BENCH_WEIGHTS"):
+    if args.one and args.one[0] == CANDIDATE and not args.weights:
         parser.error(f"--one {CANDIDATE} needs --weights FILE")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(args.threads),
+        BENCH_TRACE_MAX_SECONDS=str(args.trace_max_seconds),
+    )
     if args.one:
         m, s, k = args.one
-        os.environ.update(env)
-        print(json.dumps(run_one(m, int(s), k)))
+        print(json.dumps(run_one(m, int(s), k, args.threads, args.weights, args.stage2)))
         return
     if args.photo:
         photo(args, env)
@@ -283,7 +294,7 @@ def main() -> None:
                 if key in cached:
                     row = cached[key]
                 else:
-                    cmd = [sys.executable, __file__, "--one", method, str(size), kind]
+                    cmd = _one_command(args, method, size, kind)
                     res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
                     row = json.loads(res.stdout.strip().splitlines()[-1])
                     if args.cache:
@@ -387,7 +398,7 @@ def photo(args: argparse.Namespace, env: dict) -> None:
     for kind in PHOTO_KINDS:
         for method in methods:
             one = "default" if method == BASELINE else method
-            cmd = [sys.executable, __file__, "--one", one, str(args.photo), kind]
+            cmd = _one_command(args, one, args.photo, kind)
             run_env = base_env if method == BASELINE else env
             runs = []
             for _ in range(args.repeat):
