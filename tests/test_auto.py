@@ -20,6 +20,7 @@ from rnon_engine.inference.routing import (
     groups,
     kind_of,
     method_labels,
+    method_pixels,
 )
 from rnon_engine.inference.sparse_biharmonic import fill_biharmonic
 
@@ -102,6 +103,26 @@ def test_each_kind_goes_where_the_rules_say(auto):
     stack = np.stack([mask, np.zeros_like(mask)])
     labels3 = method_labels(stack)
     assert np.array_equal(labels3[0], labels) and not labels3[1].any()
+    # the hole pixels alone: the same codes, in raster order
+    flat, codes = method_pixels(mask)
+    assert np.array_equal(flat, np.flatnonzero(mask)) and np.array_equal(codes, labels[mask])
+
+
+def test_per_plane_masks_are_routed_plane_by_plane(auto):
+    # A uint8 stack with one mask per plane: each plane's holes go where that plane's
+    # groups say, and the result is each plane repaired on its own.
+    mask, _ = one_of_each(160)
+    masks = np.stack([mask, mask.T, np.zeros_like(mask)])
+    image = np.stack([picture(160, seed=s) for s in range(3)])
+    out = auto.inpaint(image, masks, channel_axis=-1)
+    counts = auto.last_counts
+    expect_counts: dict[str, int] = {}
+    for i in range(3):
+        plane = auto.inpaint(image[i], masks[i]) if masks[i].any() else image[i]
+        assert np.array_equal(out[i], plane), i
+        for name, n in (auto.last_counts if masks[i].any() else {}).items():
+            expect_counts[name] = expect_counts.get(name, 0) + n
+    assert counts == expect_counts and set(counts) == {"biharmonic", "default"}
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
@@ -528,3 +549,32 @@ def test_biharmonic_fill_clips_to_the_plane_range_only_when_it_leaves_the_holes_
         want[mask] = np.rint(np.clip(raw, lo, hi)).astype(np.uint8)
         assert np.array_equal(fill_biharmonic(image, mask), want)
     assert left  # some fills did leave their neighbours' range
+
+
+@pytest.mark.parametrize("known_extreme_row", [None, 5, 599])
+def test_biharmonic_clip_finds_the_known_extremes_in_any_band_of_rows(known_extreme_row):
+    # A tall plane (the known range is looked for a band of rows at a time): the holes
+    # hold the plane's extremes, and a known pixel holds them too in the first band, the
+    # last one, or nowhere. The clip is to the known pixels' range in every case.
+    from rnon_engine.inference.sparse_biharmonic import solve_plane
+
+    yy, xx = np.mgrid[:600, :50]
+    checker = 100 + 60 * ((yy + xx) % 2)
+    image = np.repeat(checker[..., None], 3, axis=2).astype(np.uint8)
+    mask = np.zeros((600, 50), bool)
+    mask[5:9, 5:12] = mask[300:305, 40:44] = True
+    image[mask] = (0, 250, 7)
+    if known_extreme_row is not None:
+        image[known_extreme_row, 20] = (0, 250, 7)
+    raw = solve_plane(image, mask)
+    lo, hi = image[~mask].min(axis=0), image[~mask].max(axis=0)
+    want = image.copy()
+    want[mask] = np.rint(np.clip(raw, lo, hi)).astype(np.uint8)
+    out = fill_biharmonic(image, mask)
+    assert np.array_equal(out, want)
+    # The fills overshoot the checkerboard's 100-160 both ways: clipped to 100-160 without
+    # the known extremes, less so with them.
+    assert (raw.max(axis=0) > 160).all() and (raw.min(axis=0) < 100).all()
+    checker_only = image.copy()
+    checker_only[mask] = np.rint(np.clip(raw, 100, 160)).astype(np.uint8)
+    assert np.array_equal(out, checker_only) == (known_extreme_row is None)

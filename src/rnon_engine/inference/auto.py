@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -44,14 +45,13 @@ from rnon_engine.inference.routing import (
     RULES,
     auto_provenance,
     method_labels,
+    method_pixels,
 )
 from rnon_engine.inference.sparse_biharmonic import fill_biharmonic
 from rnon_engine.inference.stack_context import inpaint_with_context
 
 __all__ = ["SPARSE_KINDS", "AutoInpainter", "build_auto", "check_rules"]
 
-#: Method name -> its code in a label image (:data:`LABEL_NAMES` inverted).
-_CODES_BY_NAME = {name: code for code, name in LABEL_NAMES.items()}
 
 _warned_fallback = False
 
@@ -181,15 +181,33 @@ class AutoInpainter(Inpainter):
                 "use the RNON model ('default')"
             )
         mask = np.asarray(mask)
-        labels = counts = None
+        holes = counts = None
+        # Nothing is prefilled when the methods are the network and the biharmonic fill
+        # (step 1 of the module docstring): the biharmonic fill reads no hole's value (a
+        # stencil of 2 px never reaches another group: groups are 2 known pixels apart at
+        # least, MERGE_GAP, and its known-range clip ignores hole values), and the network
+        # runs last, on an image whose other holes are filled by then, and never reads its
+        # own holes' values. Telea and Navier-Stokes read further, so with them every hole
+        # is prefilled, and so is a float image's (the prefill's input check accepts NaN
+        # only inside its mask); the prefill with an empty mask is the check and the copy.
+        integer = np.dtype(getattr(image, "dtype", "O")).kind in "iub"  # without reading it
+        no_prefill = integer and MERGE_GAP >= 1
+        checked = None
         if mask.ndim >= 2:
             if NETWORK in self.members:
                 # The network's sessions open while the holes are grouped and filled.
                 self.members[NETWORK].prepare()
-            labels = self.method_labels(mask)
-            counts = _pixels_per_method(labels)
+            if no_prefill and set(self.rules.values()) <= {NETWORK, "biharmonic"}:
+                # The check and the copy, in a thread while the holes are grouped.
+                checked = _in_thread(
+                    self.members[PREFILL].inpaint, image, np.zeros(mask.shape, bool),
+                    channel_axis=channel_axis,
+                )
+            holes, counts = _method_holes(mask, self.rules)
             only = next(iter(counts)) if len(counts) == 1 else None
             if only is not None and only in self.members:
+                if checked is not None:
+                    checked()  # a bad input is refused here, before the member's work
                 # One method for every hole (all strokes, all spots...): no Telea prefill;
                 # that member's own call checks the input, and the result is the same.
                 kwargs: dict[str, Any] = {"stages": stages} if only == NETWORK else {}
@@ -209,27 +227,18 @@ class AutoInpainter(Inpainter):
                 i * 1000 + (1000 * done) // max(total, 1), nsteps * 1000
             )
 
-        # Step 1 checks everything (image, mask, channel axis) before any work. Nothing is
-        # prefilled when the methods are the network and the biharmonic fill: the
-        # biharmonic fill reads no hole's value (a stencil of 2 px never reaches another
-        # group: groups are 2 known pixels apart at least, MERGE_GAP, and its known-range
-        # clip ignores hole values), and the network runs last, on an image whose other
-        # holes are filled by then, and never reads its own holes' values. Telea and
-        # Navier-Stokes read further, so with them every hole is prefilled, and so is a
-        # float image's (the prefill's input check accepts NaN only inside its mask); the
-        # prefill with an empty mask is the check and the copy.
-        first = mask
-        integer = np.dtype(getattr(image, "dtype", "O")).kind in "iub"  # without reading it
-        others = set(counts or ()) - {NETWORK}
-        if integer and MERGE_GAP >= 1 and counts and others <= {"biharmonic"}:
-            first = np.zeros(mask.shape, bool)
-        out = self.members[PREFILL].inpaint(
-            image, first, channel_axis=channel_axis, progress=step_progress(0), cancel=cancel
-        )
-        if labels is None or counts is None:
-            labels = self.method_labels(mask)
-            counts = _pixels_per_method(labels)
-        codes = _CODES_BY_NAME
+        # Step 1 checks everything (image, mask, channel axis) before any work.
+        if checked is not None:
+            out = checked()
+        else:
+            first = mask
+            if no_prefill and counts and set(counts) - {NETWORK} <= {"biharmonic"}:
+                first = np.zeros(mask.shape, bool)
+            out = self.members[PREFILL].inpaint(
+                image, first, channel_axis=channel_axis, progress=step_progress(0), cancel=cancel
+            )
+        if holes is None or counts is None:
+            holes, counts = _method_holes(mask, self.rules)
         self.last_counts = counts
         for i, method in enumerate(steps[1:], start=1):
             if not counts.get(method):
@@ -238,12 +247,12 @@ class AutoInpainter(Inpainter):
                 if cancel is not None and cancel():
                     raise Cancelled("inpainting cancelled before the biharmonic fill")
                 # In place: out is this call's own array (the prefill's result).
-                out = fill_biharmonic(out, labels == codes[method], channel_axis, in_place=True)
+                out = fill_biharmonic(out, holes[method], channel_axis, in_place=True)
                 continue
             kwargs = {"stages": stages} if method == NETWORK else {}
             out = self.members[method].inpaint(
                 out,
-                labels == codes[method],
+                holes[method],
                 channel_axis=channel_axis,
                 progress=step_progress(i),
                 cancel=cancel,
@@ -256,11 +265,42 @@ class AutoInpainter(Inpainter):
     __call__ = inpaint
 
 
-def _pixels_per_method(labels: np.ndarray) -> dict[str, int]:
-    """Hole pixels per method of a label image (methods with none left out)."""
-    # Counted on the hole pixels: a few thousand among millions on sparse damage.
-    per_code = np.bincount(labels[labels != 0], minlength=max(LABEL_NAMES) + 1)
-    return {name: int(per_code[code]) for code, name in LABEL_NAMES.items() if per_code[code]}
+def _in_thread(
+    fn: Callable[..., np.ndarray], *args: Any, **kwargs: Any
+) -> Callable[[], np.ndarray]:
+    """Start ``fn(*args, **kwargs)`` in a thread; returns a function that waits for it.
+
+    The waiting function returns the result or raises what ``fn`` raised.
+    """
+    pool = ThreadPoolExecutor(1, thread_name_prefix="rnon-auto")
+    future = pool.submit(fn, *args, **kwargs)
+    pool.shutdown(wait=False)
+    return future.result
+
+
+def _method_holes(
+    mask: np.ndarray, rules: dict[str, str]
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Each method's holes and its number of hole pixels (methods with none left out).
+
+    The holes are bool arrays of the mask's shape, set from the hole pixels alone: no
+    label image is made (:func:`method_labels` is the same routing, for display).
+    """
+    hole = mask if mask.dtype == bool else mask != 0
+    per_code = np.zeros(max(LABEL_NAMES) + 1, dtype=np.int64)
+    holes: dict[str, np.ndarray] = {}
+    for idx in np.ndindex(*hole.shape[:-2]):
+        if not hole[idx].any():
+            continue
+        flat, codes = method_pixels(hole[idx], rules)
+        per_code += np.bincount(codes, minlength=per_code.size)
+        for code in np.unique(codes):
+            name = LABEL_NAMES[int(code)]
+            if name not in holes:
+                holes[name] = np.zeros(hole.shape, dtype=bool)
+            holes[name][idx].ravel()[flat[codes == code]] = True
+    counts = {name: int(per_code[code]) for code, name in LABEL_NAMES.items() if per_code[code]}
+    return holes, counts
 
 
 def build_auto(

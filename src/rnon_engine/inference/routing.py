@@ -48,6 +48,7 @@ __all__ = [
     "groups",
     "kind_of",
     "method_labels",
+    "method_pixels",
 ]
 
 #: Damage kinds, in the order of the table above.
@@ -293,15 +294,35 @@ def method_labels(mask: np.ndarray, rules: Mapping[str, str] = RULES) -> np.ndar
     hole = np.asarray(mask) != 0
     if hole.ndim < 2:
         raise ValueError(f"a mask has at least 2 dimensions, got shape {hole.shape}")
-    lut = np.zeros(len(KINDS) + 1, dtype=np.uint8)
-    for i, kind in enumerate(KINDS):
-        lut[i + 1] = _CODES[rules[kind]]
     out = np.zeros(hole.shape, dtype=np.uint8)
     for idx in np.ndindex(*hole.shape[:-2]):
         if hole[idx].any():
-            flat, kinds = _kinds(hole[idx])  # the hole pixels only
-            out[idx].ravel()[flat] = lut[kinds]
+            flat, codes = method_pixels(hole[idx], rules)  # the hole pixels only
+            out[idx].ravel()[flat] = codes
     return out
+
+
+def method_pixels(
+    hole: np.ndarray, rules: Mapping[str, str] = RULES
+) -> tuple[np.ndarray, np.ndarray]:
+    """The hole pixels of a 2-D mask and the method that fills each.
+
+    What :func:`method_labels` gives, for the hole pixels alone (a few thousand among
+    millions on sparse damage): no plane-sized array is made.
+
+    Args:
+        hole: ``H×W`` bool, True = hole.
+        rules: kind -> method.
+
+    Returns:
+        ``(flat, codes)``: the hole pixels' flat indices in raster order, and their method
+        codes (uint8, :data:`LABEL_NAMES`).
+    """
+    lut = np.zeros(len(KINDS) + 1, dtype=np.uint8)
+    for i, kind in enumerate(KINDS):
+        lut[i + 1] = _CODES[rules[kind]]
+    flat, kinds = _kinds(hole)
+    return flat, lut[kinds]
 
 
 def auto_provenance(

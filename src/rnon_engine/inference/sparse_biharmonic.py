@@ -18,6 +18,8 @@ group's stencil never reaches another hole.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from rnon_engine.inference.layout import PlaneLayout
@@ -71,12 +73,13 @@ def _known_range(values: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, np.n
     # Rows first (an elementwise reduction over whole rows), then the columns: numpy's
     # reduction over both axes at once is 20-50x slower on an H×W×C plane.
     lo, hi = values.min(axis=0).min(axis=0), values.max(axis=0).max(axis=0)
-    inside = values[_nonzero(hole)]
+    ys, xs = _nonzero(hole)
+    inside = values[ys, xs]
     masked = np.isnan(lo) | np.isnan(hi) if values.dtype.kind == "f" else np.zeros(lo.shape, bool)
     for c in np.flatnonzero(~masked):
         for bound in (lo[c], hi[c]):
-            held = np.count_nonzero(inside[:, c] == bound)
-            if held and np.count_nonzero(values[..., c] == bound) == held:
+            at = inside[:, c] == bound
+            if at.any() and not _known_pixel_holds(values[..., c], bound, ys[at]):
                 masked[c] = True
     if masked.any():
         if values.dtype.kind == "f":
@@ -88,6 +91,31 @@ def _known_range(values: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, np.n
         lo = values.min(axis=(0, 1), where=known, initial=low)
         hi = values.max(axis=(0, 1), where=known, initial=high)
     return np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+
+
+#: Rows of a plane compared at a time by :func:`_known_pixel_holds`.
+_ROW_BLOCK = 256
+
+
+def _known_pixel_holds(channel: np.ndarray, value: Any, rows: np.ndarray) -> bool:
+    """Whether a pixel of ``channel`` outside the hole pixels at ``rows`` equals ``value``.
+
+    Args:
+        channel: ``H×W`` plane of one channel.
+        value: The value sought (the channel's min or max).
+        rows: Sorted rows of the hole pixels that hold ``value``.
+
+    A band of rows at a time, stopping at the first band with more such pixels than hole
+    pixels: an image's extremes are usually held by many known pixels (saturated
+    areas), found in the first band instead of a comparison of the whole plane.
+    """
+    for top in range(0, channel.shape[0], _ROW_BLOCK):
+        bottom = top + _ROW_BLOCK
+        held = np.count_nonzero(channel[top:bottom] == value)
+        in_holes = np.searchsorted(rows, bottom) - np.searchsorted(rows, top)
+        if held > in_holes:
+            return True
+    return False
 
 
 def _range_near(values: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
