@@ -578,3 +578,18 @@ def test_biharmonic_clip_finds_the_known_extremes_in_any_band_of_rows(known_extr
     checker_only = image.copy()
     checker_only[mask] = np.rint(np.clip(raw, 100, 160)).astype(np.uint8)
     assert np.array_equal(out, checker_only) == (known_extreme_row is None)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_out_array_and_in_place_give_the_same_pixels(auto, dtype):
+    # Every kind (the network's windows and the classical fills, in place on auto's own
+    # array inside the call) and the caller's out array.
+    mask, _ = one_of_each(160)
+    img = picture(160, seed=4)
+    img = img if dtype == np.uint8 else img.astype(np.float32) / 255
+    want = auto.inpaint(img, mask)
+    given = np.zeros_like(img)
+    assert auto.inpaint(img, mask, out=given) is given and np.array_equal(given, want)
+    assert auto.inpaint(img, mask, out=img) is img and np.array_equal(img, want)
+    with pytest.raises(InputError, match="out has shape"):
+        auto.inpaint(img, mask, out=img[1:])

@@ -486,6 +486,78 @@ def test_bad_input(image, mask, kwargs, match):
         _NET.inpaint(image, mask, **kwargs)
 
 
+def _spots_and_a_large_hole(size=96):
+    mask = np.zeros((size, size), bool)
+    for y, x in [(10, 12), (14, 60), (70, 20), (80, 80)]:
+        mask[y - 2 : y + 3, x - 2 : x + 3] = True
+    mask[30:62, 24:90] = True  # wider than the 64 px tiles: blended windows
+    return mask
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _NET,
+        lambda: Inpainter(_REPAIR, _OPT, device="cpu", tile_size=64, stage2_region="image"),
+        lambda: Inpainter.from_pretrained("telea", tile_size=64),
+        lambda: Inpainter.from_pretrained("biharmonic", tile_size=64),
+    ],
+    ids=["rnon-band", "rnon-image", "telea", "biharmonic"],
+)
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_out_array_and_in_place_give_the_same_pixels(make, dtype):
+    inp = make()
+    img = smooth(96, 96, 3)
+    img = (img * 255).astype(np.uint8) if dtype == np.uint8 else img.astype(np.float32)
+    mask = _spots_and_a_large_hole()
+    want = inp.inpaint(img, mask)
+    given = np.zeros_like(img)
+    got = inp.inpaint(img, mask, out=given)
+    assert got is given and np.array_equal(given, want)
+    before = img.copy()
+    got = inp.inpaint(img, mask, out=img)  # in place
+    assert got is img and np.array_equal(img, want)
+    # No hole: out holds the image.
+    given = np.zeros_like(img)
+    assert np.array_equal(inp.inpaint(before, np.zeros_like(mask), out=given), before)
+
+
+def test_out_array_with_neighbouring_planes():
+    stack = np.stack([smooth(48, 48, seed=s) for s in range(3)]).astype(np.float32)
+    masks = np.zeros(stack.shape, bool)
+    masks[1, 10:20, 10:30] = True
+    want = _NET.inpaint(stack, masks, channel_axis=None, context_planes=1)
+    got = _NET.inpaint(stack, masks, channel_axis=None, context_planes=1, out=stack)
+    assert got is stack and np.array_equal(stack, want)
+
+
+@pytest.mark.parametrize(
+    ("out", "kwargs", "match"),
+    [
+        ([[0.0] * 10] * 10, {}, "out must be a numpy array"),
+        (np.zeros((10, 11), np.float32), {}, r"out has shape \(10, 11\)"),
+        (np.zeros((10, 10), np.float64), {}, "dtype float64"),
+        ("read-only", {}, "read-only"),
+        ("view", {}, "overlaps the image"),
+        ("image", {"stages": "optimize"}, "cannot repair the image in place"),
+    ],
+)
+def test_bad_out_is_refused_before_any_work(out, kwargs, match):
+    rep = Counting(_REPAIR)
+    inp = Inpainter(rep, _OPT, device="cpu")
+    img = smooth(10, 10).astype(np.float32)
+    mask = np.zeros((10, 10), bool)
+    mask[4:6, 4:6] = True
+    before = img.copy()
+    if isinstance(out, str):
+        out = {"read-only": np.zeros_like(img), "view": img[:], "image": img}[out]
+        if not kwargs and out.base is None:
+            out.flags.writeable = False
+    with pytest.raises(InputError, match=match):
+        inp.inpaint(img, mask, out=out, **kwargs)
+    assert rep.calls == [] and np.array_equal(img, before)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_outside_mask_is_refused(bad):
     rep = Counting(_REPAIR)

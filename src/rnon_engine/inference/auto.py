@@ -35,6 +35,7 @@ import torch
 
 from rnon_engine.errors import Cancelled, InputError, WeightsError
 from rnon_engine.inference.inpainter import Inpainter
+from rnon_engine.inference.inputs import as_array, check_out, into
 from rnon_engine.inference.routing import (
     FALLBACK_RULES,
     KINDS,
@@ -162,6 +163,7 @@ class AutoInpainter(Inpainter):
         cancel: Callable[[], bool] | None = None,
         context_planes: int | None = None,
         stack_axis: int = 0,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Repair ``image`` where ``mask`` is nonzero, each hole group by its best method.
 
@@ -170,15 +172,35 @@ class AutoInpainter(Inpainter):
         :attr:`last_counts` holds the hole pixels filled by each method (those filled
         from neighbouring planes, ``context_planes > 0``, are not counted).
         """
-        if context_planes:  # stacks: the neighbouring planes first (stack_context.py)
-            return inpaint_with_context(
-                self, image, mask, context_planes, stack_axis=stack_axis, stages=stages,
-                channel_axis=channel_axis, progress=progress, cancel=cancel,
-            )
         if stages not in ("both", "repair"):
             raise InputError(
                 f"'auto' runs stages 'both' or 'repair' (got {stages!r}); for stage 2 alone "
                 "use the RNON model ('default')"
+            )
+        if out is not None:
+            image = as_array(image, "image")
+            check_out(out, image)
+        result = self._composite(
+            image, mask, stages, channel_axis, progress, cancel, context_planes, stack_axis
+        )
+        return result if out is None or result is out else into(out, result)
+
+    def _composite(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        stages: str,
+        channel_axis: int | str | None,
+        progress: Callable[[int, int], None] | None,
+        cancel: Callable[[], bool] | None,
+        context_planes: int | None,
+        stack_axis: int,
+    ) -> np.ndarray:
+        """:meth:`inpaint` into a new array (its arguments already checked)."""
+        if context_planes:  # stacks: the neighbouring planes first (stack_context.py)
+            return inpaint_with_context(
+                self, image, mask, context_planes, stack_axis=stack_axis, stages=stages,
+                channel_axis=channel_axis, progress=progress, cancel=cancel,
             )
         mask = np.asarray(mask)
         holes = counts = None
@@ -250,12 +272,14 @@ class AutoInpainter(Inpainter):
                 out = fill_biharmonic(out, holes[method], channel_axis, in_place=True)
                 continue
             kwargs = {"stages": stages} if method == NETWORK else {}
+            # In place: out is this call's own array.
             out = self.members[method].inpaint(
                 out,
                 holes[method],
                 channel_axis=channel_axis,
                 progress=step_progress(i),
                 cancel=cancel,
+                out=out,
                 **kwargs,
             )
         if progress is not None:

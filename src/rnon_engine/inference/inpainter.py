@@ -60,7 +60,7 @@ from rnon_engine.errors import InputError
 from rnon_engine.inference.classical import CLASSICAL_METHODS, spare_core, start_guide_fill
 from rnon_engine.inference.classical import WINDOW_COST as classical_window_cost
 from rnon_engine.inference.classical import fill as classical_fill
-from rnon_engine.inference.inputs import as_array
+from rnon_engine.inference.inputs import as_array, check_out, into
 from rnon_engine.inference.intensity import check_dtype, intensity_map
 from rnon_engine.inference.layout import PlaneLayout
 from rnon_engine.inference.memory import release_memory
@@ -457,6 +457,7 @@ class Inpainter:
         cancel: Callable[[], bool] | None = None,
         context_planes: int | None = None,
         stack_axis: int = 0,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Repair ``image`` where ``mask`` is nonzero.
 
@@ -489,9 +490,15 @@ class Inpainter:
                 ``channel_axis="auto"``. None: :attr:`context_planes` (0, or 2 for
                 ``"neighbours"`` and ``"stack"``).
             stack_axis: The image axis along which planes are neighbours (a leading axis).
+            out: Write the result into this numpy array instead of a new one: the image's
+                shape and dtype, writeable. It may be the image itself, which is then
+                repaired in place (not with ``stages="optimize"``, which reads the values
+                under the mask); a call that is cancelled or fails half-way may leave
+                some holes of ``out`` filled, never a pixel outside the mask changed.
 
         Returns:
-            A new array, same shape and dtype; pixels with ``mask == 0`` are unchanged.
+            A new array (``out`` when given), same shape and dtype; pixels with
+            ``mask == 0`` are unchanged.
 
         Raises:
             InputError: The image, mask or an argument is not acceptable.
@@ -501,11 +508,20 @@ class Inpainter:
             raise InputError(f"stages must be one of {_STAGES}, got {stages!r}")
         if context_planes is None:
             context_planes = self.context_planes
+        if out is not None:
+            image = as_array(image, "image")
+            check_out(out, image)
+            if stages == "optimize" and out is image:
+                raise InputError(
+                    "stages='optimize' reads the values under the mask, so it cannot repair "
+                    "the image in place: give another array as out, or none"
+                )
         if context_planes:  # stacks: the neighbouring planes first (stack_context.py)
-            return inpaint_with_context(
+            result = inpaint_with_context(
                 self, image, mask, context_planes, stack_axis=stack_axis, stages=stages,
                 channel_axis=channel_axis, progress=progress, cancel=cancel,
             )
+            return result if out is None else into(out, result)
         image, mask = as_array(image, "image"), as_array(mask, "mask")
         check_dtype(image.dtype)
         layout = PlaneLayout.of(image.shape, channel_axis)
@@ -550,7 +566,7 @@ class Inpainter:
                 "network: use an RNON model with stage-2 weights"
             )
         if not holes.any():
-            return image.copy()
+            return image.copy() if out is None else into(out, image)
         self.prepare()  # while the windows are planned
         optimize_only = stages == "optimize"
         use_stage2 = stages != "repair" and self.optimize is not None and self.method == "rnon"
@@ -587,7 +603,10 @@ class Inpainter:
             for u in units
         )
 
-        out = image.copy()
+        # In place too: a window reads the known pixels of its crop only (its holes, all
+        # of the plane's holes in it, are zeroed before stage 1), so the fills written
+        # by earlier windows are never read; stages="optimize" is refused in place.
+        out = image.copy() if out is None else into(out, image)
         oview = layout.channels_last(out)
         tally = Progress(total, progress, cancel)
         band = use_stage2 and self.stage2_region == "band"

@@ -3,7 +3,8 @@
 ``np.asarray`` accepts almost anything and fails late or obscurely (a tensor that
 requires grad raises a torch ``RuntimeError``, a ragged list a numpy ``ValueError``,
 ``None`` becomes an object array). :func:`as_array` refuses each of these up front with an
-:class:`~rnon_engine.errors.InputError` that says what to pass instead.
+:class:`~rnon_engine.errors.InputError` that says what to pass instead; :func:`check_out`
+does the same for an array given to write the result into.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from rnon_engine.errors import InputError
 
-__all__ = ["as_array"]
+__all__ = ["as_array", "check_out", "into"]
 
 
 def as_array(value: Any, what: str) -> np.ndarray:
@@ -75,3 +76,40 @@ def _from_tensor(tensor: Any, what: str) -> np.ndarray:
         return tensor.numpy()
     except (RuntimeError, TypeError) as exc:
         raise InputError(f"{what} is a torch tensor numpy cannot read ({exc})") from None
+
+
+def check_out(out: Any, image: np.ndarray) -> None:
+    """Refuse an ``out`` array the result of repairing ``image`` cannot be written into.
+
+    ``out`` may be None (a new array is made), ``image`` itself (repaired in place), or a
+    writeable numpy array of the image's shape and dtype that does not overlap it.
+
+    Raises:
+        InputError: What is wrong with ``out``.
+    """
+    if out is None:
+        return
+    if not isinstance(out, np.ndarray):
+        raise InputError(
+            f"out must be a numpy array to write the result into, got {type(out).__name__}"
+        )
+    if out.shape != image.shape or out.dtype != image.dtype:
+        raise InputError(
+            f"out has shape {out.shape} and dtype {out.dtype}, the image {image.shape} and "
+            f"{image.dtype}: give an array like the image (np.empty_like(image)), or the "
+            "image itself to repair it in place"
+        )
+    if not out.flags.writeable:
+        raise InputError("out is read-only; give a writeable array")
+    if out is not image and np.may_share_memory(out, image):
+        raise InputError(
+            "out overlaps the image without being it: give the image itself (in place) or "
+            "an array of its own"
+        )
+
+
+def into(out: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """``out`` holding ``image``'s values (nothing to copy when it is the image); ``out``."""
+    if out is not image:
+        np.copyto(out, image)
+    return out
