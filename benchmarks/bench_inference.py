@@ -86,8 +86,8 @@ METHOD_VARIANTS = {
 }
 
 
-#: The ``--baseline`` row: ``default`` run with another checkout's engine.
-BASELINE = "default@base"
+#: The ``--baseline`` rows: ``METHOD@base``, a method run with another checkout's engine.
+BASE_SUFFIX = "@base"
 #: The ``--weights`` row: this engine with other weights (e.g. a candidate release).
 CANDIDATE = "weights"
 
@@ -235,8 +235,16 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         metavar="DIR",
-        help="with --photo: also run `default` with the engine of another checkout (DIR/src "
-        "first on PYTHONPATH, e.g. a `git archive` of an earlier commit), as `default@base`",
+        help="with --photo: also run the --baseline-methods with the engine of another "
+        "checkout (DIR/src first on PYTHONPATH, e.g. a `git archive` of an earlier commit), "
+        "as `METHOD@base`",
+    )
+    parser.add_argument(
+        "--baseline-methods",
+        nargs="+",
+        default=["default"],
+        metavar="METHOD",
+        help="with --baseline: the methods run with its engine (default: default)",
     )
     parser.add_argument(
         "--baseline-label", default="the baseline", help="what --baseline is, for the docs"
@@ -389,23 +397,27 @@ def photo(args: argparse.Namespace, env: dict) -> None:
     env = dict(env, BENCH_TRACE_MAX_SECONDS="0")  # time only: no traced second call
     load0 = os.getloadavg()
     rows = []
+    based = [m + BASE_SUFFIX for m in args.baseline_methods] if args.baseline else []
     if args.baseline:
-        methods = [*methods, BASELINE]
+        methods = [*methods, *based]
         src = os.path.join(os.path.abspath(args.baseline), "src")
         base_env = dict(env, PYTHONPATH=os.pathsep.join([src, env.get("PYTHONPATH", "")]))
     if args.weights:
         methods = [*methods, CANDIDATE]
     for kind in PHOTO_KINDS:
-        for method in methods:
-            one = "default" if method == BASELINE else method
-            cmd = _one_command(args, one, args.photo, kind)
-            run_env = base_env if method == BASELINE else env
-            runs = []
-            for _ in range(args.repeat):
+        # Rounds of every method in turn: a slower spell of a shared machine falls on
+        # every method alike, not on the runs of one.
+        runs: dict[str, list[dict]] = {method: [] for method in methods}
+        for _ in range(args.repeat):
+            for method in methods:
+                one = method.removesuffix(BASE_SUFFIX)
+                cmd = _one_command(args, one, args.photo, kind)
+                run_env = base_env if method in based else env
                 res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=run_env)
-                runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+                runs[method].append(json.loads(res.stdout.strip().splitlines()[-1]))
+        for method in methods:
             # The run of median wall time (its CPU time with it): robust to one slow run.
-            row = sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2]
+            row = sorted(runs[method], key=lambda r: r["seconds"])[(args.repeat - 1) // 2]
             row["method"] = method
             rows.append(row)
             print(
@@ -421,7 +433,12 @@ def photo(args: argparse.Namespace, env: dict) -> None:
         "enlarged with OpenCV `INTER_CUBIC`) with 400 round spots of radius 2-8 px, and with "
         "60 straight strokes 3-12 px wide between random points (seeded, "
         "`make_photo_case`); each method in its own process, one after the other, in this "
-        f"run{f', the median of {args.repeat} runs each' if args.repeat > 1 else ''}. "
+        + (
+            f"run, the median of {args.repeat} rounds (every method once a round). "
+            if args.repeat > 1
+            else "run. "
+        )
+        +
         f"Torch / OpenMP threads: {args.threads}. *CPU* is the process's CPU time "
         "(`time.process_time`, all its threads), the figure to compare on a shared machine; "
         "*wall* is the elapsed time, the figure a user waits (OpenCV's inpainting uses one "
@@ -429,7 +446,9 @@ def photo(args: argparse.Namespace, env: dict) -> None:
         f"{load0[1]:.1f} / {load0[2]:.1f}, after: {load1[0]:.1f} / {load1[1]:.1f} / "
         f"{load1[2]:.1f} on {os.cpu_count()} cores."
         + (
-            f" `{BASELINE}`: `default` with the engine of {args.baseline_label} (`--baseline`)."
+            f" {' and '.join(f'`{m}`' for m in based)}: "
+            f"{' and '.join(f'`{m}`' for m in args.baseline_methods)} with the engine of "
+            f"{args.baseline_label} (`--baseline`)."
             if args.baseline
             else ""
         )
