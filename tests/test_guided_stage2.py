@@ -315,5 +315,8 @@ def test_the_packaged_default_has_a_guided_stage_two() -> None:
     # field (10 px) fits in the inpainter's stage-2 band.
     assert inp.optimize.config.blocks == 1 and inp.optimize.config.halo == 10 <= inp.stage2_halo
     assert inp.optimize.config.width == 0.25
+    # The seventh release's stage 1: three-quarter width, distilled from the sixth's.
+    assert inp.repair.metadata.get("run") == "s1-w01875-long"
+    assert inp.repair.config.width == 0.1875
     with pytest.raises(InputError, match="stage2_region='band'"):
         Inpainter.from_pretrained("default", "cpu", stage2_region="image")
