@@ -428,18 +428,17 @@ def photo(args: argparse.Namespace, env: dict) -> None:
     load1 = os.getloadavg()
     if args.no_write:
         return
+    rounds = (
+        f", the median of {args.repeat} rounds (every method once a round)"
+        if args.repeat > 1
+        else ""
+    )
     lines = [
         f"Issue 16's cases: a {args.photo}² RGB photograph (scikit-image's `astronaut` "
         "enlarged with OpenCV `INTER_CUBIC`) with 400 round spots of radius 2-8 px, and with "
         "60 straight strokes 3-12 px wide between random points (seeded, "
         "`make_photo_case`); each method in its own process, one after the other, in this "
-        + (
-            f"run, the median of {args.repeat} rounds (every method once a round). "
-            if args.repeat > 1
-            else "run. "
-        )
-        +
-        f"Torch / OpenMP threads: {args.threads}. *CPU* is the process's CPU time "
+        f"run{rounds}. Torch / OpenMP threads: {args.threads}. *CPU* is the process's CPU time "
         "(`time.process_time`, all its threads), the figure to compare on a shared machine; "
         "*wall* is the elapsed time, the figure a user waits (OpenCV's inpainting uses one "
         f"thread whatever the setting). Load average (1/5/15 min) before: {load0[0]:.1f} / "

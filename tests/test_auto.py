@@ -552,10 +552,13 @@ def test_biharmonic_fill_clips_to_the_plane_range_only_when_it_leaves_the_holes_
 
 
 @pytest.mark.parametrize("known_extreme_row", [None, 5, 599])
-def test_biharmonic_clip_finds_the_known_extremes_in_any_band_of_rows(known_extreme_row):
+def test_biharmonic_clip_is_to_the_known_range_whichever_band_holds_the_extremes(
+    known_extreme_row,
+):
     # A tall plane (the known range is looked for a band of rows at a time): the holes
     # hold the plane's extremes, and a known pixel holds them too in the first band, the
-    # last one, or nowhere. The clip is to the known pixels' range in every case.
+    # last one, or nowhere. The clip is to the known pixels' range in every case; a band
+    # search that took the holes' extremes for known ones fails the case without one.
     from rnon_engine.inference.sparse_biharmonic import solve_plane
 
     yy, xx = np.mgrid[:600, :50]

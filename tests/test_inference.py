@@ -550,9 +550,9 @@ def test_bad_out_is_refused_before_any_work(out, kwargs, match):
     mask[4:6, 4:6] = True
     before = img.copy()
     if isinstance(out, str):
-        out = {"read-only": np.zeros_like(img), "view": img[:], "image": img}[out]
-        if not kwargs and out.base is None:
-            out.flags.writeable = False
+        read_only = np.zeros_like(img)
+        read_only.flags.writeable = False
+        out = {"read-only": read_only, "view": img[:], "image": img}[out]
     with pytest.raises(InputError, match=match):
         inp.inpaint(img, mask, out=out, **kwargs)
     assert rep.calls == [] and np.array_equal(img, before)

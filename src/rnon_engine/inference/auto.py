@@ -27,13 +27,13 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
 
 from rnon_engine.errors import Cancelled, InputError, WeightsError
+from rnon_engine.inference.background import in_thread
 from rnon_engine.inference.inpainter import Inpainter
 from rnon_engine.inference.inputs import as_array, check_out, into
 from rnon_engine.inference.routing import (
@@ -180,28 +180,12 @@ class AutoInpainter(Inpainter):
         if out is not None:
             image = as_array(image, "image")
             check_out(out, image)
-        result = self._composite(
-            image, mask, stages, channel_axis, progress, cancel, context_planes, stack_axis
-        )
-        return result if out is None or result is out else into(out, result)
-
-    def _composite(
-        self,
-        image: np.ndarray,
-        mask: np.ndarray,
-        stages: str,
-        channel_axis: int | str | None,
-        progress: Callable[[int, int], None] | None,
-        cancel: Callable[[], bool] | None,
-        context_planes: int | None,
-        stack_axis: int,
-    ) -> np.ndarray:
-        """:meth:`inpaint` into a new array (its arguments already checked)."""
         if context_planes:  # stacks: the neighbouring planes first (stack_context.py)
-            return inpaint_with_context(
+            result = inpaint_with_context(
                 self, image, mask, context_planes, stack_axis=stack_axis, stages=stages,
                 channel_axis=channel_axis, progress=progress, cancel=cancel,
             )
+            return result if out is None else into(out, result)
         mask = np.asarray(mask)
         holes = counts = None
         # Nothing is prefilled when the methods are the network and the biharmonic fill
@@ -221,9 +205,9 @@ class AutoInpainter(Inpainter):
                 self.members[NETWORK].prepare()
             if no_prefill and set(self.rules.values()) <= {NETWORK, "biharmonic"}:
                 # The check and the copy, in a thread while the holes are grouped.
-                checked = _in_thread(
+                checked = in_thread(
                     self.members[PREFILL].inpaint, image, np.zeros(mask.shape, bool),
-                    channel_axis=channel_axis,
+                    channel_axis=channel_axis, out=out, name="rnon-auto",
                 )
             holes, counts = _method_holes(mask, self.rules)
             only = next(iter(counts)) if len(counts) == 1 else None
@@ -233,12 +217,12 @@ class AutoInpainter(Inpainter):
                 # One method for every hole (all strokes, all spots...): no Telea prefill;
                 # that member's own call checks the input, and the result is the same.
                 kwargs: dict[str, Any] = {"stages": stages} if only == NETWORK else {}
-                out = self.members[only].inpaint(
+                result = self.members[only].inpaint(
                     image, mask, channel_axis=channel_axis, progress=progress, cancel=cancel,
-                    **kwargs,
+                    out=out, **kwargs,
                 )
                 self.last_counts = counts
-                return out
+                return result
         steps = [PREFILL, *[m for m in LABEL_NAMES.values() if m != PREFILL]]
         nsteps = len(steps)
 
@@ -257,7 +241,8 @@ class AutoInpainter(Inpainter):
             if no_prefill and counts and set(counts) - {NETWORK} <= {"biharmonic"}:
                 first = np.zeros(mask.shape, bool)
             out = self.members[PREFILL].inpaint(
-                image, first, channel_axis=channel_axis, progress=step_progress(0), cancel=cancel
+                image, first, channel_axis=channel_axis, progress=step_progress(0), cancel=cancel,
+                out=out,
             )
         if holes is None or counts is None:
             holes, counts = _method_holes(mask, self.rules)
@@ -268,11 +253,11 @@ class AutoInpainter(Inpainter):
             if method == "biharmonic":
                 if cancel is not None and cancel():
                     raise Cancelled("inpainting cancelled before the biharmonic fill")
-                # In place: out is this call's own array (the prefill's result).
+                # In place: out is the prefill's result (the caller's out, or a new array).
                 out = fill_biharmonic(out, holes[method], channel_axis, in_place=True)
                 continue
             kwargs = {"stages": stages} if method == NETWORK else {}
-            # In place: out is this call's own array.
+            # In place, on the prefill's result.
             out = self.members[method].inpaint(
                 out,
                 holes[method],
@@ -287,19 +272,6 @@ class AutoInpainter(Inpainter):
         return out
 
     __call__ = inpaint
-
-
-def _in_thread(
-    fn: Callable[..., np.ndarray], *args: Any, **kwargs: Any
-) -> Callable[[], np.ndarray]:
-    """Start ``fn(*args, **kwargs)`` in a thread; returns a function that waits for it.
-
-    The waiting function returns the result or raises what ``fn`` raised.
-    """
-    pool = ThreadPoolExecutor(1, thread_name_prefix="rnon-auto")
-    future = pool.submit(fn, *args, **kwargs)
-    pool.shutdown(wait=False)
-    return future.result
 
 
 def _method_holes(

@@ -141,12 +141,9 @@ def start_guide_fill(
     if not background:
         result = guide_fill(method, images, holes)
         return lambda: result
-    from concurrent.futures import ThreadPoolExecutor
+    from rnon_engine.inference.background import in_thread
 
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnon-guide")
-    future = pool.submit(guide_fill, method, images, holes)
-    pool.shutdown(wait=False)
-    return future.result
+    return in_thread(guide_fill, method, images, holes, name="rnon-guide")
 
 
 def spare_core(threads: int | None) -> bool:

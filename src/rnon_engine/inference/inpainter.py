@@ -49,7 +49,6 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +56,7 @@ import numpy as np
 
 from rnon_engine.device import resolve_device
 from rnon_engine.errors import InputError
+from rnon_engine.inference.background import in_thread
 from rnon_engine.inference.classical import CLASSICAL_METHODS, spare_core, start_guide_fill
 from rnon_engine.inference.classical import WINDOW_COST as classical_window_cost
 from rnon_engine.inference.classical import fill as classical_fill
@@ -233,7 +233,7 @@ class Inpainter:
         self.backend = "torch"
         self._backend_asked = backend
         self._ort: OrtRunner | None = None
-        self._ort_opening: Future[OrtRunner] | None = None
+        self._ort_opening: Callable[[], OrtRunner] | None = None
         self._ort_key = ""
         self.grid_tile = grid_tile if repair_model is not None else None
         self.pixel_fit = bool(pixel_fit) and repair_model is not None
@@ -833,9 +833,7 @@ class Inpainter:
         if self.backend != "onnxruntime" or _outside_torch(self.repair):
             return
         if self._ort is None and self._ort_opening is None:
-            pool = ThreadPoolExecutor(1, thread_name_prefix="rnon-open")
-            self._ort_opening = pool.submit(self._new_runner)
-            pool.shutdown(wait=False)
+            self._ort_opening = in_thread(self._new_runner, name="rnon-open")
 
     def _runner(self) -> OrtRunner | None:
         """The ONNX Runtime runner when that backend is chosen (exported on first use)."""
@@ -844,7 +842,7 @@ class Inpainter:
         if self._ort is None:
             opening, self._ort_opening = self._ort_opening, None
             try:
-                self._ort = opening.result() if opening is not None else self._new_runner()
+                self._ort = opening() if opening is not None else self._new_runner()
             except Exception as exc:  # an unwritable cache, an exporter failure...
                 where = f"cache folder {cache_dir()}; set RNON_CACHE_DIR to a writable folder"
                 if self._backend_asked == "onnxruntime":
