@@ -275,6 +275,46 @@ def test_sparse_solve_is_the_same_with_either_lookup_and_without_mirroring(monke
     assert np.abs(residual).max() < 1e-9
 
 
+def test_sparse_solve_of_inner_holes_factorises_the_symmetric_system_without_pivoting(
+    monkeypatch,
+):
+    # Holes 2 px inside their windows: no mirrored equation, so the system is symmetric
+    # positive definite and is factorised as such (a symmetric order, no pivot search):
+    # the solution of the general factorisation, within float64 rounding.
+    import scipy.sparse.linalg as sla
+
+    import rnon_engine.inference.sparse_biharmonic as sb
+
+    rng = np.random.default_rng(5)
+    values = rng.random((4, 40, 40, 3))
+    holes = np.zeros((4, 40, 40), bool)
+    for i in range(4):
+        cv2.circle(holes[i].view(np.uint8), (12 + 4 * i, 20), 3 + 2 * i, 1, -1)
+    holes[2, 30:33, 5:30] = True
+    calls = []
+    real = sla.splu
+    monkeypatch.setattr(sla, "splu", lambda a, **kw: calls.append((a, kw)) or real(a, **kw))
+    got = sb.solve_windows(values, holes)
+    (a, kw), = calls
+    assert kw.get("options") == {"SymmetricMode": True} and kw.get("diag_pivot_thresh") == 0
+    assert abs(a - a.T).max() == 0
+    _, ys, xs = np.nonzero(holes)
+    assert ys.min() >= 2 and xs.min() >= 2
+    rhs = np.zeros_like(got)
+    # The same system through the general factorisation (partial pivoting, COLAMD).
+    full = values.copy()
+    bs, ys, xs = np.nonzero(holes)
+    full[bs, ys, xs] = 0
+    for dy, dx, coef in sb.STENCIL:
+        rhs -= coef * full[bs, ys + dy, xs + dx]
+    np.testing.assert_allclose(real(a.tocsc()).solve(rhs), got, rtol=0, atol=1e-12)
+    # Holes at a window's edge are mirrored: a general system, factorised as before.
+    holes[1, 0, 0] = True
+    calls.clear()
+    sb.solve_windows(values, holes)
+    assert calls[0][1] == {}
+
+
 # ---------------------------------------------------------------- estimate_error
 
 

@@ -189,3 +189,27 @@ def test_a_batch_of_packed_windows_ends_where_their_holes_common_box_would_grow(
     assert len(list(batches(wins, 1, budget, lambda w: boxes[w.labels[0]], 50.0))) == 1
     grid = [Window(0, 64, 64 * i, 64 * i + 64, (), blend=True) for i in range(6)]
     assert [len(b) for b in batches(grid, 1, budget, lambda w: boxes[3 * (w.x0 // 64 % 2)])] == [6]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_before_write_is_called_once_on_the_calling_thread_before_any_write(workers) -> None:
+    # The inpainter copies the image into the result while the first batches are
+    # computed, and waits for that copy here: nothing may be written before it.
+    ref, _, _, _ = _run(1)
+    img, hole = _plane()
+    out = np.full_like(img, -1.0)
+    calls: list[tuple[str, bool]] = []
+
+    def before() -> None:
+        calls.append((threading.current_thread().name, bool((out != -1).any())))
+        time.sleep(0.05)  # a slow copy: the workers compute meanwhile
+        out[...] = img
+
+    plan = plan_tiles(hole, 64, 8, 16, multiple=8, grid_tile=32)
+    run = PlaneRun(img, out, hole, intensity_map(img, ~hole), Progress(len(plan.windows)))
+    run.run(
+        plan, _fill_with_jitter([]), batch_size=1, budget=2 * 32 * 32, workers=workers,
+        before_write=before,
+    )
+    assert calls == [(threading.current_thread().name, False)]
+    assert np.array_equal(out, ref)

@@ -648,3 +648,26 @@ def test_demo_writes_before_after_png(tmp_path):
     assert main(["--out", str(tmp_path / "ba.png"), "--method", "telea"]) == 0
     pic = iio.imread(tmp_path / "ba.png")
     assert pic.shape == (512, 512 * 2 + 8, 3)
+
+
+def test_a_cancelled_call_into_out_leaves_the_image_outside_the_mask(monkeypatch):
+    # The copy of the image into out runs beside the first batches; a call that stops
+    # returns (raises) only once that copy is done, never while it still writes.
+    import time
+
+    import rnon_engine.inference.inpainter as inpainter_module
+
+    real_into = inpainter_module.into
+
+    def slow_into(out, image):
+        time.sleep(0.2)
+        return real_into(out, image)
+
+    monkeypatch.setattr(inpainter_module, "into", slow_into)
+    monkeypatch.setattr(_NET, "parallel_guide", True)  # a core to spare: the copy in a thread
+    img = (smooth(96, 96, 3) * 255).astype(np.uint8)
+    mask = _spots_and_a_large_hole()
+    given = np.zeros_like(img)
+    with pytest.raises(Cancelled):  # before the first batch, while the copy still runs
+        _NET.inpaint(img, mask, out=given, cancel=lambda: True)
+    assert np.array_equal(given[mask == 0], img[mask == 0])

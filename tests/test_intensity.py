@@ -146,3 +146,25 @@ def test_8_and_16_bit_values_map_by_table_to_the_formula(dtype):
             else np.zeros(every.shape)
         ).astype(np.float32)
         assert got.dtype == np.float32 and np.array_equal(got.ravel(), want)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.int64])
+def test_map_from_the_hole_mask_is_the_map_from_the_valid_pixels(dtype):
+    # The inpainter passes the hole mask, read on the sample grid only: the same map as
+    # from the valid pixels, including a plane too large to be read whole.
+    rng = np.random.default_rng(3)
+    plane = (rng.random((1500, 1300, 3)) * 3000).astype(dtype)
+    hole = rng.random((1500, 1300)) < 0.3
+    plane[hole] = 60000 if dtype == np.uint16 else -1e6  # out of range: must be left out
+    got = intensity_map(plane, hole=hole)
+    want = intensity_map(plane, ~hole)
+    assert (got.lo, got.hi) == (want.lo, want.hi)
+    assert want.hi < 3000
+    # Valid pixels only between the sample grid's points: found all the same.
+    sparse = np.ones((1500, 1300), bool)
+    sparse[1::2, 1::2] = False
+    assert intensity_map(plane, hole=sparse).lo == intensity_map(plane, ~sparse).lo
+    with pytest.raises(ValueError, match="one of valid= and hole="):
+        intensity_map(plane)
+    with pytest.raises(ValueError, match="one of valid= and hole="):
+        intensity_map(plane, ~hole, hole=hole)

@@ -606,7 +606,16 @@ class Inpainter:
         # In place too: a window reads the known pixels of its crop only (its holes, all
         # of the plane's holes in it, are zeroed before stage 1), so the fills written
         # by earlier windows are never read; stages="optimize" is refused in place.
-        out = image.copy() if out is None else into(out, image)
+        # With a core to spare, the image is copied into the result in a thread while the
+        # first batches are computed, and waited for before the first write (PlaneRun.run's
+        # ``before_write``): a new array's first writes are page faults (tens of ms for a
+        # 4096² RGB image) that would otherwise delay every window.
+        out = np.empty_like(image) if out is None else out
+        copied = None
+        if self.parallel_guide:  # a core to spare (classical.spare_core)
+            copied = in_thread(into, out, image, name="rnon-copy")
+        else:
+            into(out, image)
         oview = layout.channels_last(out)
         tally = Progress(total, progress, cancel)
         band = use_stage2 and self.stage2_region == "band"
@@ -621,26 +630,33 @@ class Inpainter:
             pad_to = self.window_multiple if small else None
             return self._fill(crops, hmask, band, repair=not optimize_only, pad_to=pad_to)
 
-        for unit in units:
-            hole = holes[unit.hole_key]
-            plane = view[unit.index]
-            oplane = oview[unit.index]
-            if unit.channels is None:
-                src, dst = plane[..., None], oplane[..., None]
-            else:
-                src, dst = plane[..., unit.channels], oplane[..., unit.channels]
-            run = PlaneRun(src, dst, hole, intensity_map(src, ~hole), tally)
-            if not (optimize_only and image_tiles):
-                run.run(
-                    plans[unit.hole_key],
-                    fill,
-                    batch_size=self.batch_size,
-                    budget=self.tile_size**2,
-                    zero_holes=not optimize_only,
-                    workers=workers,
-                )
-            if image_tiles:
-                run.run_whole(image_tiles, self._refine_whole)
+        try:
+            for unit in units:
+                hole = holes[unit.hole_key]
+                plane = view[unit.index]
+                oplane = oview[unit.index]
+                if unit.channels is None:
+                    src, dst = plane[..., None], oplane[..., None]
+                else:
+                    src, dst = plane[..., unit.channels], oplane[..., unit.channels]
+                run = PlaneRun(src, dst, hole, intensity_map(src, hole=hole), tally)
+                if not (optimize_only and image_tiles):
+                    run.run(
+                        plans[unit.hole_key],
+                        fill,
+                        batch_size=self.batch_size,
+                        budget=self.tile_size**2,
+                        zero_holes=not optimize_only,
+                        workers=workers,
+                        before_write=copied,
+                    )
+                if image_tiles:
+                    if copied is not None:
+                        copied()
+                    run.run_whole(image_tiles, self._refine_whole)
+        finally:  # never return (or raise) while the copy still writes into out
+            if copied is not None:
+                copied()
         release_memory()  # keeps the RSS of long sessions flat (docs/benchmarks.md, "Soak")
         return out
 

@@ -150,25 +150,39 @@ def _offsets(values: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return unsigned - np.uint64(lo % 2**64)  # wraps modulo 2**64: exact, as 0 <= v - lo < 2**64
 
 
-def intensity_map(plane: np.ndarray, valid: np.ndarray) -> IntensityMap:
+def intensity_map(
+    plane: np.ndarray, valid: np.ndarray | None = None, *, hole: np.ndarray | None = None
+) -> IntensityMap:
     """Compute the mapping of one plane from its valid pixels.
 
     Args:
         plane: ``H×W`` or ``H×W×C`` values (C channels share the mapping).
         valid: ``H×W`` bool, True where the pixel is known (not to be repaired).
+        hole: Instead of ``valid``: ``H×W`` bool, True where the pixel is to be repaired
+            (read on the sample grid only, so a large plane's mask is not inverted whole).
 
     Returns:
         The plane's :class:`IntensityMap`.
+
+    Raises:
+        ValueError: Neither or both of ``valid`` and ``hole`` given.
     """
+    if (valid is None) == (hole is None):
+        raise ValueError("intensity_map takes one of valid= and hole=")
     dtype = np.dtype(plane.dtype)
     check_dtype(dtype)
     if dtype == np.uint8:
         return IntensityMap(0.0, 255.0, dtype)
-    h, w = valid.shape
+
+    def known(view: tuple[slice, ...] = ()) -> np.ndarray:
+        return valid[view] if valid is not None else ~hole[view]
+
+    h, w = plane.shape[:2]
     step = max(1, int(np.ceil(np.sqrt(h * w / _MAX_SAMPLES))))
-    sample = plane[::step, ::step][valid[::step, ::step]]
+    grid = (slice(None, None, step), slice(None, None, step))
+    sample = plane[grid][known(grid)]
     if sample.size == 0:  # the valid pixels all fall between the grid points
-        sample = plane[valid]
+        sample = plane[known()]
     if dtype.kind in "ui" and dtype.itemsize == 8:
         lo = int(np.percentile(sample, PERCENTILES[0], method="lower"))
         hi = int(np.percentile(sample, PERCENTILES[1], method="higher"))

@@ -86,6 +86,7 @@ class PlaneRun:
         budget: int,
         zero_holes: bool = True,
         workers: int = 1,
+        before_write: Callable[[], None] | None = None,
     ) -> None:
         """Compute every window of ``plan`` and write its owned hole pixels.
 
@@ -100,7 +101,18 @@ class PlaneRun:
             workers: Batches computed at once, in threads (``fill`` must be thread-safe
                 and release the GIL for its work: ONNX Runtime does). The results are
                 written in order, on this thread, so the output does not depend on it.
+            before_write: Called once, on this thread, before the first result is
+                written, after the first batches were handed to the workers (the inpainter
+                waits there for its copy of the image into ``dst``'s array, made while the
+                workers compute).
         """
+        ready = before_write
+
+        def first_write() -> None:
+            nonlocal ready
+            if ready is not None:
+                ready, call = None, ready
+                call()
 
         def write(win: Window, values: np.ndarray) -> None:
             owned = plan.owned(win, self.hole)
@@ -131,6 +143,7 @@ class PlaneRun:
             return crops, hmask
 
         def finish(batch: list[Window], results: np.ndarray) -> None:
+            first_write()
             for win, res in zip(batch, results, strict=True):
                 if win.blend:
                     blender.add(win, res)
@@ -167,6 +180,7 @@ class PlaneRun:
                     for _, future in pending:  # cancelled or failed: start nothing more
                         future.cancel()
         if blender is not None:
+            first_write()
             blender.flush()
 
     def run_whole(

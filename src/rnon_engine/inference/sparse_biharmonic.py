@@ -212,8 +212,18 @@ def solve_windows(values: np.ndarray, holes: np.ndarray) -> np.ndarray:
     a = sparse.csc_matrix(
         (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
     )
-    sol = splu(a).solve(rhs)
-    return sol.reshape(n, -1)
+    if inside:
+        # No mirrored equation: the matrix is the biharmonic operator's rows and columns of
+        # the hole pixels, symmetric positive definite, factorised without pivoting in a
+        # symmetric order (faster; the same solution within float64 rounding).
+        lu = splu(a, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options=_SYMMETRIC)
+    else:
+        lu = splu(a)
+    return lu.solve(rhs).reshape(n, -1)
+
+
+#: SuperLU's options for a symmetric positive definite matrix (:func:`solve_windows`).
+_SYMMETRIC = {"SymmetricMode": True}
 
 
 def fill_windows(images: np.ndarray, holes: np.ndarray) -> np.ndarray:
