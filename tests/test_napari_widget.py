@@ -93,6 +93,26 @@ def long_run(img_with_mask, qtbot):
     return viewer, widget, layer
 
 
+def test_the_first_repair_takes_the_engine_built_while_the_user_paints(
+    img_with_mask, run_to_end, qtbot
+):
+    viewer, widget, layer = img_with_mask
+    fake = SlowFake(tiles=1, delay=0)
+    built: list[str] = []
+
+    def factory(settings):
+        built.append(threading.current_thread().name)
+        return fake
+
+    widget._method.value = "RNON (repair + optimise)"  # settings changed: built a bit later
+    widget.inpainter_factory = factory
+    qtbot.waitUntil(lambda: bool(built), timeout=TIMEOUT_MS)
+    run_to_end(widget)
+    assert built == ["rnon-preload"]  # in the background, once; the run did not build one
+    assert fake.started.is_set()
+    assert (viewer.layers[-1].data[3:6, 3:6] == 0).all()
+
+
 def test_sample_new_mask_paint_and_repair(viewer_widget, run_to_end):
     viewer, widget = viewer_widget
     viewer.open_sample("napari-rnon", "damaged_photo")

@@ -47,6 +47,7 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_warning
+from qtpy.QtCore import QTimer
 
 from napari_rnon._batch_section import BatchSection
 from napari_rnon._job import Job, apply_job, duration, prepare_job, run_job
@@ -78,6 +79,7 @@ from napari_rnon._planes import (
     RunResult,
     UserError,
 )
+from napari_rnon._preload import EnginePreloader, build_prepared
 from napari_rnon._run_record import summary_text
 from napari_rnon._settings import EngineSettings
 from napari_rnon._worker import WorkerMixin, progress_relay
@@ -108,6 +110,8 @@ ALL_PLANES = "all planes"
 BROWSE = "\0browse"
 #: The viewer key binding of "Before / after".
 COMPARE_KEY = "Shift-B"
+#: The engine of the widget's settings is built this long after they last changed.
+PRELOAD_DELAY_MS = 300
 
 # Open Inpaint widgets, so the Fine-tune widget can offer them its new weights.
 _OPEN_WIDGETS: weakref.WeakSet[InpaintWidget] = weakref.WeakSet()
@@ -139,6 +143,13 @@ class InpaintWidget(WorkerMixin, Container):
         self.inpainter_factory = load_inpainter
         self._inpainter: Any = None
         self._inpainter_key: tuple[Any, ...] | None = None
+        # The engine of the current settings is built ahead of the first Repair, a moment
+        # after the settings last changed (see _preload.py).
+        self.preloader = EnginePreloader()
+        self._preload_timer = QTimer()
+        self._preload_timer.setSingleShot(True)
+        self._preload_timer.setInterval(PRELOAD_DELAY_MS)
+        self._preload_timer.timeout.connect(self._preload)
         self._job: Job | None = None
         self._t0 = 0.0
         self._extra_weights: list[str] = []
@@ -323,8 +334,11 @@ class InpaintWidget(WorkerMixin, Container):
             self._estimate,
         ):
             control.changed.connect(self.batch.refresh)
+        for control in (self._method, self._weights, self._device, self._tile_size, self._stage2):
+            control.changed.connect(lambda _: self._preload_timer.start())
         viewer.bind_key(COMPARE_KEY, self._on_compare_key, overwrite=True)
         self._start_device_probe()
+        self._preload_timer.start()
 
         events = viewer.layers.events
         events.inserted.connect(self._on_layers_changed)
@@ -614,12 +628,25 @@ class InpaintWidget(WorkerMixin, Container):
             self._work, job, self._on_returned, progress_desc=f"RNON: {step} {job.source.name}"
         )
 
+    def _preload(self) -> None:
+        """Start building the engine of the current settings, unless it is built already."""
+        try:
+            settings = self.settings()
+        except RuntimeError:  # the widget is gone
+            return
+        key = (self.inpainter_factory, settings.engine_key)
+        if key != self._inpainter_key:
+            factory = self.inpainter_factory
+            self.preloader.start(key, lambda: build_prepared(factory, settings))
+
     # ---------------------------------------------------- worker (other thread)
     def _work(self, job: Job) -> list[RunResult]:
         key = (self.inpainter_factory, job.settings.engine_key)
         if self._inpainter_key != key:
             self._inpainter = None
-            self._inpainter = self.inpainter_factory(job.settings)
+            # Built ahead of the run when the settings have not changed since (waited for).
+            built = self.preloader.take(key)
+            self._inpainter = built if built is not None else self.inpainter_factory(job.settings)
             self._inpainter_key = key
         return run_job(job, self._inpainter, self._relay.progress.emit, self._cancelled)
 

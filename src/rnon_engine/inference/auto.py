@@ -139,6 +139,11 @@ class AutoInpainter(Inpainter):
     def __repr__(self) -> str:
         return f"AutoInpainter(rules={self.rules!r}, device={self.device})"
 
+    def prepare(self) -> None:
+        """Start opening the network member's ONNX Runtime sessions (:meth:`Inpainter.prepare`)."""
+        if NETWORK in self.members:
+            self.members[NETWORK].prepare()
+
     def method_labels(self, mask: np.ndarray) -> np.ndarray:
         """Which method fills which pixel of ``mask`` (see :func:`routing.method_labels`).
 
@@ -200,9 +205,8 @@ class AutoInpainter(Inpainter):
         no_prefill = integer and MERGE_GAP >= 1
         checked = None
         if mask.ndim >= 2:
-            if NETWORK in self.members:
-                # The network's sessions open while the holes are grouped and filled.
-                self.members[NETWORK].prepare()
+            # The network's sessions open while the holes are grouped and filled.
+            self.prepare()
             if no_prefill and set(self.rules.values()) <= {NETWORK, "biharmonic"}:
                 # The check and the copy, in a thread while the holes are grouped.
                 checked = in_thread(

@@ -278,8 +278,12 @@ class Inpainter:
             self.backend = pick_backend(backend, self.device.type, exportable)
             self._ort_key = "-".join(str(sha[r])[:16] for r in roles) if exportable else ""
             if self.backend == "onnxruntime":
-                # With the model, not in the first call (its import is a few tens of ms).
+                # With the model, not in the first call (a few tens of ms): ONNX Runtime, and
+                # the modules that open the cached export (the first batch waits for them).
                 import onnxruntime  # noqa: F401
+
+                import rnon_engine.export.onnx_export  # noqa: F401
+                import rnon_engine.inference.onnx_model  # noqa: F401
         if self.method == "rnon":
             if window_multiple is None:
                 window_multiple = NET_WINDOW_MULTIPLE if takes_pad else native
