@@ -113,6 +113,27 @@ def test_the_first_repair_takes_the_engine_built_while_the_user_paints(
     assert (viewer.layers[-1].data[3:6, 3:6] == 0).all()
 
 
+def test_a_2d_result_array_becomes_the_new_layer_without_a_copy(img_with_mask, run_to_end):
+    viewer, widget, layer = img_with_mask
+    returned = []
+
+    class Keep(SlowFake):
+        def inpaint(self, image, mask, **kwargs):
+            returned.append(super().inpaint(image, mask, **kwargs))
+            return returned[-1]
+
+    use_fake(widget, Keep(tiles=1, delay=0))
+    run_to_end(widget)
+    result = viewer.layers[-1]
+    assert result is not layer and result.data is returned[0]
+    assert (layer.data == 1).all()  # the source is untouched
+    # The next run writes into that layer's array.
+    run_to_end(widget)
+    assert viewer.layers[-1] is result and result.data is returned[0]
+    assert len(returned) == 2 and returned[1] is not returned[0]
+    assert (result.data[3:6, 3:6] == 0).all() and (layer.data == 1).all()
+
+
 def test_sample_new_mask_paint_and_repair(viewer_widget, run_to_end):
     viewer, widget = viewer_widget
     viewer.open_sample("napari-rnon", "damaged_photo")

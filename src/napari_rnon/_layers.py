@@ -179,9 +179,12 @@ def apply_result(
         if layer is not None and isinstance(layer.data, np.ndarray):
             data = layer.data
         else:
+            data = _whole_result(planes, base_data)
+        if data is None:
             data = np.array(base_data, copy=True)
         for idx, ref in planes.items():
-            data[idx] = read_plane(ref)
+            if ref is not data:
+                data[idx] = read_plane(ref)
     else:
         previous = _LAZY_PLANES.get(layer, {}) if layer is not None else {}
         merged = {**previous, **planes}
@@ -201,6 +204,27 @@ def apply_result(
     if not isinstance(data, np.ndarray):
         _LAZY_PLANES[layer] = merged
     return layer
+
+
+def _whole_result(planes: dict[PlaneIndex, Any], base_data: np.ndarray) -> np.ndarray | None:
+    """The repaired array itself, when it is the whole new layer's data; else None.
+
+    A 2-D image's run returns one plane, a new array of the source's shape and dtype that
+    nothing else holds: it becomes the layer's data as it is, without a copy of the source
+    to write it into (two passes over a 4096² RGB image, and the new array's page faults).
+    """
+    if len(planes) != 1:
+        return None
+    (ref,) = planes.values()
+    if (
+        isinstance(ref, np.ndarray)
+        and ref.base is None
+        and ref.flags.writeable
+        and ref.shape == base_data.shape
+        and ref.dtype == base_data.dtype
+    ):
+        return ref
+    return None
 
 
 def update_outline(viewer: napari.Viewer, source: Image, mask_layer: Labels, name: str) -> Labels:
