@@ -671,3 +671,14 @@ def test_a_cancelled_call_into_out_leaves_the_image_outside_the_mask(monkeypatch
     with pytest.raises(Cancelled):  # before the first batch, while the copy still runs
         _NET.inpaint(img, mask, out=given, cancel=lambda: True)
     assert np.array_equal(given[mask == 0], img[mask == 0])
+
+
+def test_a_non_contiguous_image_gives_a_c_ordered_result_with_the_same_pixels():
+    # The result is allocated and then filled with the image's copy in a thread: laid out
+    # as image.copy() lays it out, whatever the image's strides.
+    img = (smooth(96, 96, 3) * 255).astype(np.uint8)
+    mask = _spots_and_a_large_hole()
+    want = _NET.inpaint(img, mask)
+    fortran = np.asfortranarray(img)
+    got = _NET.inpaint(fortran, mask)
+    assert got.flags.c_contiguous and np.array_equal(got, want)

@@ -614,7 +614,7 @@ class Inpainter:
         # first batches are computed, and waited for before the first write (PlaneRun.run's
         # ``before_write``): a new array's first writes are page faults (tens of ms for a
         # 4096² RGB image) that would otherwise delay every window.
-        out = np.empty_like(image) if out is None else out
+        out = np.empty_like(image, order="C") if out is None else out  # as image.copy()
         copied = None
         if self.parallel_guide:  # a core to spare (classical.spare_core)
             copied = in_thread(into, out, image, name="rnon-copy")

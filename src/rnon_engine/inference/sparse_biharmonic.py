@@ -153,6 +153,10 @@ def solve_plane(values: np.ndarray, hole: np.ndarray) -> np.ndarray:
     return solve_windows(values[None], hole[None])
 
 
+#: SuperLU's options for a symmetric positive definite matrix (:func:`solve_windows`).
+_SYMMETRIC = {"SymmetricMode": True}
+
+
 def solve_windows(values: np.ndarray, holes: np.ndarray) -> np.ndarray:
     """Biharmonic values of the hole pixels of several windows, in one sparse solve.
 
@@ -221,9 +225,6 @@ def solve_windows(values: np.ndarray, holes: np.ndarray) -> np.ndarray:
         lu = splu(a)
     return lu.solve(rhs).reshape(n, -1)
 
-
-#: SuperLU's options for a symmetric positive definite matrix (:func:`solve_windows`).
-_SYMMETRIC = {"SymmetricMode": True}
 
 
 def fill_windows(images: np.ndarray, holes: np.ndarray) -> np.ndarray:
