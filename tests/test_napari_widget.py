@@ -134,6 +134,26 @@ def test_a_2d_result_array_becomes_the_new_layer_without_a_copy(img_with_mask, r
     assert (result.data[3:6, 3:6] == 0).all() and (layer.data == 1).all()
 
 
+def test_a_result_that_is_the_source_array_is_copied_into_the_new_layer(
+    img_with_mask, run_to_end
+):
+    # An engine may hand back the very array it was given (nothing it would change): the
+    # result layer then gets its own copy, so later runs never write into the source.
+    viewer, widget, layer = img_with_mask
+    given = []
+
+    class Same(SlowFake):
+        def inpaint(self, image, mask, **kwargs):
+            given.append(image)
+            return image
+
+    use_fake(widget, Same(tiles=1, delay=0))
+    run_to_end(widget)
+    result = viewer.layers[-1]
+    assert np.shares_memory(given[0], layer.data)  # the engine was given the source itself
+    assert result is not layer and not np.shares_memory(result.data, layer.data)
+
+
 def test_sample_new_mask_paint_and_repair(viewer_widget, run_to_end):
     viewer, widget = viewer_widget
     viewer.open_sample("napari-rnon", "damaged_photo")

@@ -212,6 +212,7 @@ def _whole_result(planes: dict[PlaneIndex, Any], base_data: np.ndarray) -> np.nd
     A 2-D image's run returns one plane, a new array of the source's shape and dtype that
     nothing else holds: it becomes the layer's data as it is, without a copy of the source
     to write it into (two passes over a 4096² RGB image, and the new array's page faults).
+    Never an array that may share the source's memory: later runs write into the layer.
     """
     if len(planes) != 1:
         return None
@@ -222,6 +223,7 @@ def _whole_result(planes: dict[PlaneIndex, Any], base_data: np.ndarray) -> np.nd
         and ref.flags.writeable
         and ref.shape == base_data.shape
         and ref.dtype == base_data.dtype
+        and not np.may_share_memory(ref, base_data)
     ):
         return ref
     return None

@@ -1,8 +1,9 @@
 """Work started in a thread now and waited for later (the calling thread goes on meanwhile).
 
 The inpainters overlap a few steps with others this way: the ONNX Runtime sessions open
-while the windows are planned, a guided stage 2's classical fill is solved while stage 1
-runs, ``"auto"``'s input check and copy run while the holes are grouped. Each such thread
+while the windows are planned, the image's copy into the result is made while the first
+batches are computed, a guided stage 2's classical fill is solved while stage 1 runs,
+``"auto"``'s input check and copy run while the holes are grouped. Each such thread
 does one call and ends; numpy, OpenCV, SciPy's sparse solver and ONNX Runtime release the
 GIL for their work, so on a machine with a core to spare its time is hidden.
 """

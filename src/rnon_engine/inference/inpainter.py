@@ -615,11 +615,11 @@ class Inpainter:
         # ``before_write``): a new array's first writes are page faults (tens of ms for a
         # 4096² RGB image) that would otherwise delay every window.
         out = np.empty_like(image, order="C") if out is None else out  # as image.copy()
-        copied = None
         if self.parallel_guide:  # a core to spare (classical.spare_core)
             copied = in_thread(into, out, image, name="rnon-copy")
         else:
             into(out, image)
+            copied = lambda: out  # noqa: E731
         oview = layout.channels_last(out)
         tally = Progress(total, progress, cancel)
         band = use_stage2 and self.stage2_region == "band"
@@ -655,12 +655,10 @@ class Inpainter:
                         before_write=copied,
                     )
                 if image_tiles:
-                    if copied is not None:
-                        copied()
+                    copied()  # stage 2 over the whole plane reads the result
                     run.run_whole(image_tiles, self._refine_whole)
         finally:  # never return (or raise) while the copy still writes into out
-            if copied is not None:
-                copied()
+            copied()
         release_memory()  # keeps the RSS of long sessions flat (docs/benchmarks.md, "Soak")
         return out
 

@@ -173,16 +173,12 @@ def intensity_map(
     check_dtype(dtype)
     if dtype == np.uint8:
         return IntensityMap(0.0, 255.0, dtype)
-
-    def known(view: tuple[slice, ...] = ()) -> np.ndarray:
-        return valid[view] if valid is not None else ~hole[view]
-
     h, w = plane.shape[:2]
     step = max(1, int(np.ceil(np.sqrt(h * w / _MAX_SAMPLES))))
     grid = (slice(None, None, step), slice(None, None, step))
-    sample = plane[grid][known(grid)]
+    sample = plane[grid][valid[grid] if valid is not None else ~hole[grid]]
     if sample.size == 0:  # the valid pixels all fall between the grid points
-        sample = plane[known()]
+        sample = plane[valid if valid is not None else ~hole]
     if dtype.kind in "ui" and dtype.itemsize == 8:
         lo = int(np.percentile(sample, PERCENTILES[0], method="lower"))
         hi = int(np.percentile(sample, PERCENTILES[1], method="higher"))

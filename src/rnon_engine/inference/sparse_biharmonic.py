@@ -226,7 +226,6 @@ def solve_windows(values: np.ndarray, holes: np.ndarray) -> np.ndarray:
     return lu.solve(rhs).reshape(n, -1)
 
 
-
 def fill_windows(images: np.ndarray, holes: np.ndarray) -> np.ndarray:
     """Biharmonic fill of a batch of float windows, each clipped to its known range.
 
