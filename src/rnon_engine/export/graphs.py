@@ -49,7 +49,8 @@ __all__ = [
 #: again (:class:`~rnon_engine.inference.ort_runner.OrtRunner`'s cache key). 2: the U-Net's
 #: masks are one channel and, with the push-pull prefill, one for the whole batch. 3: the
 #: small-window graph takes the holes' box and computes its finest decoder levels there.
-GRAPH_REVISION = 3
+#: 4: chained slices are one ``Slice`` (:func:`~rnon_engine.export.slices.merge_slices`).
+GRAPH_REVISION = 4
 
 #: Decoder levels (the finest, counted from full resolution) that a box graph computes in
 #: the holes' box only. Exact when the padded input's sides are multiples of

@@ -51,6 +51,7 @@ from rnon_engine.export.graphs import (
     RepairGraph,
     exact_side,
 )
+from rnon_engine.export.slices import merge_slices
 from rnon_engine.inference.settings import NET_WINDOW_MULTIPLE
 from rnon_engine.inference.weights_source import resolve_weights
 
@@ -112,6 +113,16 @@ def _export(
             dynamic_axes=axes,
             opset_version=OPSET,
         )
+    _merge_slices(path)
+
+
+def _merge_slices(path: Path) -> None:
+    """Rewrite ``path`` with its chained ``Slice`` nodes merged (:func:`merge_slices`)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    if merge_slices(model):
+        onnx.save(model, str(path))
 
 
 def _set_metadata(path: Path, meta: dict[str, Any]) -> None:
