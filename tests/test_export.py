@@ -29,10 +29,14 @@ REPO = Path(__file__).resolve().parents[1]
 SIZES = [(1, 1), (2, 9), (5, 7), (16, 16), (37, 53), (64, 300), (96, 128)]
 
 
-def _tiny(prefill: str = "pushpull", depth: int = 5) -> tuple[torch.nn.Module, torch.nn.Module]:
+def _tiny(
+    prefill: str = "pushpull", depth: int = 5, head_channels: int = 0
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Small generators with every layer non-trivial (the zero-initialised heads randomised)."""
     gen = torch.Generator().manual_seed(1)
-    repair = create_model("rnon-repair", width=0.125, depth=depth, prefill=prefill)
+    repair = create_model(
+        "rnon-repair", width=0.125, depth=depth, prefill=prefill, head_channels=head_channels
+    )
     optimize = create_model("rnon-optimize", width=0.25, blocks=2)
     with torch.no_grad():
         for net in (repair, optimize):
@@ -65,10 +69,10 @@ def test_pushpull_unrolled_equals_recursive(h: int, w: int, hole: float) -> None
     assert torch.allclose(out, ref, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("prefill", ["pushpull", "none"])
+@pytest.mark.parametrize("prefill,head_channels", [("pushpull", 0), ("none", 0), ("pushpull", 16)])
 @pytest.mark.parametrize("pad", [1, 16, 32])
-def test_repair_graph_equals_forward(prefill: str, pad: int) -> None:
-    repair, _ = _tiny(prefill)
+def test_repair_graph_equals_forward(prefill: str, head_channels: int, pad: int) -> None:
+    repair, _ = _tiny(prefill, head_channels=head_channels)
     graph = RepairGraph(repair).eval()
     for h, w in SIZES:
         x, holes = _batch(h, w)

@@ -29,6 +29,7 @@ def _net(seed: int, **config) -> torch.nn.Module:
         {"width": 0.125, "depth": 2, "prefill": "pushpull"},  # fewer levels than BOX_LEVELS
         {"width": 0.0625, "depth": 8, "prefill": "pushpull"},  # the default's shape
         {"width": 0.125, "depth": 4, "prefill": "none"},
+        {"width": 0.0625, "depth": 8, "prefill": "pushpull", "head_channels": 16},
     ],
 )
 def test_the_box_holds_the_values_of_the_whole_window(config) -> None:

@@ -38,6 +38,12 @@ class RepairConfig:
             :func:`rnon_engine.nn.prefill.pushpull_fill`, the network sees the filled image plus
             the hole mask as a fourth channel, and predicts a correction of the fill in
             logit space (its head starts at zero, so an untrained network returns the fill).
+        head_channels: Output channels of the last decoder layer, which the 1×1 head maps
+            to the image's channels (0: the image's channels, the paper's). On a CPU the
+            full-resolution 3×3 convolution costs about the same for up to a vector
+            register's width of outputs (16 floats with AVX-512, 8 with AVX2): ONNX
+            Runtime's blocked kernels pad three outputs to a block, so 16 channels there
+            are nearly free capacity (docs/benchmarks.md, *bench_networks-onnx*).
     """
 
     width: float = 1.0
@@ -45,6 +51,7 @@ class RepairConfig:
     pad_mode: str = "hole"
     image_channels: int = 3
     prefill: str = "none"
+    head_channels: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.width <= 4:
@@ -55,12 +62,19 @@ class RepairConfig:
             raise ValueError(f"pad_mode must be 'hole' or 'reflect', got {self.pad_mode!r}")
         if self.prefill not in ("none", "pushpull"):
             raise ValueError(f"prefill must be 'none' or 'pushpull', got {self.prefill!r}")
+        if not 0 <= self.head_channels <= 512:
+            raise ValueError(f"head_channels must be in [0, 512], got {self.head_channels}")
 
     @property
     def encoder_channels(self) -> list[int]:
         """Output channels of each encoder layer."""
         base = list(_PAPER_CHANNELS) + [512] * max(0, self.depth - 8)
         return [scaled(c, self.width) for c in base[: self.depth]]
+
+    @property
+    def last_channels(self) -> int:
+        """Output channels of the last decoder layer (see ``head_channels``)."""
+        return self.head_channels or self.image_channels
 
     @property
     def encoder_kernels(self) -> list[int]:
@@ -93,7 +107,8 @@ class RepairGenerator(nn.Module):
     Encoder: ``depth`` partial convs with stride 2 (kernels 7,5,5,3…; channels 64…512 times
     ``width``), BN (not on the first) and ReLU. Decoder: nearest ×2 upsampling, concatenation
     with the same-size encoder feature and its mask (the last skip is the input image),
-    3×3 partial conv, BN (not on the last) and LeakyReLU(0.2). Head: 1×1 conv and sigmoid.
+    3×3 partial conv, BN (not on the last) and LeakyReLU(0.2); the last one outputs the
+    image's channels, or ``head_channels``. Head: 1×1 conv to the image's channels and sigmoid.
 
     Any ``H, W`` is accepted: the input is padded at the bottom/right to a multiple of
     ``2**depth`` (see :attr:`RepairConfig.pad_mode`) and the output cropped back.
@@ -123,12 +138,12 @@ class RepairGenerator(nn.Module):
         for j in reversed(range(config.depth)):
             cskip = skips[j]
             last = j == 0
-            cout = c_img if last else cskip
+            cout = config.last_channels if last else cskip
             self.decoder.append(
                 _PConvBlock(cin + cskip, cout, 3, 1, bn=not last, act=nn.LeakyReLU(0.2))
             )
             cin = cout
-        self.head = nn.Conv2d(c_img, c_img, 1)
+        self.head = nn.Conv2d(config.last_channels, c_img, 1)
         kaiming_init(self)
         if config.prefill != "none":
             nn.init.zeros_(self.head.weight)
