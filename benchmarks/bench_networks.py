@@ -423,6 +423,72 @@ def onnx_ceiling(folder: Path, rounds: int) -> float:
     return 2 * 256 * 256 * 9 * 128 * 128 / min(ts) / 1e9
 
 
+def _onnx_case(
+    kind: str, n: int, side: int, box_side: int
+) -> tuple[bool, tuple[torch.Tensor, ...], list[str]]:
+    """One of :data:`ONNX_SHAPES`' inputs: whether the box graph runs, its arguments, names.
+
+    A square box of holes of side ``box_side`` in the middle of ``n`` windows of ``side``;
+    the box graph where the inpainter takes it (holes in at most ``BOX_SHARE`` of the input).
+    """
+    from rnon_engine.inference.onnx_model import BOX_SHARE
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 3, side, side, generator=g)
+    lo = (side - box_side) // 2
+    box = torch.tensor([lo, lo + box_side, lo, lo + box_side])
+    holes = torch.zeros(n, 1, side, side)
+    holes[..., lo : lo + box_side, lo : lo + box_side] = 1
+    boxed = box_side * box_side <= BOX_SHARE * side * side
+    if kind == "repair":
+        args: tuple[torch.Tensor, ...] = (x, holes, torch.zeros(8), box)
+        names = ["image", "mask", "pad", "box"]
+    else:
+        args = (x, torch.rand(n, 3, side, side, generator=g), 1 - holes, box)
+        names = ["image", "guide", "valid", "box"]
+    if not boxed:
+        args, names = args[:-1], names[:-1]
+    return boxed, args, names
+
+
+def _onnx_measure(
+    graph: nn.Module,
+    path: Path,
+    args: tuple[torch.Tensor, ...],
+    names: list[str],
+    rounds: int,
+    profile: Path,
+) -> tuple[float, float, float]:
+    """``graph``'s convolution FLOPs, and seconds per run of ``path``: whole run, Conv kernels.
+
+    The FLOPs are counted by torch on ``graph``; the times are ONNX Runtime's profiled runs
+    of the pre-optimised ``path`` (one thread) after two warm-up runs.
+    """
+    import json
+
+    from rnon_engine.inference.ort_runner import _preoptimized
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        graph(*args)
+    feeds = {k: v.numpy() for k, v in zip(names, args, strict=True)}
+    sess = _ort_session(str(_preoptimized(path, fresh=True)), str(profile))
+    for _ in range(2):  # warm-up (first-run allocations)
+        sess.run(None, feeds)
+    for _ in range(rounds):
+        sess.run(None, feeds)
+    events = json.load(open(sess.end_profiling()))
+    conv_us = run_us = 0.0
+    runs = 0
+    for ev in events:
+        if ev.get("cat") == "Node" and ev["name"].endswith("_kernel_time"):
+            if ev["args"].get("op_name") in ("Conv", "FusedConv"):
+                conv_us += ev["dur"]
+        elif ev.get("cat") == "Session" and ev["name"] == "model_run":
+            run_us += ev["dur"]
+            runs += 1
+    return counter.get_total_flops(), run_us / runs / 1e6, conv_us / runs / 1e6
+
+
 def onnx_inference_table(rounds: int) -> list[str]:
     """The shipped model's graphs as the inpainter runs them (ONNX Runtime), one thread.
 
@@ -430,13 +496,10 @@ def onnx_inference_table(rounds: int) -> list[str]:
     wrappers, the holes' box included); the convolutions' time is the sum of ONNX
     Runtime's profiled Conv kernels, the whole time the profiled runs.
     """
-    import json
     import tempfile
 
     from rnon_engine.export.graphs import SMALL_WINDOW_LEVELS, OptimizeGraph, RepairGraph
     from rnon_engine.export.onnx_export import export_graphs, load_generators
-    from rnon_engine.inference.onnx_model import BOX_SHARE
-    from rnon_engine.inference.ort_runner import _preoptimized
 
     repair, optimize, _ = load_generators("default")
     graphs = {
@@ -468,53 +531,96 @@ def onnx_inference_table(rounds: int) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for kind, n, side, box_side in ONNX_SHAPES:
-            g = torch.Generator().manual_seed(0)
-            x = torch.rand(n, 3, side, side, generator=g)
-            lo = (side - box_side) // 2
-            box = torch.tensor([lo, lo + box_side, lo, lo + box_side])
-            holes = torch.zeros(n, 1, side, side)
-            holes[..., lo : lo + box_side, lo : lo + box_side] = 1
-            # The box graph where the inpainter takes it (holes in at most BOX_SHARE).
-            boxed = box_side * box_side <= BOX_SHARE * side * side
-            if kind == "repair":
-                args = (x, holes, torch.zeros(8), box)
-                names = ["image", "mask", "pad", "box"]
-            else:
-                args = (x, torch.rand(n, 3, side, side, generator=g), 1 - holes, box)
-                names = ["image", "guide", "valid", "box"]
-            if not boxed:
-                args, names = args[:-1], names[:-1]
-            with FlopCounterMode(display=False) as counter, torch.no_grad():
-                graphs[kind](*args)
-            flops = counter.get_total_flops()
-            feeds = {k: v.numpy() for k, v in zip(names, args, strict=True)}
-            sess = _ort_session(
-                str(_preoptimized(files[kind, boxed], fresh=True)), str(folder / f"prof-{kind}")
+            boxed, args, names = _onnx_case(kind, n, side, box_side)
+            flops, run_s, conv_s = _onnx_measure(
+                graphs[kind], files[kind, boxed], args, names, rounds, folder / f"prof-{kind}"
             )
-            for _ in range(2):  # warm-up (first-run allocations)
-                sess.run(None, feeds)
-            t0 = time.perf_counter()
-            for _ in range(rounds):
-                sess.run(None, feeds)
-            wall = (time.perf_counter() - t0) / rounds
-            events = json.load(open(sess.end_profiling()))
-            conv_us = run_us = 0.0
-            runs = 0
-            for ev in events:
-                if ev.get("cat") == "Node" and ev["name"].endswith("_kernel_time"):
-                    if ev["args"].get("op_name") in ("Conv", "FusedConv"):
-                        conv_us += ev["dur"]
-                elif ev.get("cat") == "Session" and ev["name"] == "model_run":
-                    run_us += ev["dur"]
-                    runs += 1
-            conv_s, run_s = conv_us / runs / 1e6, run_us / runs / 1e6
             layers, whole = flops / conv_s / 1e9, flops / run_s / 1e9
             rows.append(
                 f"| {kind} | {n} × {side}² ({box_side}²) | {flops / 1e9:.2f} | "
                 f"{run_s * 1e3:.1f} | {conv_s * 1e3:.1f} | {layers:.1f} | {layers / ceil:.0%} | "
                 f"{whole:.1f} | {whole / ceil:.0%} |"
             )
-            print(rows[-1], f"(unprofiled {wall * 1e3:.1f} ms)", flush=True)
+            print(rows[-1], flush=True)
+    return rows
+
+
+def parse_design(text: str) -> tuple[int, tuple[int, ...]]:
+    """``"CHANNELS:D,D,..."`` (a stage-2 design of :func:`onnx_stage2_designs`) as numbers."""
+    try:
+        channels, dilations = text.split(":")
+        parsed = int(channels), tuple(int(d) for d in dilations.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a stage-2 design is CHANNELS:DILATIONS such as 16:2,8, got {text!r}"
+        ) from None
+    if parsed[0] < 1 or min(parsed[1]) < 1:
+        raise argparse.ArgumentTypeError(f"channels and dilations must be >= 1, got {text!r}")
+    return parsed
+
+
+def onnx_stage2_designs(rounds: int, designs: list[tuple[int, tuple[int, ...]]]) -> list[str]:
+    """Other widths and dilations of the shipped stage 2, timed as the inpainter runs it.
+
+    Each design is the shipped stage 2's configuration with ``channels`` trunk channels
+    and one branch per dilation, randomly initialised (times and FLOPs depend on the
+    shapes only; the tail gets small random weights so that no output is a constant),
+    exported and measured like :func:`onnx_inference_table`'s ``optimize`` rows, in the
+    same run as the shipped one and the ceiling.
+    """
+    import dataclasses
+    import tempfile
+
+    from rnon_engine.export.graphs import OptimizeGraph
+    from rnon_engine.export.onnx_export import export_graphs, load_generators
+    from rnon_engine.nn.networks.optimize import OptimizeGenerator
+
+    repair, shipped, _ = load_generators("default")
+    config = shipped.config
+    nets: list[tuple[str, nn.Module]] = [
+        (f"shipped: {config.channels}:{','.join(map(str, config.dilations))}", shipped.eval())
+    ]
+    for channels, dilations in designs:
+        torch.manual_seed(0)
+        width = config.width * channels / config.channels
+        net = OptimizeGenerator(
+            dataclasses.replace(config, width=width, dilations=dilations)
+        ).eval()
+        with torch.no_grad():
+            net.tail.weight.normal_(0.0, 0.01)
+        nets.append((f"{channels}:{','.join(map(str, dilations))}", net))
+    shapes = [s for s in ONNX_SHAPES if s[0] == "optimize"]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        ceil = onnx_ceiling(folder, rounds)
+        rows = [
+            "The shipped stage 2 and other designs of it (*channels:dilations*: trunk "
+            "channels, one dilated 3×3 branch per dilation; randomly initialised, the rest "
+            "of the shipped configuration kept: receptive radius "
+            f"{config.halo} px for a largest dilation of {max(config.dilations)}), "
+            "exported and run as the inpainter runs stage 2 (ONNX Runtime, one thread; "
+            "columns as in *bench_networks-onnx*). Ceiling in the same run: "
+            f"**{ceil:.1f} GFLOP/s**.",
+            "",
+            "| design | batch × side (holes' box) | conv GFLOP | whole ms | conv ms | "
+            "conv layers of ceiling | whole graph of ceiling |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for i, (label, net) in enumerate(nets):
+            paths = export_graphs(repair, net, folder / f"design-{i}")
+            graph = OptimizeGraph(net).eval()
+            for kind, n, side, box_side in shapes:
+                boxed, args, names = _onnx_case(kind, n, side, box_side)
+                path = paths["optimize_box" if boxed else "optimize"]
+                flops, run_s, conv_s = _onnx_measure(
+                    graph, path, args, names, rounds, folder / f"prof-{i}"
+                )
+                rows.append(
+                    f"| {label} | {n} × {side}² ({box_side}²) | {flops / 1e9:.2f} | "
+                    f"{run_s * 1e3:.1f} | {conv_s * 1e3:.1f} | "
+                    f"{flops / conv_s / 1e9 / ceil:.0%} | {flops / run_s / 1e9 / ceil:.0%} |"
+                )
+                print(rows[-1], flush=True)
     return rows
 
 
@@ -536,13 +642,26 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="with --inference: the graphs the inpainter runs, under ONNX Runtime (own section)",
     )
+    parser.add_argument(
+        "--stage2-designs",
+        type=parse_design,
+        nargs="+",
+        metavar="CHANNELS:DILATIONS",
+        help="with --inference --onnx: time these stage-2 designs (e.g. 16:2,8) beside the "
+        "shipped one instead (own section)",
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.stage2_designs and not (args.inference and args.onnx):
+        parser.error("--stage2-designs goes with --inference --onnx")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.inference:
         load_before = load_average()
-        if args.onnx:
+        if args.stage2_designs:
+            section = "bench_networks-stage2-designs"
+            rows = onnx_stage2_designs(max(args.rounds, 5), args.stage2_designs)
+        elif args.onnx:
             section, rows = "bench_networks-onnx", onnx_inference_table(max(args.rounds, 5))
         else:
             section, rows = "bench_networks-inference", inference_table(args.rounds)
