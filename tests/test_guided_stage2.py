@@ -310,13 +310,14 @@ def test_package_both_stages_writes_a_float16_pair(tmp_path, packaging) -> None:
 def test_the_packaged_default_has_a_guided_stage_two() -> None:
     inp = Inpainter.from_pretrained("default", "cpu", backend="torch")
     assert inp.stage2_guide == "biharmonic"
-    assert inp.optimize.metadata.get("run") == "s2-w025-distill"
-    # The sixth release's stage 2: 8 channels, one dilated block, so its whole receptive
-    # field (10 px) fits in the inpainter's stage-2 band.
+    assert inp.optimize.metadata.get("run") == "s2-w05-d28"
+    # The eighth release's stage 2: 16 channels, one block of two dilated branches, so its
+    # whole receptive field (10 px) fits in the inpainter's stage-2 band.
     assert inp.optimize.config.blocks == 1 and inp.optimize.config.halo == 10 <= inp.stage2_halo
-    assert inp.optimize.config.width == 0.25
-    # The seventh release's stage 1: three-quarter width, distilled from the sixth's.
-    assert inp.repair.metadata.get("run") == "s1-w01875-long"
-    assert inp.repair.config.width == 0.1875
+    assert inp.optimize.config.channels == 16 and inp.optimize.config.dilations == (2, 8)
+    # The eighth release's stage 1: the seventh's three-quarter width, its last decoder
+    # layer widened to 16 outputs.
+    assert inp.repair.metadata.get("run") == "s1-head16"
+    assert inp.repair.config.width == 0.1875 and inp.repair.config.head_channels == 16
     with pytest.raises(InputError, match="stage2_region='band'"):
         Inpainter.from_pretrained("default", "cpu", stage2_region="image")
