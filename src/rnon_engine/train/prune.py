@@ -67,7 +67,7 @@ def channel_scores(model: RepairGenerator) -> dict[Key, Tensor]:
 
     Returns:
         ``{("encoder", i) | ("decoder", j): [C]}`` for every block but the last decoder
-        block (whose three channels are the image and are always kept).
+        block (the image's channels, or ``head_channels``, which the head reads: always kept).
     """
     scores = {}
     blocks = {("encoder", i): b for i, b in enumerate(model.encoder)}
