@@ -32,24 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the pruned .safetensors file")
     args = parser.parse_args(argv)
     try:
-        from rnon_engine.nn.networks.repair import RepairGenerator
-        from rnon_engine.nn.weights import load_model, save_weights
-        from rnon_engine.pretrained import default_paths
+        from rnon_engine.nn.weights import save_weights
         from rnon_engine.train.prune import prune_repair
+        from training.stage1_file import check_out, load_stage1
 
-        path = default_paths()[0] if args.weights == "default" else Path(args.weights)
-        if not path.is_file():
-            raise RnonError(f"--weights: no weights file at {path}; give 'default' or a path")
-        model = load_model(path)
-        if not isinstance(model, RepairGenerator):
-            raise RnonError(f"--weights: {path} is not a stage-1 (repair) generator")
+        path, model = load_stage1(args.weights)
         if not 0 < args.width <= model.config.width:
             raise RnonError(
                 f"--width must be in (0, {model.config.width}] (the weights' own width), "
                 f"got {args.width}"
             )
-        if args.out.suffix != ".safetensors":
-            raise RnonError(f"--out must end in .safetensors, got {args.out}")
+        check_out(args.out)
         pruned = prune_repair(model, args.width)
         save_weights(pruned, args.out, pruned_from=path.name, pruned_width=args.width)
     except RnonError as e:

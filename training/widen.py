@@ -35,25 +35,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the new filters")
     args = parser.parse_args(argv)
     try:
-        from rnon_engine.nn.networks.repair import RepairGenerator
-        from rnon_engine.nn.weights import load_model, save_weights
-        from rnon_engine.pretrained import default_paths
+        from rnon_engine.nn.weights import save_weights
         from rnon_engine.train.widen import widen_head
+        from training.stage1_file import check_out, load_stage1
 
-        path = default_paths()[0] if args.weights == "default" else Path(args.weights)
-        if not path.is_file():
-            raise RnonError(f"--weights: no weights file at {path}; give 'default' or a path")
-        model = load_model(path)
-        if not isinstance(model, RepairGenerator):
-            raise RnonError(f"--weights: {path} is not a stage-1 (repair) generator")
+        path, model = load_stage1(args.weights)
         old = model.config.last_channels
         if not old <= args.head_channels <= 512:
             raise RnonError(
                 f"--head-channels must be in [{old}, 512] (the layer has {old} outputs), "
                 f"got {args.head_channels}"
             )
-        if args.out.suffix != ".safetensors":
-            raise RnonError(f"--out must end in .safetensors, got {args.out}")
+        check_out(args.out)
         wide = widen_head(model, args.head_channels, seed=args.seed)
         save_weights(wide, args.out, widened_from=path.name, head_channels=args.head_channels)
     except RnonError as e:

@@ -113,22 +113,17 @@ def _export(
             dynamic_axes=axes,
             opset_version=OPSET,
         )
-    _merge_slices(path)
 
 
-def _merge_slices(path: Path) -> None:
-    """Rewrite ``path`` with its chained ``Slice`` nodes merged (:func:`merge_slices`)."""
+def _finish_export(path: Path, meta: dict[str, Any]) -> None:
+    """Rewrite the exported ``path`` once: chained ``Slice`` nodes merged, metadata set.
+
+    Every exported file passes here (:func:`merge_slices`; one load and save for both).
+    """
     import onnx
 
     model = onnx.load(str(path))
-    if merge_slices(model):
-        onnx.save(model, str(path))
-
-
-def _set_metadata(path: Path, meta: dict[str, Any]) -> None:
-    import onnx
-
-    model = onnx.load(str(path))
+    merge_slices(model)
     del model.metadata_props[:]
     for key, value in meta.items():
         entry = model.metadata_props.add()
@@ -192,7 +187,7 @@ def _export_all(
     _export(
         PipelineGraph(rgraph, ograph).eval(), (image, mask), paths["pipeline"], ["image", "mask"]
     )
-    _set_metadata(
+    _finish_export(
         paths["pipeline"],
         {
             **common,
@@ -240,7 +235,7 @@ def _export_stages(
         paths["repair_small"] = out / FILES["repair_small"]
         _export(small, (image, mask, pad), paths["repair_small"], ["image", "mask", "pad"])
         max_side = exact_side(SMALL_WINDOW_LEVELS)
-        _set_metadata(
+        _finish_export(
             paths["repair_small"],
             {
                 **rmeta,
@@ -256,7 +251,7 @@ def _export_stages(
             small, (image, mask, pad, torch.tensor([3, 31, 5, 50])), paths["repair_box"],
             ["image", "mask", "pad", "box"], box_axes,
         )
-        _set_metadata(
+        _finish_export(
             paths["repair_box"],
             {
                 **rmeta,
@@ -303,7 +298,7 @@ def _export_stages(
                 ograph, (*guided, torch.tensor([2, 30, 4, 41])), paths["optimize_box"],
                 [*names, "box"], box_axes,
             )
-            _set_metadata(
+            _finish_export(
                 paths["optimize_box"],
                 {
                     **ometa,
@@ -315,8 +310,8 @@ def _export_stages(
             ometa["box_file"] = FILES["optimize_box"]
         else:
             _export(ograph, (image,), paths["optimize"], ["image"])
-        _set_metadata(paths["optimize"], ometa)
-    _set_metadata(paths["repair"], rmeta)
+        _finish_export(paths["optimize"], ometa)
+    _finish_export(paths["repair"], rmeta)
 
 
 def export_onnx(

@@ -19,31 +19,23 @@ if TYPE_CHECKING:
 __all__ = ["merge_slices"]
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, object]:
-    """Values of the graph's initializers and ``Constant`` nodes, by output name."""
-    from onnx import numpy_helper
-
-    values: dict[str, object] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+def _constant_tensors(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
+    """The graph's initializers and ``Constant`` nodes' tensors, by output name."""
+    tensors = {t.name: t for t in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return values
+            tensors[node.output[0]] = node.attribute[0].t
+    return tensors
 
 
-def _int64_names(model: onnx.ModelProto) -> set[str]:
-    """Names of the graph's int64 tensors, as shape inference finds them."""
+def _int64_names(model: onnx.ModelProto, tensors: dict[str, onnx.TensorProto]) -> set[str]:
+    """Names of the graph's int64 tensors: by shape inference, and the constant ``tensors``."""
     import onnx
 
-    inferred = onnx.shape_inference.infer_shapes(model)
-    graph = inferred.graph
+    graph = onnx.shape_inference.infer_shapes(model).graph
     infos = [*graph.value_info, *graph.input, *graph.output]
     names = {v.name for v in infos if v.type.tensor_type.elem_type == onnx.TensorProto.INT64}
-    names |= {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.INT64}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            if node.attribute[0].t.data_type == onnx.TensorProto.INT64:
-                names.add(node.output[0])
-    return names
+    return names | {k for k, t in tensors.items() if t.data_type == onnx.TensorProto.INT64}
 
 
 def merge_slices(model: onnx.ModelProto) -> int:
@@ -60,10 +52,14 @@ def merge_slices(model: onnx.ModelProto) -> int:
     from onnx import helper, numpy_helper
 
     graph = model.graph
-    int64 = _int64_names(model)
+    tensors = _constant_tensors(graph)  # read as arrays only where a Slice asks
+    int64 = _int64_names(model, tensors)
+
+    def const(name: str) -> np.ndarray | None:
+        return numpy_helper.to_array(tensors[name]) if name in tensors else None
+
     merged = 0
     while True:
-        consts = _constants(graph)
         producer = {out: node for node in graph.node for out in node.output}
         readers: dict[str, int] = {}
         for node in graph.node:
@@ -77,16 +73,16 @@ def merge_slices(model: onnx.ModelProto) -> int:
                 continue
             if readers.get(first.output[0]) != 1 or first.output[0] in outputs:
                 continue
-            if any(len(n.input) < 4 or n.input[3] not in consts for n in (first, node)):
+            if any(len(n.input) < 4 or n.input[3] not in tensors for n in (first, node)):
                 continue
             if any(
-                len(n.input) > 4 and n.input[4] and not np.all(consts.get(n.input[4], 0) == 1)
+                len(n.input) > 4 and n.input[4] and not np.all(const(n.input[4]) == 1)
                 for n in (first, node)
             ):
                 continue
             if not all(n.input[i] in int64 for n in (first, node) for i in (1, 2)):
                 continue
-            axes = [int(a) for n in (first, node) for a in np.atleast_1d(consts[n.input[3]])]
+            axes = [int(a) for n in (first, node) for a in np.atleast_1d(const(n.input[3]))]
             if len(set(axes)) != len(axes) or min(axes) < 0:
                 continue
             pair = first, node, axes
@@ -97,6 +93,7 @@ def merge_slices(model: onnx.ModelProto) -> int:
         tag = second.output[0]
         axes_name = f"{tag}__merged_axes"
         graph.initializer.append(numpy_helper.from_array(np.array(axes, np.int64), axes_name))
+        tensors[axes_name] = graph.initializer[-1]
         new_nodes = [
             helper.make_node(
                 "Concat", [first.input[i], second.input[i]], [f"{tag}__merged_{what}"], axis=0
